@@ -1,0 +1,264 @@
+//! The `mr` coordinator: cuts the input into splits, hands map and then reduce tasks to
+//! workers over RPC, takes tasks back from workers that time out or go silent, and ends
+//! when all output is final (or a task failed too often).
+//!
+//! # Layout
+//! - [`task`]: the task table and its state machine (pure, clock passed in).
+//! - [`registry`]: the workers and their heartbeats (pure).
+//! - [`job`]: both together, with the rules that join them.
+//! - [`service`]: the tarpc handlers over the shared job.
+//! - [`run`] (here): the server: accept loop, deadline sweeper, shutdown.
+#![warn(missing_docs)]
+
+pub mod job;
+pub mod registry;
+pub mod service;
+pub mod task;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use job::Job;
+use mr::rpc::{json_transport, Coordinator as _, JobEnd, Listener};
+use mr::split::plan_splits;
+use mr::task::Split;
+use registry::Registry;
+use service::{Service, Shared};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tarpc::server::{BaseChannel, Channel};
+use task::{JobFailure, TaskTable};
+use tracing::{info, warn};
+
+/// How the coordinator runs a job.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// R.
+    pub n_reduce: u32,
+    /// Largest split; files up to this size are one map task each.
+    pub split_size: u64,
+    /// A task in progress longer than this is handed out again.
+    pub task_timeout: Duration,
+    /// A worker silent for this long is lost and its tasks are handed out again.
+    pub worker_timeout: Duration,
+    /// How often workers heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Failed attempts of one task before the job fails.
+    pub max_failures: u32,
+    /// Where `mr-out-Y` goes.
+    pub out_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            n_reduce: 10,
+            split_size: 64 << 20,
+            task_timeout: Duration::from_secs(10),
+            worker_timeout: Duration::from_secs(3),
+            heartbeat_interval: Duration::from_millis(500),
+            max_failures: 4,
+            out_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// An input that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("input {path}: {reason}")]
+pub struct BadInput {
+    /// The path as given.
+    pub path: PathBuf,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+/// Checks every input (exists, is a file, can be opened) and cuts them into splits.
+/// Returns every bad input, not just the first.
+pub fn plan_inputs(inputs: &[PathBuf], split_size: u64) -> Result<Vec<Split>, Vec<BadInput>> {
+    let mut splits = Vec::new();
+    let mut bad = Vec::new();
+    for path in inputs {
+        let reason = match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("no such file (check the path)".to_string())
+            }
+            Err(e) => Some(format!("cannot stat: {e}")),
+            Ok(m) if m.is_dir() => Some("is a directory; pass the files inside it".to_string()),
+            Ok(m) if !m.is_file() => Some("is not a regular file".to_string()),
+            Ok(m) => match File::open(path) {
+                Err(e) => Some(format!("cannot be read ({e}); check its permissions")),
+                Ok(_) => {
+                    splits.extend(plan_splits(path, m.len(), split_size));
+                    None
+                }
+            },
+        };
+        if let Some(reason) = reason {
+            bad.push(BadInput {
+                path: path.clone(),
+                reason,
+            });
+        }
+    }
+    if bad.is_empty() {
+        Ok(splits)
+    } else {
+        Err(bad)
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Success or failure.
+    pub end: JobEnd,
+    /// Why it failed, if it did.
+    pub failure: Option<JobFailure>,
+    /// Map tasks run.
+    pub maps: usize,
+    /// Reduce tasks run.
+    pub reduces: usize,
+}
+
+/// How long after the end to wait for live workers to hear that the job is over.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// Serves the job on `listener` until it ends; returns how it ended.
+pub async fn run(config: Config, splits: Vec<Split>, listener: Listener) -> anyhow::Result<Outcome> {
+    let maps = splits.len();
+    std::fs::create_dir_all(&config.out_dir)
+        .with_context(|| format!("cannot create output directory {}", config.out_dir.display()))?;
+    let job = Job {
+        tasks: TaskTable::new(
+            splits,
+            config.n_reduce,
+            config.out_dir.clone(),
+            config.task_timeout,
+            config.max_failures,
+        ),
+        workers: Registry::new(config.worker_timeout),
+    };
+    let shared = Shared::new(job, config.heartbeat_interval);
+    let mut end_rx = shared.end.subscribe();
+    let addr = listener.local_addr()?;
+    info!(%addr, maps, reduces = config.n_reduce, "coordinator listening");
+
+    let server = Service(shared.clone());
+    let accept = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((io, peer)) => {
+                    tracing::debug!(%peer, "connection");
+                    let channel = BaseChannel::with_defaults(json_transport(io));
+                    tokio::spawn(
+                        channel
+                            .execute(server.clone().serve())
+                            .for_each(|call| async move {
+                                tokio::spawn(call);
+                            }),
+                    );
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    let sweeper = tokio::spawn(sweep_loop(shared.clone()));
+
+    let end = loop {
+        if let Some(end) = *end_rx.borrow_and_update() {
+            break end;
+        }
+        if end_rx.changed().await.is_err() {
+            anyhow::bail!("coordinator state dropped");
+        }
+    };
+    sweeper.abort();
+
+    // Let polling and heartbeating workers hear that the job is over, briefly.
+    let grace = tokio::time::Instant::now() + EXIT_GRACE;
+    loop {
+        let told = shared.told_exit.notified();
+        tokio::pin!(told);
+        told.as_mut().enable();
+        if shared.lock().workers.awaiting_exit() == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = &mut told => {}
+            _ = tokio::time::sleep_until(grace) => break,
+        }
+    }
+    accept.abort();
+    let _ = accept.await; // drops the listener, which removes a Unix socket file
+
+    if let Ok(n) = mr::atomic::sweep_temp_files(&config.out_dir) {
+        if n > 0 {
+            info!(removed = n, "removed temp files left by dead workers");
+        }
+    }
+    let failure = shared.lock().tasks.failure().cloned();
+    Ok(Outcome {
+        end,
+        failure,
+        maps,
+        reduces: config.n_reduce as usize,
+    })
+}
+
+/// Sleeps until the next deadline (a task timeout or a worker going silent), then takes
+/// back what expired. Woken early when new deadlines appear.
+async fn sweep_loop(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut job = shared.lock();
+            let sweep = job.sweep(std::time::Instant::now());
+            for w in &sweep.lost {
+                warn!(worker = %w, "worker missed its heartbeats; declared lost");
+            }
+            for r in &sweep.revoked {
+                warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; task is idle again");
+            }
+            if !sweep.revoked.is_empty() {
+                shared.work.notify_waiters();
+            }
+            job.next_deadline()
+        };
+        let wake = shared.sweep.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = wake => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => wake.await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_input_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.txt");
+        std::fs::write(&good, b"hello\n").unwrap();
+        let missing = dir.path().join("missing.txt");
+        let bad = plan_inputs(&[good.clone(), missing.clone(), dir.path().to_path_buf()], 64)
+            .unwrap_err();
+        assert_eq!(bad.len(), 2);
+        assert_eq!(bad[0].path, missing);
+        assert!(bad[0].to_string().contains("no such file"), "{}", bad[0]);
+        assert!(bad[1].to_string().contains("is a directory"), "{}", bad[1]);
+        let splits = plan_inputs(&[good], 64).unwrap();
+        assert_eq!(splits.len(), 1);
+        assert_eq!(splits[0].len, 6);
+    }
+}

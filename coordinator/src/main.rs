@@ -1,0 +1,100 @@
+//! `coordinator [--reduce R] [--addr ADDR] [--task-timeout SECS] FILES...`
+
+use clap::Parser;
+use coordinator::{plan_inputs, Config};
+use mr::units::{parse_secs, parse_size};
+use mr::rpc::{Addr, JobEnd, Listener, DEFAULT_ADDR};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Runs a MapReduce job: one map task per input split, R reduce tasks, for workers
+/// started with `worker APP.so` to execute. Exits 0 once every `mr-out-Y` is final.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Number of reduce tasks (R).
+    #[arg(long, short = 'r', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    reduce: u32,
+    /// Where to listen: unix:PATH, or HOST:PORT for TCP.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    addr: Addr,
+    /// Seconds a task may run before it is handed to another worker.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    task_timeout: Duration,
+    /// Seconds without a heartbeat after which a worker is lost.
+    #[arg(long, default_value = "3", value_parser = parse_secs)]
+    worker_timeout: Duration,
+    /// Largest input split (e.g. 64MiB); smaller files are one map task each.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    split_size: u64,
+    /// Directory for the final mr-out-* files.
+    #[arg(long, default_value = ".")]
+    output: PathBuf,
+    /// Input files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    let splits = match plan_inputs(&args.files, args.split_size) {
+        Ok(s) => s,
+        Err(bad) => {
+            for b in bad {
+                eprintln!("coordinator: {b}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let config = Config {
+        n_reduce: args.reduce,
+        split_size: args.split_size,
+        task_timeout: args.task_timeout,
+        worker_timeout: args.worker_timeout,
+        out_dir: args.output.clone(),
+        ..Config::default()
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coordinator: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let listener = Listener::bind(&args.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.addr))?;
+        coordinator::run(config, splits, listener).await
+    });
+    // Workers' idle connections must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(outcome) => match (outcome.end, outcome.failure) {
+            (JobEnd::Succeeded, _) => ExitCode::SUCCESS,
+            (JobEnd::Failed, Some(f)) => {
+                eprintln!("coordinator: job failed: {f}");
+                ExitCode::FAILURE
+            }
+            (JobEnd::Failed, None) => {
+                eprintln!("coordinator: job failed");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("coordinator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

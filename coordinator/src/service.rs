@@ -1,0 +1,182 @@
+//! The tarpc service: a thin adapter from RPCs to [`Job`]. Each handler takes the lock
+//! briefly and never holds it across an `.await` (it is a `std::sync::Mutex`: the
+//! critical sections are short and synchronous, and a guard held across a wait would
+//! block the runtime thread).
+
+use crate::job::Job;
+use crate::task::AfterFailure;
+use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
+use mr::rpc::{
+    Coordinator, Directive, JobEnd, Registration, ReportReply, TaskReply, WorkerInfo, LONG_POLL,
+};
+use mr::task::TaskOutcome;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tarpc::context::Context;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+/// State shared by the handlers, the sweeper and the server loop.
+pub struct Shared {
+    job: Mutex<Job>,
+    /// Woken when a task may have become available, or the job ended.
+    pub work: Notify,
+    /// Woken when deadlines may have changed (a task was handed out).
+    pub sweep: Notify,
+    /// Woken when a worker has been told to exit.
+    pub told_exit: Notify,
+    /// Set once the job has ended.
+    pub end: watch::Sender<Option<JobEnd>>,
+    heartbeat_interval: Duration,
+}
+
+impl Shared {
+    /// Wraps a job.
+    pub fn new(job: Job, heartbeat_interval: Duration) -> Arc<Self> {
+        Arc::new(Shared {
+            job: Mutex::new(job),
+            work: Notify::new(),
+            sweep: Notify::new(),
+            told_exit: Notify::new(),
+            end: watch::channel(None).0,
+            heartbeat_interval,
+        })
+    }
+
+    /// Locks the job. A panic while holding the lock would be a bug in this crate; the
+    /// state is still consistent between calls, so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, Job> {
+        self.job.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the end of the job if it has ended, and wakes everyone waiting.
+    pub fn publish_end(&self, job: &Job) {
+        if let Some(end) = job.end() {
+            if self.end.borrow().is_none() {
+                self.end.send_replace(Some(end));
+            }
+        }
+        self.work.notify_waiters();
+    }
+
+    fn exit_directive(&self, job: &mut Job, worker: WorkerId) -> Option<JobEnd> {
+        let end = job.end()?;
+        if let Some(w) = job.workers.get_mut(worker) {
+            w.told_exit = true;
+        }
+        self.told_exit.notify_waiters();
+        Some(end)
+    }
+}
+
+/// The handler; cloned per request by tarpc.
+#[derive(Clone)]
+pub struct Service(pub Arc<Shared>);
+
+impl Coordinator for Service {
+    async fn register(self, _: Context, req: RequestId, info: WorkerInfo) -> Registration {
+        let mut job = self.0.lock();
+        let worker = job.workers.register(info.clone(), Instant::now());
+        info!(%req, %worker, host = %info.host, pid = info.pid, "worker registered");
+        self.0.sweep.notify_one();
+        Registration {
+            worker,
+            heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
+        }
+    }
+
+    async fn heartbeat(self, _: Context, req: RequestId, worker: WorkerId) -> Directive {
+        let mut job = self.0.lock();
+        if !job.workers.touch(worker, Instant::now()) {
+            warn!(%req, %worker, "heartbeat from unknown worker; asking it to register");
+            return Directive::Reregister;
+        }
+        match self.0.exit_directive(&mut job, worker) {
+            Some(end) => Directive::Exit(end),
+            None => Directive::Continue,
+        }
+    }
+
+    async fn get_task(self, _: Context, req: RequestId, worker: WorkerId) -> TaskReply {
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        loop {
+            // Register interest before looking, so a wake-up between the look and the
+            // wait is not lost.
+            let notified = self.0.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut job = self.0.lock();
+                let now = Instant::now();
+                if !job.workers.touch(worker, now) {
+                    warn!(%req, %worker, "task request from unknown worker; asking it to register");
+                    return TaskReply::Reregister;
+                }
+                if let Some(end) = self.0.exit_directive(&mut job, worker) {
+                    return TaskReply::Exit(end);
+                }
+                if let Some(a) = job.tasks.assign(worker, now) {
+                    info!(%req, %worker, task = %a.task, attempt = %a.attempt, "assigned");
+                    self.0.sweep.notify_one();
+                    return TaskReply::Task(a);
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return TaskReply::Wait,
+            }
+        }
+    }
+
+    async fn report(
+        self,
+        _: Context,
+        req: RequestId,
+        worker: WorkerId,
+        task: TaskId,
+        attempt: Attempt,
+        outcome: TaskOutcome,
+    ) -> ReportReply {
+        let mut job = self.0.lock();
+        job.workers.touch(worker, Instant::now());
+        let reply = match outcome {
+            Ok(result) => match job.tasks.complete(worker, task, attempt, result) {
+                Ok(()) => {
+                    if let Some(w) = job.workers.get_mut(worker) {
+                        w.tasks_done += 1;
+                    }
+                    info!(%req, %worker, %task, %attempt, "completed");
+                    ReportReply::Accepted
+                }
+                Err(refusal) => {
+                    // Harmless by design: see `worker::exec` on why a late rename of
+                    // deterministic output cannot change what readers see.
+                    warn!(%req, %worker, %task, %attempt, %refusal, "completion refused");
+                    ReportReply::Refused(refusal.to_string())
+                }
+            },
+            Err(failure) => match job.tasks.fail(worker, task, attempt, &failure) {
+                Ok(after) => {
+                    match &after {
+                        AfterFailure::Retry => {
+                            warn!(%req, %worker, %task, %attempt, %failure, "attempt failed; will retry")
+                        }
+                        AfterFailure::RerunMap(m) => {
+                            warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
+                        }
+                        AfterFailure::JobFailed(f) => {
+                            tracing::error!(%req, %worker, %task, %attempt, "giving up: {f}")
+                        }
+                    }
+                    ReportReply::Accepted
+                }
+                Err(refusal) => {
+                    warn!(%req, %worker, %task, %attempt, %refusal, %failure, "failure report refused");
+                    ReportReply::Refused(refusal.to_string())
+                }
+            },
+        };
+        self.0.publish_end(&job);
+        reply
+    }
+}

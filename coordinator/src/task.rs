@@ -1,0 +1,672 @@
+//! The task table: every map and reduce task with its state, and the rules that move
+//! them. Pure (no I/O, no clock): every method that depends on time takes `now`, so
+//! each timeout rule is a fast unit test.
+//!
+//! ```text
+//!            assign                complete (current attempt)
+//!   Idle ─────────────▶ InProgress ─────────────────────────▶ Done
+//!    ▲                     │                                    │
+//!    └─────────────────────┘                                    │
+//!    timeout, worker lost, failure (< limit)                    │
+//!    ▲                                                          │
+//!    └──────────────────────────────────────────────────────────┘
+//!          map output reported lost by a reduce task
+//! ```
+//! Each assignment gets a new [`Attempt`]; a report is accepted only from the current
+//! attempt of an in-progress task, so a revoked attempt that wakes up and reports late
+//! changes nothing.
+
+use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
+use mr::task::{
+    Assignment, Location, MapOutput, Split, TaskFailure, TaskResult, TaskSpec, TaskStats,
+};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where a task stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Idle,
+    /// Handed to `worker` as `attempt` at `since`.
+    InProgress {
+        /// The worker running it.
+        worker: WorkerId,
+        /// The attempt it runs.
+        attempt: Attempt,
+        /// When it was handed out.
+        since: Instant,
+    },
+    /// Finished by `worker` in `attempt`; its output is final.
+    Done {
+        /// The worker that finished it.
+        worker: WorkerId,
+        /// The attempt that finished it.
+        attempt: Attempt,
+    },
+}
+
+/// One task and its history.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Which task.
+    pub id: TaskId,
+    /// Its state.
+    pub state: TaskState,
+    /// Attempts handed out so far (the current attempt's number).
+    pub attempts: u32,
+    /// Attempts that failed with an error (lost workers do not count).
+    pub failures: u32,
+    /// Times its attempt was revoked (timeout or lost worker).
+    pub reassignments: u32,
+    /// The last error reported.
+    pub last_error: Option<String>,
+    /// Counters of the successful attempt.
+    pub stats: TaskStats,
+}
+
+impl Task {
+    fn new(id: TaskId) -> Self {
+        Task {
+            id,
+            state: TaskState::Idle,
+            attempts: 0,
+            failures: 0,
+            reassignments: 0,
+            last_error: None,
+            stats: TaskStats::default(),
+        }
+    }
+}
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No such task.
+    #[error("no such task")]
+    UnknownTask,
+    /// The attempt is not the task's current in-progress attempt.
+    #[error("attempt {reported} is stale (task is {state})")]
+    Stale {
+        /// The attempt reported.
+        reported: Attempt,
+        /// What the task is now, for the log.
+        state: String,
+    },
+    /// The attempt is current but another worker holds it.
+    #[error("attempt {0} belongs to another worker")]
+    WrongWorker(Attempt),
+    /// A map result without one output per partition.
+    #[error("map result has {got} outputs, expected {want}")]
+    BadResult {
+        /// Outputs reported.
+        got: usize,
+        /// Partitions.
+        want: usize,
+    },
+}
+
+/// The job gave up: a task failed `max_failures` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    /// The task.
+    pub task: TaskId,
+    /// Its input (a split, or a partition).
+    pub input: String,
+    /// The last error.
+    pub error: String,
+    /// How many attempts failed.
+    pub failures: u32,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (input {}) failed {} times, last error: {}",
+            self.task, self.input, self.failures, self.error
+        )
+    }
+}
+
+/// A revoked attempt, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt taken back.
+    pub attempt: Attempt,
+    /// The worker that had it.
+    pub worker: WorkerId,
+}
+
+/// What a failure report led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// The task is idle again and will be retried.
+    Retry,
+    /// A reduce found map output lost: the map re-runs, then the reduce.
+    RerunMap(u32),
+    /// The limit was reached: the job has failed.
+    JobFailed(JobFailure),
+}
+
+/// All tasks of one job.
+#[derive(Debug)]
+pub struct TaskTable {
+    splits: Vec<Split>,
+    maps: Vec<Task>,
+    reduces: Vec<Task>,
+    map_outputs: Vec<Option<Vec<Location>>>,
+    out_dir: PathBuf,
+    timeout: Duration,
+    max_failures: u32,
+    failed: Option<JobFailure>,
+}
+
+impl TaskTable {
+    /// One map task per split, `n_reduce` reduce tasks writing into `out_dir`.
+    pub fn new(
+        splits: Vec<Split>,
+        n_reduce: u32,
+        out_dir: PathBuf,
+        timeout: Duration,
+        max_failures: u32,
+    ) -> Self {
+        let m = splits.len();
+        TaskTable {
+            maps: (0..m as u32).map(|i| Task::new(TaskId::map(i))).collect(),
+            reduces: (0..n_reduce).map(|i| Task::new(TaskId::reduce(i))).collect(),
+            map_outputs: vec![None; m],
+            splits,
+            out_dir,
+            timeout,
+            max_failures,
+            failed: None,
+        }
+    }
+
+    /// The map tasks.
+    pub fn maps(&self) -> &[Task] {
+        &self.maps
+    }
+
+    /// The reduce tasks.
+    pub fn reduces(&self) -> &[Task] {
+        &self.reduces
+    }
+
+    /// R.
+    pub fn n_reduce(&self) -> u32 {
+        self.reduces.len() as u32
+    }
+
+    fn task_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        match id.kind {
+            TaskKind::Map => self.maps.get_mut(id.index as usize),
+            TaskKind::Reduce => self.reduces.get_mut(id.index as usize),
+        }
+    }
+
+    /// A task by id.
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        match id.kind {
+            TaskKind::Map => self.maps.get(id.index as usize),
+            TaskKind::Reduce => self.reduces.get(id.index as usize),
+        }
+    }
+
+    /// What a task reads, for messages.
+    pub fn describe_input(&self, id: TaskId) -> String {
+        match id.kind {
+            TaskKind::Map => self
+                .splits
+                .get(id.index as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            TaskKind::Reduce => format!("partition {} of every map output", id.index),
+        }
+    }
+
+    fn all_done(tasks: &[Task]) -> bool {
+        tasks.iter().all(|t| matches!(t.state, TaskState::Done { .. }))
+    }
+
+    /// Every map task is done (reduce tasks may be handed out).
+    pub fn maps_done(&self) -> bool {
+        Self::all_done(&self.maps)
+    }
+
+    /// Every task is done: all output is final.
+    pub fn is_done(&self) -> bool {
+        self.maps_done() && Self::all_done(&self.reduces)
+    }
+
+    /// The failure that ended the job, if any.
+    pub fn failure(&self) -> Option<&JobFailure> {
+        self.failed.as_ref()
+    }
+
+    /// Hands an idle task to `worker`: maps first; reduces only once every map is done.
+    pub fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Assignment> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let pick = |tasks: &[Task]| tasks.iter().position(|t| t.state == TaskState::Idle);
+        let (kind, index) = if let Some(i) = pick(&self.maps) {
+            (TaskKind::Map, i)
+        } else if self.maps_done() {
+            (TaskKind::Reduce, pick(&self.reduces)?)
+        } else {
+            return None;
+        };
+        let spec = match kind {
+            TaskKind::Map => TaskSpec::Map {
+                split: self.splits[index].clone(),
+                n_reduce: self.n_reduce(),
+            },
+            TaskKind::Reduce => TaskSpec::Reduce {
+                inputs: self
+                    .map_outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(m, outs)| MapOutput {
+                        map: m as u32,
+                        // Every map is done, so every entry is Some.
+                        location: outs.as_ref().expect("map done without outputs")[index].clone(),
+                    })
+                    .collect(),
+                out_dir: self.out_dir.clone(),
+            },
+        };
+        let task = match kind {
+            TaskKind::Map => &mut self.maps[index],
+            TaskKind::Reduce => &mut self.reduces[index],
+        };
+        task.attempts += 1;
+        let attempt = Attempt(task.attempts);
+        task.state = TaskState::InProgress {
+            worker,
+            attempt,
+            since: now,
+        };
+        Some(Assignment {
+            task: task.id,
+            attempt,
+            spec,
+        })
+    }
+
+    fn check_current(
+        &self,
+        worker: WorkerId,
+        id: TaskId,
+        attempt: Attempt,
+    ) -> Result<(), Refusal> {
+        let task = self.task(id).ok_or(Refusal::UnknownTask)?;
+        match &task.state {
+            TaskState::InProgress {
+                worker: w,
+                attempt: a,
+                ..
+            } if *a == attempt => {
+                if *w == worker {
+                    Ok(())
+                } else {
+                    Err(Refusal::WrongWorker(attempt))
+                }
+            }
+            other => Err(Refusal::Stale {
+                reported: attempt,
+                state: match other {
+                    TaskState::Idle => "idle".to_string(),
+                    TaskState::InProgress { attempt, .. } => format!("running attempt {attempt}"),
+                    TaskState::Done { attempt, .. } => format!("done by attempt {attempt}"),
+                },
+            }),
+        }
+    }
+
+    /// Records a finished attempt. Refused unless it is the task's current attempt.
+    pub fn complete(
+        &mut self,
+        worker: WorkerId,
+        id: TaskId,
+        attempt: Attempt,
+        result: TaskResult,
+    ) -> Result<(), Refusal> {
+        self.check_current(worker, id, attempt)?;
+        let want = self.reduces.len();
+        let stats = match result {
+            TaskResult::Map { outputs, stats } => {
+                if id.kind != TaskKind::Map || outputs.len() != want {
+                    return Err(Refusal::BadResult {
+                        got: outputs.len(),
+                        want,
+                    });
+                }
+                self.map_outputs[id.index as usize] = Some(outputs);
+                stats
+            }
+            TaskResult::Reduce { stats, .. } => {
+                if id.kind != TaskKind::Reduce {
+                    return Err(Refusal::BadResult { got: 1, want });
+                }
+                stats
+            }
+        };
+        let task = self.task_mut(id).ok_or(Refusal::UnknownTask)?;
+        task.state = TaskState::Done { worker, attempt };
+        task.stats = stats;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried until `max_failures`, then the job fails. A
+    /// reduce that found map output lost sends that map back to idle instead.
+    pub fn fail(
+        &mut self,
+        worker: WorkerId,
+        id: TaskId,
+        attempt: Attempt,
+        failure: &TaskFailure,
+    ) -> Result<AfterFailure, Refusal> {
+        self.check_current(worker, id, attempt)?;
+        let max = self.max_failures;
+        if let TaskFailure::LostMapOutput { map, .. } = failure {
+            // Not the reduce's fault: it goes back to idle without a failure counted, and
+            // the map re-runs (counted against the map, so endless loss still ends).
+            if let Some(task) = self.task_mut(id) {
+                task.state = TaskState::Idle;
+            }
+            let input = self.describe_input(TaskId::map(*map));
+            let Some(m) = self.maps.get_mut(*map as usize) else {
+                return Err(Refusal::UnknownTask);
+            };
+            if matches!(m.state, TaskState::Done { .. }) {
+                m.state = TaskState::Idle;
+                m.failures += 1;
+                m.last_error = Some(failure.to_string());
+                self.map_outputs[*map as usize] = None;
+                if m.failures >= max {
+                    let f = JobFailure {
+                        task: m.id,
+                        input,
+                        error: failure.to_string(),
+                        failures: m.failures,
+                    };
+                    self.failed = Some(f.clone());
+                    return Ok(AfterFailure::JobFailed(f));
+                }
+            }
+            return Ok(AfterFailure::RerunMap(*map));
+        }
+        let input = self.describe_input(id);
+        let task = self.task_mut(id).ok_or(Refusal::UnknownTask)?;
+        task.failures += 1;
+        task.last_error = Some(failure.to_string());
+        task.state = TaskState::Idle;
+        if task.failures >= max {
+            let f = JobFailure {
+                task: id,
+                input,
+                error: failure.to_string(),
+                failures: task.failures,
+            };
+            self.failed = Some(f.clone());
+            return Ok(AfterFailure::JobFailed(f));
+        }
+        Ok(AfterFailure::Retry)
+    }
+
+    fn revoke_where(&mut self, mut pred: impl FnMut(WorkerId, Instant) -> bool) -> Vec<Revoked> {
+        let mut out = Vec::new();
+        for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
+            if let TaskState::InProgress {
+                worker,
+                attempt,
+                since,
+            } = t.state
+            {
+                if pred(worker, since) {
+                    t.state = TaskState::Idle;
+                    t.reassignments += 1;
+                    out.push(Revoked {
+                        task: t.id,
+                        attempt,
+                        worker,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Returns to idle every task in progress for longer than the timeout.
+    pub fn expire(&mut self, now: Instant) -> Vec<Revoked> {
+        let timeout = self.timeout;
+        self.revoke_where(|_, since| now.saturating_duration_since(since) >= timeout)
+    }
+
+    /// Returns to idle every task in progress on `lost`.
+    pub fn revoke_worker(&mut self, lost: WorkerId) -> Vec<Revoked> {
+        self.revoke_where(|w, _| w == lost)
+    }
+
+    /// When the next in-progress task times out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.maps
+            .iter()
+            .chain(&self.reduces)
+            .filter_map(|t| match t.state {
+                TaskState::InProgress { since, .. } => Some(since + self.timeout),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W1: WorkerId = WorkerId(1);
+    const W2: WorkerId = WorkerId(2);
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn table(m: usize, r: u32) -> TaskTable {
+        let splits = (0..m)
+            .map(|i| Split {
+                path: format!("in-{i}").into(),
+                offset: 0,
+                len: 10,
+            })
+            .collect();
+        TaskTable::new(splits, r, "out".into(), TIMEOUT, 4)
+    }
+
+    fn map_result(r: u32, m: u32) -> TaskResult {
+        TaskResult::Map {
+            outputs: (0..r)
+                .map(|y| Location::Path(format!("mr-{m}-{y}").into()))
+                .collect(),
+            stats: TaskStats::default(),
+        }
+    }
+
+    fn reduce_result(y: u32) -> TaskResult {
+        TaskResult::Reduce {
+            output: Location::Path(format!("mr-out-{y}").into()),
+            stats: TaskStats::default(),
+        }
+    }
+
+    fn app_failure() -> TaskFailure {
+        TaskFailure::App {
+            message: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn maps_first_then_reduces_only_after_every_map_is_done() {
+        let now = Instant::now();
+        let mut t = table(2, 2);
+        let a = t.assign(W1, now).unwrap();
+        let b = t.assign(W2, now).unwrap();
+        assert_eq!((a.task, b.task), (TaskId::map(0), TaskId::map(1)));
+        assert_eq!(t.assign(W1, now), None, "no reduce before maps are done");
+        t.complete(W1, a.task, a.attempt, map_result(2, 0)).unwrap();
+        assert_eq!(t.assign(W1, now), None);
+        t.complete(W2, b.task, b.attempt, map_result(2, 1)).unwrap();
+        let r = t.assign(W1, now).unwrap();
+        assert_eq!(r.task, TaskId::reduce(0));
+        let TaskSpec::Reduce { inputs, .. } = &r.spec else {
+            panic!("not a reduce: {r:?}")
+        };
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(inputs[1].location, Location::Path("mr-1-0".into()));
+        let r1 = t.assign(W2, now).unwrap();
+        t.complete(W1, r.task, r.attempt, reduce_result(0)).unwrap();
+        assert!(!t.is_done());
+        t.complete(W2, r1.task, r1.attempt, reduce_result(1)).unwrap();
+        assert!(t.is_done());
+        assert_eq!(t.assign(W1, now), None);
+    }
+
+    #[test]
+    fn timeout_reassigns_and_the_late_report_is_refused() {
+        let t0 = Instant::now();
+        let mut t = table(1, 1);
+        let first = t.assign(W1, t0).unwrap();
+        assert_eq!(t.next_deadline(), Some(t0 + TIMEOUT));
+        assert!(t.expire(t0 + TIMEOUT - Duration::from_millis(1)).is_empty());
+        let revoked = t.expire(t0 + TIMEOUT);
+        assert_eq!(
+            revoked,
+            vec![Revoked {
+                task: TaskId::map(0),
+                attempt: Attempt(1),
+                worker: W1
+            }]
+        );
+        let second = t.assign(W2, t0 + TIMEOUT).unwrap();
+        assert_eq!(second.attempt, Attempt(2));
+        // The frozen worker wakes up and reports attempt 1: refused, nothing changes.
+        let late = t.complete(W1, first.task, first.attempt, map_result(1, 0));
+        assert!(matches!(late, Err(Refusal::Stale { .. })), "{late:?}");
+        assert!(matches!(
+            t.task(TaskId::map(0)).unwrap().state,
+            TaskState::InProgress { worker: W2, .. }
+        ));
+        t.complete(W2, second.task, second.attempt, map_result(1, 0))
+            .unwrap();
+        assert!(t.maps_done());
+    }
+
+    #[test]
+    fn lost_worker_tasks_return_to_idle_without_counting_as_failures() {
+        let now = Instant::now();
+        let mut t = table(3, 1);
+        let a = t.assign(W1, now).unwrap();
+        let _b = t.assign(W2, now).unwrap();
+        let revoked = t.revoke_worker(W1);
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].task, a.task);
+        let task = t.task(a.task).unwrap();
+        assert_eq!((task.state.clone(), task.failures), (TaskState::Idle, 0));
+        assert_eq!(t.assign(W2, now).unwrap().task, a.task);
+    }
+
+    #[test]
+    fn duplicate_completion_is_refused() {
+        let now = Instant::now();
+        let mut t = table(1, 1);
+        let a = t.assign(W1, now).unwrap();
+        t.complete(W1, a.task, a.attempt, map_result(1, 0)).unwrap();
+        let again = t.complete(W1, a.task, a.attempt, map_result(1, 0));
+        assert!(matches!(again, Err(Refusal::Stale { .. })));
+        let fail_after_done = t.fail(W1, a.task, a.attempt, &app_failure());
+        assert!(fail_after_done.is_err());
+    }
+
+    #[test]
+    fn report_from_another_worker_or_with_bad_shape_is_refused() {
+        let now = Instant::now();
+        let mut t = table(1, 2);
+        let a = t.assign(W1, now).unwrap();
+        assert_eq!(
+            t.complete(W2, a.task, a.attempt, map_result(2, 0)),
+            Err(Refusal::WrongWorker(a.attempt))
+        );
+        assert!(matches!(
+            t.complete(W1, a.task, a.attempt, map_result(1, 0)),
+            Err(Refusal::BadResult { got: 1, want: 2 })
+        ));
+        assert_eq!(
+            t.complete(W1, TaskId::map(9), a.attempt, map_result(2, 0)),
+            Err(Refusal::UnknownTask)
+        );
+    }
+
+    #[test]
+    fn failures_are_retried_until_the_limit_then_the_job_fails() {
+        let now = Instant::now();
+        let mut t = table(1, 1);
+        for i in 1..=3 {
+            let a = t.assign(W1, now).unwrap();
+            assert_eq!(a.attempt, Attempt(i));
+            assert_eq!(
+                t.fail(W1, a.task, a.attempt, &app_failure()).unwrap(),
+                AfterFailure::Retry
+            );
+        }
+        let a = t.assign(W1, now).unwrap();
+        let AfterFailure::JobFailed(f) = t.fail(W1, a.task, a.attempt, &app_failure()).unwrap()
+        else {
+            panic!("job should have failed")
+        };
+        assert_eq!((f.task, f.failures, f.error.as_str()), (TaskId::map(0), 4, "boom"));
+        assert!(f.to_string().contains("in-0"), "{f}");
+        assert_eq!(t.failure(), Some(&f));
+        assert_eq!(t.assign(W1, now), None, "nothing is handed out after failure");
+    }
+
+    #[test]
+    fn lost_map_output_reruns_the_map_before_the_reduce() {
+        let now = Instant::now();
+        let mut t = table(2, 1);
+        for w in [W1, W2] {
+            let a = t.assign(w, now).unwrap();
+            t.complete(w, a.task, a.attempt, map_result(1, a.task.index))
+                .unwrap();
+        }
+        let r = t.assign(W1, now).unwrap();
+        let lost = TaskFailure::LostMapOutput {
+            map: 1,
+            location: Location::Path("mr-1-0".into()),
+            error: "missing".into(),
+        };
+        assert_eq!(
+            t.fail(W1, r.task, r.attempt, &lost).unwrap(),
+            AfterFailure::RerunMap(1)
+        );
+        assert_eq!(t.task(r.task).unwrap().failures, 0);
+        let again = t.assign(W2, now).unwrap();
+        assert_eq!(again.task, TaskId::map(1), "the lost map runs first");
+        assert_eq!(t.assign(W1, now), None, "reduce waits for the map");
+        t.complete(W2, again.task, again.attempt, map_result(1, 1))
+            .unwrap();
+        assert_eq!(t.assign(W1, now).unwrap().task, TaskId::reduce(0));
+    }
+
+    #[test]
+    fn deadline_follows_the_oldest_task_in_progress() {
+        let t0 = Instant::now();
+        let mut t = table(2, 1);
+        assert_eq!(t.next_deadline(), None);
+        t.assign(W1, t0).unwrap();
+        t.assign(W2, t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!(t.next_deadline(), Some(t0 + TIMEOUT));
+        t.revoke_worker(W1);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(3) + TIMEOUT));
+    }
+}

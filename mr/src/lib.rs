@@ -1,0 +1,28 @@
+//! The shared core of `mr`, used by the coordinator, the worker and the tools.
+//!
+//! # Layout
+//! - [`ids`]: newtypes for tasks, workers, attempts and requests.
+//! - [`task`]: the task model on the wire: input splits, assignments, outcomes, and
+//!   where a task's files live ([`task::Location`]).
+//! - [`rpc`]: the coordinator's tarpc service, its messages, and the transport
+//!   (Unix socket or TCP, with a frame size limit).
+//! - [`partition`]: `ihash`, the 6.824 key-to-partition function.
+//! - [`split`]: reading an input split on line boundaries.
+//! - [`intermediate`]: the binary format of `mr-X-Y` files (checksummed), its reader,
+//!   writer and the k-way merge of sorted runs.
+//! - [`sortbuf`]: the map-side buffer that sorts, combines and spills records.
+//! - [`plugin`]: loading an app library and calling it through the C ABI.
+//! - [`atomic`]: writing a file so that it appears whole or not at all.
+//! - [`units`]: parsing sizes and durations given on command lines.
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod ids;
+pub mod intermediate;
+pub mod partition;
+pub mod plugin;
+pub mod rpc;
+pub mod sortbuf;
+pub mod split;
+pub mod task;
+pub mod units;

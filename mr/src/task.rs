@@ -1,0 +1,157 @@
+//! The task model as it travels between coordinator and worker: what a map task reads
+//! (an input [`Split`]), where a task's files live ([`Location`]), what a worker is
+//! asked to do ([`Assignment`]) and what it reports back ([`TaskResult`], [`TaskFailure`]).
+
+use crate::ids::{Attempt, TaskId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// A byte range of one input file. The reader of a split owns every line that *starts*
+/// inside `[offset, offset + len)`; see [`crate::split`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// The input file, as given on the coordinator's command line (map sees this name).
+    pub path: PathBuf,
+    /// First byte of the range.
+    pub offset: u64,
+    /// Length of the range in bytes.
+    pub len: u64,
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}..{}]",
+            self.path.display(),
+            self.offset,
+            self.offset + self.len
+        )
+    }
+}
+
+/// Where a file produced by a task lives. Data in the protocol rather than a naming
+/// convention, so that files need not share one directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Location {
+    /// A path every process can open (a shared or local filesystem).
+    Path(PathBuf),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// One map task's output for one partition, as a reduce task needs to find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapOutput {
+    /// The map task X that wrote `mr-X-Y`.
+    pub map: u32,
+    /// Where it is.
+    pub location: Location,
+}
+
+/// The work itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskSpec {
+    /// Map one split into `n_reduce` partitions written into `out_dir` as `mr-X-Y`.
+    Map {
+        /// The input.
+        split: Split,
+        /// R, the number of reduce partitions.
+        n_reduce: u32,
+    },
+    /// Merge partition Y of every map output and write `mr-out-Y` into `out_dir`.
+    Reduce {
+        /// One entry per map task, in map order.
+        inputs: Vec<MapOutput>,
+        /// Directory of the final output.
+        out_dir: PathBuf,
+    },
+}
+
+/// A task handed to a worker: which task, which attempt, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt; the report must carry it back.
+    pub attempt: Attempt,
+    /// The work.
+    pub spec: TaskSpec,
+}
+
+/// Counters a worker reports with a finished task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// Input bytes read.
+    pub bytes_read: u64,
+    /// Output bytes written.
+    pub bytes_written: u64,
+    /// Records in (map: pairs emitted; reduce: intermediate records read).
+    pub records_in: u64,
+    /// Records out (map: records written after combining; reduce: output lines).
+    pub records_out: u64,
+}
+
+/// What a finished task produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskResult {
+    /// One location per reduce partition, index = partition.
+    Map {
+        /// `mr-X-Y` for Y in 0..R.
+        outputs: Vec<Location>,
+        /// Counters.
+        stats: TaskStats,
+    },
+    /// The final output file.
+    Reduce {
+        /// `mr-out-Y`.
+        output: Location,
+        /// Counters.
+        stats: TaskStats,
+    },
+}
+
+/// Why a task failed, as an enum so the coordinator can act on the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TaskFailure {
+    /// The app's map or reduce panicked.
+    #[error("{message}")]
+    App {
+        /// The panic message.
+        message: String,
+    },
+    /// The map input could not be read.
+    #[error("cannot read input {path}: {error}")]
+    Input {
+        /// The input path.
+        path: PathBuf,
+        /// The OS error.
+        error: String,
+    },
+    /// A map output needed by a reduce task is missing or corrupt; the map must re-run.
+    #[error("intermediate output of map-{map} at {location} is unusable: {error}")]
+    LostMapOutput {
+        /// The map task whose output is lost.
+        map: u32,
+        /// Where it was expected.
+        location: Location,
+        /// What was wrong.
+        error: String,
+    },
+    /// Writing output failed (disk full, permissions).
+    #[error("cannot write output: {error}")]
+    Output {
+        /// The OS error.
+        error: String,
+    },
+}
+
+/// The outcome a worker reports for one attempt.
+pub type TaskOutcome = Result<TaskResult, TaskFailure>;

@@ -1,0 +1,97 @@
+//! The C ABI between an app library and the `mr` host: the only things that cross it
+//! are the `#[repr(C)]` types and `extern "C"` function pointers below.
+//!
+//! Exported symbols (all `extern "C"`):
+//! - `mr_abi_version() -> u32`: must return [`MR_ABI_VERSION`].
+//! - `mr_map(filename, contents, emit, err) -> i32`: calls `emit` once per pair.
+//! - `mr_reduce(key, values, n_values, out, err) -> i32`: calls `out` once with the result.
+//! - `mr_combine(...)` (optional): same signature as `mr_reduce`.
+//!
+//! Every function returns [`MR_OK`] or [`MR_FAILED`]; on failure it has called `err` with
+//! a UTF-8 message (a caught panic). All byte slices passed to the app are valid UTF-8
+//! and live only for the duration of the call; the app copies what it keeps.
+
+use std::ffi::c_void;
+
+/// The ABI version described by this module. Bump it on any change to the symbols or types.
+pub const MR_ABI_VERSION: u32 = 1;
+
+/// Name of the version symbol, NUL-terminated for `dlsym`.
+pub const SYM_ABI_VERSION: &[u8] = b"mr_abi_version\0";
+/// Name of the map symbol.
+pub const SYM_MAP: &[u8] = b"mr_map\0";
+/// Name of the reduce symbol.
+pub const SYM_REDUCE: &[u8] = b"mr_reduce\0";
+/// Name of the optional combiner symbol.
+pub const SYM_COMBINE: &[u8] = b"mr_combine\0";
+
+/// Returned by an entry point that completed.
+pub const MR_OK: i32 = 0;
+/// Returned by an entry point that failed (the message went to its `err` sink).
+pub const MR_FAILED: i32 = 1;
+
+/// A borrowed byte slice.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MrBytes {
+    /// Start of the bytes (may dangle when `len` is 0).
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+impl MrBytes {
+    /// Borrows `s` for the duration of a call.
+    pub fn from_slice(s: &[u8]) -> Self {
+        MrBytes {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// The bytes.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes that outlive `'a`.
+    pub unsafe fn as_slice<'a>(self) -> &'a [u8] {
+        if self.len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.ptr, self.len)
+        }
+    }
+}
+
+/// Receives one key/value pair from `mr_map`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MrEmit {
+    /// Host state, passed back unchanged.
+    pub ctx: *mut c_void,
+    /// Called once per pair; the slices are valid only during the call.
+    pub call: unsafe extern "C" fn(ctx: *mut c_void, key: MrBytes, value: MrBytes),
+}
+
+/// Receives one byte string (a reduce result or an error message).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MrSink {
+    /// Host state, passed back unchanged.
+    pub ctx: *mut c_void,
+    /// Called with the bytes; valid only during the call.
+    pub call: unsafe extern "C" fn(ctx: *mut c_void, bytes: MrBytes),
+}
+
+/// Signature of `mr_abi_version`.
+pub type AbiVersionFn = unsafe extern "C" fn() -> u32;
+/// Signature of `mr_map`.
+pub type MapFnPtr =
+    unsafe extern "C" fn(filename: MrBytes, contents: MrBytes, emit: MrEmit, err: MrSink) -> i32;
+/// Signature of `mr_reduce` and `mr_combine`.
+pub type ReduceFnPtr = unsafe extern "C" fn(
+    key: MrBytes,
+    values: *const MrBytes,
+    n_values: usize,
+    out: MrSink,
+    err: MrSink,
+) -> i32;

@@ -1,0 +1,129 @@
+//! What [`export_app!`](crate::export_app) expands to: the app side of the C ABI.
+//! Converts ABI slices to `&str`, calls the author's function inside `catch_unwind`,
+//! and reports a panic as a failure message instead of unwinding into the host.
+
+use crate::abi::{MrBytes, MrEmit, MrSink, MR_FAILED, MR_OK};
+use crate::KeyValue;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Hands map output to the framework one pair at a time, without building a `Vec`.
+pub struct Emitter {
+    emit: MrEmit,
+}
+
+impl Emitter {
+    /// Emits one intermediate pair. The framework copies the bytes before returning.
+    pub fn emit(&mut self, key: &str, value: &str) {
+        // SAFETY: `call` and `ctx` come from the host for this map call, and the
+        // slices outlive the call.
+        unsafe {
+            (self.emit.call)(
+                self.emit.ctx,
+                MrBytes::from_slice(key.as_bytes()),
+                MrBytes::from_slice(value.as_bytes()),
+            )
+        }
+    }
+}
+
+/// The two shapes a map function may have; `M` is a marker that lets both coexist.
+pub trait MapFn<M> {
+    /// Runs map, sending every pair to `out`.
+    fn run(&self, filename: &str, contents: &str, out: &mut Emitter);
+}
+
+/// Marker: `fn(&str, &str) -> Vec<KeyValue>`.
+pub struct ReturnsVec;
+/// Marker: `fn(&str, &str, &mut Emitter)`.
+pub struct UsesEmitter;
+
+impl<F: Fn(&str, &str) -> Vec<KeyValue>> MapFn<ReturnsVec> for F {
+    fn run(&self, filename: &str, contents: &str, out: &mut Emitter) {
+        for kv in self(filename, contents) {
+            out.emit(&kv.key, &kv.value);
+        }
+    }
+}
+
+impl<F: Fn(&str, &str, &mut Emitter)> MapFn<UsesEmitter> for F {
+    fn run(&self, filename: &str, contents: &str, out: &mut Emitter) {
+        self(filename, contents, out)
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+fn send(sink: MrSink, bytes: &[u8]) {
+    // SAFETY: the sink comes from the host for this call.
+    unsafe { (sink.call)(sink.ctx, MrBytes::from_slice(bytes)) }
+}
+
+fn utf8<'a>(what: &str, b: MrBytes) -> &'a str {
+    // SAFETY: the host guarantees `b` is readable for the duration of the call.
+    let bytes = unsafe { b.as_slice() };
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => panic!("mr host passed a {what} that is not UTF-8: {e}"),
+    }
+}
+
+/// Runs `f` with panics caught; a panic becomes [`MR_FAILED`] with its message on `err`.
+fn guarded(err: MrSink, f: impl FnOnce()) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => MR_OK,
+        Err(payload) => {
+            send(err, format!("app panicked: {}", panic_message(&*payload)).as_bytes());
+            MR_FAILED
+        }
+    }
+}
+
+/// The body of `mr_map`.
+pub fn map_entry<M>(
+    map: &impl MapFn<M>,
+    filename: MrBytes,
+    contents: MrBytes,
+    emit: MrEmit,
+    err: MrSink,
+) -> i32 {
+    guarded(err, || {
+        let filename = utf8("filename", filename);
+        let contents = utf8("input", contents);
+        map.run(filename, contents, &mut Emitter { emit });
+    })
+}
+
+/// The body of `mr_reduce` and `mr_combine`.
+///
+/// # Safety
+/// `values` must point to `n_values` valid [`MrBytes`].
+pub unsafe fn reduce_entry(
+    reduce: fn(&str, &[&str]) -> String,
+    key: MrBytes,
+    values: *const MrBytes,
+    n_values: usize,
+    out: MrSink,
+    err: MrSink,
+) -> i32 {
+    guarded(err, || {
+        let key = utf8("key", key);
+        let raw = if n_values == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the caller guarantees `values` holds `n_values` entries.
+            unsafe { std::slice::from_raw_parts(values, n_values) }
+        };
+        let values: Vec<&str> = raw.iter().map(|v| utf8("value", *v)).collect();
+        let result = reduce(key, &values);
+        send(out, result.as_bytes());
+    })
+}

@@ -1,0 +1,234 @@
+//! Running one task: map (read the split, call the app, partition, sort, combine,
+//! spill past the memory budget, write `mr-X-Y`) and reduce (merge `mr-*-Y`, call the
+//! app per key, write `mr-out-Y`). Synchronous: the worker runs it off the async runtime.
+//!
+//! Every file is written to a temp file and renamed into place, so a reader never sees
+//! a partial file. Two attempts of one task may both rename (a revoked attempt that was
+//! only frozen wakes up and finishes): that is harmless, because apps are
+//! deterministic, so both attempts write identical bytes, and rename is atomic, so a
+//! reader sees one complete copy or the other, never a mix. The coordinator refuses the
+//! late report, so nothing is counted twice.
+
+use mr::atomic::{AtomicFile, TEMP_PREFIX};
+use mr::intermediate::{MergeError, Merger, Reader, Writer};
+use mr::partition::partition;
+use mr::plugin::{App, AppError};
+use mr::sortbuf::{SortBuffer, WriteError};
+use mr::task::{Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskStats};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use tempfile::TempPath;
+
+/// Name of map task X's output for partition Y.
+pub fn intermediate_name(map: u32, partition: u32) -> String {
+    format!("mr-{map}-{partition}")
+}
+
+/// Name of partition Y's final output.
+pub fn output_name(partition: u32) -> String {
+    format!("mr-out-{partition}")
+}
+
+fn output_err(e: impl std::fmt::Display) -> TaskFailure {
+    TaskFailure::Output {
+        error: e.to_string(),
+    }
+}
+
+fn app_err(e: AppError) -> TaskFailure {
+    TaskFailure::App { message: e.0 }
+}
+
+fn write_error(e: WriteError<AppError>) -> TaskFailure {
+    match e {
+        WriteError::Io(e) => output_err(e),
+        WriteError::Combine(e) => app_err(e),
+    }
+}
+
+/// Runs map task `map` over `split`, writing `mr-{map}-Y` for Y in 0..n_reduce into
+/// `dir`. The buffer spills sorted runs to disk past `memory` bytes.
+pub fn run_map(
+    app: &App,
+    map: u32,
+    split: &Split,
+    n_reduce: u32,
+    dir: &Path,
+    memory: usize,
+) -> TaskOutcome {
+    let bytes = mr::split::read_split(split).map_err(|e| TaskFailure::Input {
+        path: split.path.clone(),
+        error: e.to_string(),
+    })?;
+    let bytes_read = bytes.len() as u64;
+    let contents = mr::split::decode_input(bytes);
+    let filename = split.path.to_string_lossy();
+
+    let mut combine = |k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>| app.combine(k, vs, out);
+    let has_combiner = app.has_combiner();
+    let mut buf = SortBuffer::new(n_reduce);
+    let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
+    let mut records_in = 0u64;
+    let mut failed: Option<TaskFailure> = None;
+    app.map(&filename, &contents, |k, v| {
+        if failed.is_some() {
+            return;
+        }
+        records_in += 1;
+        if let Err(e) = buf.push(partition(k, n_reduce), k, v) {
+            failed = Some(output_err(e));
+        } else if buf.bytes() > memory {
+            let c = if has_combiner { Some(&mut combine as _) } else { None };
+            if let Err(e) = spill(&mut buf, c, dir, &mut runs) {
+                failed = Some(e);
+            }
+        }
+    })
+    .map_err(app_err)?;
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    drop(contents);
+
+    let mut outputs = Vec::with_capacity(n_reduce as usize);
+    let mut stats = TaskStats {
+        bytes_read,
+        records_in,
+        ..TaskStats::default()
+    };
+    let spilled = runs.iter().any(|r| !r.is_empty());
+    if spilled && !buf.is_empty() {
+        let c = if has_combiner { Some(&mut combine as _) } else { None };
+        spill(&mut buf, c, dir, &mut runs)?;
+    }
+    for p in 0..n_reduce {
+        let dest = dir.join(intermediate_name(map, p));
+        let file = AtomicFile::create(&dest).map_err(output_err)?;
+        let mut w = Writer::new(file).map_err(output_err)?;
+        if spilled {
+            let readers = runs[p as usize]
+                .iter()
+                .map(|path| Reader::open(path))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(output_err)?;
+            let merger = Merger::new(readers).map_err(output_err)?;
+            let mut out = Vec::new();
+            merger
+                .for_each_group(|k, vs| -> Result<(), TaskFailure> {
+                    if has_combiner {
+                        out.clear();
+                        app.combine(k, vs, &mut out).map_err(app_err)?;
+                        w.push(k, &out).map_err(output_err)
+                    } else {
+                        vs.iter()
+                            .try_for_each(|v| w.push(k, v))
+                            .map_err(output_err)
+                    }
+                })
+                .map_err(|e| match e {
+                    MergeError::Consumer(f) => f,
+                    MergeError::Input { error, .. } => output_err(error),
+                })?;
+        } else {
+            let c = if has_combiner { Some(&mut combine as _) } else { None };
+            buf.write_partition(p, c, &mut w).map_err(write_error)?;
+        }
+        stats.records_out += w.count();
+        let (file, size) = w.finish().map_err(output_err)?;
+        stats.bytes_written += size;
+        file.commit(false).map_err(output_err)?;
+        outputs.push(Location::Path(dest));
+    }
+    Ok(TaskResult::Map { outputs, stats })
+}
+
+/// Sorts, combines and writes every partition of `buf` as one run each.
+fn spill(
+    buf: &mut SortBuffer,
+    mut combine: Option<mr::sortbuf::Combine<'_, AppError>>,
+    dir: &Path,
+    runs: &mut [Vec<TempPath>],
+) -> Result<(), TaskFailure> {
+    for (p, run) in runs.iter_mut().enumerate() {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(output_err)?;
+        let (file, path) = tmp.into_parts();
+        let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
+        buf.write_partition(p as u32, combine.as_mut().map(|c| &mut **c as _), &mut w)
+            .map_err(write_error)?;
+        w.finish().map_err(output_err)?.0.flush().map_err(output_err)?;
+        run.push(path);
+    }
+    Ok(())
+}
+
+/// Runs reduce task `partition` over the map outputs `inputs`, writing
+/// `mr-out-{partition}` into `out_dir`.
+pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Path) -> TaskOutcome {
+    let lost = |input: &MapOutput, error: String| TaskFailure::LostMapOutput {
+        map: input.map,
+        location: input.location.clone(),
+        error,
+    };
+    let mut readers = Vec::with_capacity(inputs.len());
+    let mut bytes_read = 0;
+    for input in inputs {
+        let Location::Path(path) = &input.location;
+        bytes_read += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        readers.push(Reader::open(path).map_err(|e| lost(input, e.to_string()))?);
+    }
+    let merge_err = |e: MergeError<TaskFailure>| match e {
+        MergeError::Consumer(f) => f,
+        MergeError::Input { index, error } => lost(&inputs[index], error.to_string()),
+    };
+    let merger = Merger::new(readers).map_err(|e| match e {
+        MergeError::Input { index, error } => lost(&inputs[index], error.to_string()),
+        MergeError::Consumer(never) => match never {},
+    })?;
+    let dest = out_dir.join(output_name(partition));
+    let mut out = AtomicFile::create(&dest).map_err(output_err)?;
+    let mut result = Vec::new();
+    let mut lines = 0u64;
+    let mut bytes_written = 0u64;
+    let records_in = merger
+        .for_each_group(|key, values| -> Result<(), TaskFailure> {
+            result.clear();
+            app.reduce(key, values, &mut result).map_err(app_err)?;
+            write_line(&mut out, key, &result).map_err(output_err)?;
+            lines += 1;
+            bytes_written += key.len() as u64 + result.len() as u64 + 2;
+            Ok(())
+        })
+        .map_err(merge_err)?;
+    out.commit(true).map_err(output_err)?;
+    Ok(TaskResult::Reduce {
+        output: Location::Path(dest),
+        stats: TaskStats {
+            bytes_read,
+            bytes_written,
+            records_in,
+            records_out: lines,
+        },
+    })
+}
+
+fn write_line(out: &mut impl Write, key: &[u8], value: &[u8]) -> io::Result<()> {
+    out.write_all(key)?;
+    out.write_all(b" ")?;
+    out.write_all(value)?;
+    out.write_all(b"\n")
+}
+
+/// Reads an intermediate file completely (for tools and tests).
+pub fn read_intermediate(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, mr::intermediate::FormatError> {
+    let mut r = Reader::open(path)?;
+    let (mut k, mut v) = (Vec::new(), Vec::new());
+    let mut out = Vec::new();
+    while r.next_into(&mut k, &mut v)? {
+        out.push((k.clone(), v.clone()));
+    }
+    Ok(out)
+}
+

@@ -1,0 +1,84 @@
+//! The worker's connection to the coordinator: connects lazily, reconnects after a
+//! failed call, and numbers every request so both sides can log the same id.
+
+use mr::ids::RequestId;
+use mr::rpc::{connect, Addr, CoordinatorClient};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tarpc::client::RpcError;
+use tarpc::context;
+
+/// Why a call did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Could not connect.
+    #[error("cannot connect to the coordinator at {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: Addr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connected, but the call failed (connection lost, deadline).
+    #[error("call to the coordinator failed: {0}")]
+    Rpc(#[from] RpcError),
+}
+
+/// A reconnecting client.
+pub struct Link {
+    addr: Addr,
+    client: Mutex<Option<CoordinatorClient>>,
+    next: AtomicU64,
+    base: u64,
+}
+
+impl Link {
+    /// A link to `addr`; nothing is dialled until the first call.
+    pub fn new(addr: Addr) -> Self {
+        Link {
+            addr,
+            client: Mutex::new(None),
+            next: AtomicU64::new(1),
+            base: u64::from(std::process::id()) << 32,
+        }
+    }
+
+    /// The coordinator's address.
+    pub fn addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    /// A fresh request id.
+    pub fn request_id(&self) -> RequestId {
+        RequestId(self.base | (self.next.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff))
+    }
+
+    async fn client(&self) -> Result<CoordinatorClient, LinkError> {
+        if let Some(c) = self.client.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(c);
+        }
+        let c = connect(&self.addr).await.map_err(|source| LinkError::Connect {
+            addr: self.addr.clone(),
+            source,
+        })?;
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Makes one call; on failure the connection is dropped so the next call redials.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(CoordinatorClient, context::Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let client = self.client().await?;
+        match f(client, context::current()).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(LinkError::Rpc(e))
+            }
+        }
+    }
+}

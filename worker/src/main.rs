@@ -1,0 +1,74 @@
+//! `worker [--coordinator ADDR] APP.so`
+
+use clap::Parser;
+use mr::plugin::App;
+use mr::rpc::{Addr, JobEnd, DEFAULT_ADDR};
+use mr::units::{parse_secs, parse_size};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use worker::{Config, Exit};
+
+/// Runs map and reduce tasks of an mr app for the coordinator until the job is done.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The coordinator: unix:PATH, or HOST:PORT for TCP.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    coordinator: Addr,
+    /// Directory for intermediate files.
+    #[arg(long, default_value = ".")]
+    work_dir: PathBuf,
+    /// Map-side memory budget before sorted runs spill to disk (e.g. 256MiB).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    map_memory: u64,
+    /// Seconds to keep trying an unreachable coordinator before exiting.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    coordinator_timeout: Duration,
+    /// The app library, e.g. target/release/libwc.so.
+    app: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Load and check the app before anything else, so a bad plugin fails at once.
+    let app = match App::load(&args.app) {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            eprintln!("worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = Config::new(args.coordinator);
+    config.work_dir = args.work_dir;
+    config.map_memory = usize::try_from(args.map_memory).unwrap_or(usize::MAX);
+    config.coordinator_timeout = args.coordinator_timeout;
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(worker::run(config, app));
+    // A task thread of a revoked attempt may still be running; don't wait for it.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(Exit::Job(JobEnd::Succeeded)) | Ok(Exit::CoordinatorGone) => ExitCode::SUCCESS,
+        Ok(Exit::Job(JobEnd::Failed)) => {
+            eprintln!("worker: the job failed (the coordinator says why)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
