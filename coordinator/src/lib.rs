@@ -126,10 +126,18 @@ pub struct Outcome {
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// Serves the job on `listener` until it ends; returns how it ended.
-pub async fn run(config: Config, splits: Vec<Split>, listener: Listener) -> anyhow::Result<Outcome> {
+pub async fn run(
+    config: Config,
+    splits: Vec<Split>,
+    listener: Listener,
+) -> anyhow::Result<Outcome> {
     let maps = splits.len();
-    std::fs::create_dir_all(&config.out_dir)
-        .with_context(|| format!("cannot create output directory {}", config.out_dir.display()))?;
+    std::fs::create_dir_all(&config.out_dir).with_context(|| {
+        format!(
+            "cannot create output directory {}",
+            config.out_dir.display()
+        )
+    })?;
     let job = Job {
         tasks: TaskTable::new(
             splits,
@@ -152,13 +160,11 @@ pub async fn run(config: Config, splits: Vec<Split>, listener: Listener) -> anyh
                 Ok((io, peer)) => {
                     tracing::debug!(%peer, "connection");
                     let channel = BaseChannel::with_defaults(json_transport(io));
-                    tokio::spawn(
-                        channel
-                            .execute(server.clone().serve())
-                            .for_each(|call| async move {
-                                tokio::spawn(call);
-                            }),
-                    );
+                    tokio::spawn(channel.execute(server.clone().serve()).for_each(
+                        |call| async move {
+                            tokio::spawn(call);
+                        },
+                    ));
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -251,8 +257,11 @@ mod tests {
         let good = dir.path().join("good.txt");
         std::fs::write(&good, b"hello\n").unwrap();
         let missing = dir.path().join("missing.txt");
-        let bad = plan_inputs(&[good.clone(), missing.clone(), dir.path().to_path_buf()], 64)
-            .unwrap_err();
+        let bad = plan_inputs(
+            &[good.clone(), missing.clone(), dir.path().to_path_buf()],
+            64,
+        )
+        .unwrap_err();
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0].path, missing);
         assert!(bad[0].to_string().contains("no such file"), "{}", bad[0]);

@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use coordinator::{plan_inputs, Config};
-use mr::units::{parse_secs, parse_size};
 use mr::rpc::{Addr, JobEnd, Listener, DEFAULT_ADDR};
+use mr::units::{parse_secs, parse_size};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,7 +38,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing();
+    mr::logging::init();
     let splits = match plan_inputs(&args.files, args.split_size) {
         Ok(s) => s,
         Err(bad) => {
@@ -88,13 +88,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

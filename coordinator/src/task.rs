@@ -176,7 +176,9 @@ impl TaskTable {
         let m = splits.len();
         TaskTable {
             maps: (0..m as u32).map(|i| Task::new(TaskId::map(i))).collect(),
-            reduces: (0..n_reduce).map(|i| Task::new(TaskId::reduce(i))).collect(),
+            reduces: (0..n_reduce)
+                .map(|i| Task::new(TaskId::reduce(i)))
+                .collect(),
             map_outputs: vec![None; m],
             splits,
             out_dir,
@@ -229,7 +231,9 @@ impl TaskTable {
     }
 
     fn all_done(tasks: &[Task]) -> bool {
-        tasks.iter().all(|t| matches!(t.state, TaskState::Done { .. }))
+        tasks
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Done { .. }))
     }
 
     /// Every map task is done (reduce tasks may be handed out).
@@ -297,12 +301,7 @@ impl TaskTable {
         })
     }
 
-    fn check_current(
-        &self,
-        worker: WorkerId,
-        id: TaskId,
-        attempt: Attempt,
-    ) -> Result<(), Refusal> {
+    fn check_current(&self, worker: WorkerId, id: TaskId, attempt: Attempt) -> Result<(), Refusal> {
         let task = self.task(id).ok_or(Refusal::UnknownTask)?;
         match &task.state {
             TaskState::InProgress {
@@ -527,7 +526,8 @@ mod tests {
         let r1 = t.assign(W2, now).unwrap();
         t.complete(W1, r.task, r.attempt, reduce_result(0)).unwrap();
         assert!(!t.is_done());
-        t.complete(W2, r1.task, r1.attempt, reduce_result(1)).unwrap();
+        t.complete(W2, r1.task, r1.attempt, reduce_result(1))
+            .unwrap();
         assert!(t.is_done());
         assert_eq!(t.assign(W1, now), None);
     }
@@ -624,10 +624,17 @@ mod tests {
         else {
             panic!("job should have failed")
         };
-        assert_eq!((f.task, f.failures, f.error.as_str()), (TaskId::map(0), 4, "boom"));
+        assert_eq!(
+            (f.task, f.failures, f.error.as_str()),
+            (TaskId::map(0), 4, "boom")
+        );
         assert!(f.to_string().contains("in-0"), "{f}");
         assert_eq!(t.failure(), Some(&f));
-        assert_eq!(t.assign(W1, now), None, "nothing is handed out after failure");
+        assert_eq!(
+            t.assign(W1, now),
+            None,
+            "nothing is handed out after failure"
+        );
     }
 
     #[test]
@@ -667,6 +674,9 @@ mod tests {
         t.assign(W2, t0 + Duration::from_secs(3)).unwrap();
         assert_eq!(t.next_deadline(), Some(t0 + TIMEOUT));
         t.revoke_worker(W1);
-        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(3) + TIMEOUT));
+        assert_eq!(
+            t.next_deadline(),
+            Some(t0 + Duration::from_secs(3) + TIMEOUT)
+        );
     }
 }

@@ -145,7 +145,11 @@ impl<R: Read + Seek> Reader<R> {
 
 impl<R: Read> Reader<R> {
     /// Reads the next record into `key` and `value`; `Ok(false)` at the (verified) end.
-    pub fn next_into(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool, FormatError> {
+    pub fn next_into(
+        &mut self,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> Result<bool, FormatError> {
         if self.remaining == 0 {
             let crc = self.crc.clone().finalize();
             if self.count != self.expect_count {
@@ -204,6 +208,20 @@ pub fn write_file<'a>(
         w.push(k, v)?;
     }
     Ok(w.finish()?.1)
+}
+
+/// One record, owned.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// Reads a whole intermediate file (for tools and tests; tasks stream).
+pub fn read_all(path: &Path) -> Result<Vec<Record>, FormatError> {
+    let mut r = Reader::open(path)?;
+    let (mut k, mut v) = (Vec::new(), Vec::new());
+    let mut out = Vec::new();
+    while r.next_into(&mut k, &mut v)? {
+        out.push((k.clone(), v.clone()));
+    }
+    Ok(out)
 }
 
 /// An error while merging: which input failed, or what the consumer returned.
@@ -389,7 +407,10 @@ mod tests {
             assert!(decode(bad).is_err(), "flip at byte {i} not detected");
         }
         for n in 0..bytes.len() {
-            assert!(decode(bytes[..n].to_vec()).is_err(), "truncation to {n} not detected");
+            assert!(
+                decode(bytes[..n].to_vec()).is_err(),
+                "truncation to {n} not detected"
+            );
         }
     }
 

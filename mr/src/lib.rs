@@ -13,12 +13,14 @@
 //! - [`sortbuf`]: the map-side buffer that sorts, combines and spills records.
 //! - [`plugin`]: loading an app library and calling it through the C ABI.
 //! - [`atomic`]: writing a file so that it appears whole or not at all.
+//! - [`logging`]: the `tracing` setup shared by the binaries.
 //! - [`units`]: parsing sizes and durations given on command lines.
 #![warn(missing_docs)]
 
 pub mod atomic;
 pub mod ids;
 pub mod intermediate;
+pub mod logging;
 pub mod partition;
 pub mod plugin;
 pub mod rpc;

@@ -202,7 +202,10 @@ impl Listener {
                     if UnixStream::connect(p).await.is_ok() {
                         return Err(io::Error::new(
                             io::ErrorKind::AddrInUse,
-                            format!("another coordinator is already listening on {}", p.display()),
+                            format!(
+                                "another coordinator is already listening on {}",
+                                p.display()
+                            ),
                         ));
                     }
                     std::fs::remove_file(p)?;

@@ -161,7 +161,9 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -198,6 +200,9 @@ mod tests {
         let mut w = Writer::new(Vec::new()).unwrap();
         let n = b.write_partition(0, Some(&mut sum), &mut w).unwrap();
         assert_eq!(n, 2);
-        assert_eq!(read_all(w.finish().unwrap().0), pairs(&[("x", "3"), ("y", "1")]));
+        assert_eq!(
+            read_all(w.finish().unwrap().0),
+            pairs(&[("x", "3"), ("y", "1")])
+        );
     }
 }

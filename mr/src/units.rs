@@ -16,7 +16,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use KiB, MiB or GiB)"
+            ))
+        }
     };
     match n.checked_mul(mult) {
         Some(0) => Err(format!("`{s}`: size must be above zero")),

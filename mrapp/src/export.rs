@@ -81,7 +81,10 @@ fn guarded(err: MrSink, f: impl FnOnce()) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(()) => MR_OK,
         Err(payload) => {
-            send(err, format!("app panicked: {}", panic_message(&*payload)).as_bytes());
+            send(
+                err,
+                format!("app panicked: {}", panic_message(&*payload)).as_bytes(),
+            );
             MR_FAILED
         }
     }

@@ -78,7 +78,11 @@ pub fn run_map(
         if let Err(e) = buf.push(partition(k, n_reduce), k, v) {
             failed = Some(output_err(e));
         } else if buf.bytes() > memory {
-            let c = if has_combiner { Some(&mut combine as _) } else { None };
+            let c = if has_combiner {
+                Some(&mut combine as _)
+            } else {
+                None
+            };
             if let Err(e) = spill(&mut buf, c, dir, &mut runs) {
                 failed = Some(e);
             }
@@ -98,7 +102,11 @@ pub fn run_map(
     };
     let spilled = runs.iter().any(|r| !r.is_empty());
     if spilled && !buf.is_empty() {
-        let c = if has_combiner { Some(&mut combine as _) } else { None };
+        let c = if has_combiner {
+            Some(&mut combine as _)
+        } else {
+            None
+        };
         spill(&mut buf, c, dir, &mut runs)?;
     }
     for p in 0..n_reduce {
@@ -120,9 +128,7 @@ pub fn run_map(
                         app.combine(k, vs, &mut out).map_err(app_err)?;
                         w.push(k, &out).map_err(output_err)
                     } else {
-                        vs.iter()
-                            .try_for_each(|v| w.push(k, v))
-                            .map_err(output_err)
+                        vs.iter().try_for_each(|v| w.push(k, v)).map_err(output_err)
                     }
                 })
                 .map_err(|e| match e {
@@ -130,7 +136,11 @@ pub fn run_map(
                     MergeError::Input { error, .. } => output_err(error),
                 })?;
         } else {
-            let c = if has_combiner { Some(&mut combine as _) } else { None };
+            let c = if has_combiner {
+                Some(&mut combine as _)
+            } else {
+                None
+            };
             buf.write_partition(p, c, &mut w).map_err(write_error)?;
         }
         stats.records_out += w.count();
@@ -158,7 +168,11 @@ fn spill(
         let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
         buf.write_partition(p as u32, combine.as_mut().map(|c| &mut **c as _), &mut w)
             .map_err(write_error)?;
-        w.finish().map_err(output_err)?.0.flush().map_err(output_err)?;
+        w.finish()
+            .map_err(output_err)?
+            .0
+            .flush()
+            .map_err(output_err)?;
         run.push(path);
     }
     Ok(())
@@ -220,15 +234,3 @@ fn write_line(out: &mut impl Write, key: &[u8], value: &[u8]) -> io::Result<()> 
     out.write_all(value)?;
     out.write_all(b"\n")
 }
-
-/// Reads an intermediate file completely (for tools and tests).
-pub fn read_intermediate(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, mr::intermediate::FormatError> {
-    let mut r = Reader::open(path)?;
-    let (mut k, mut v) = (Vec::new(), Vec::new());
-    let mut out = Vec::new();
-    while r.next_into(&mut k, &mut v)? {
-        out.push((k.clone(), v.clone()));
-    }
-    Ok(out)
-}
-

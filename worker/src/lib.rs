@@ -33,7 +33,10 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// Map-side buffer budget before spilling sorted runs.
     pub map_memory: usize,
-    /// Give up after this long without reaching the coordinator.
+    /// At start, give up if the coordinator cannot be reached for this long.
+    pub connect_timeout: Duration,
+    /// Once working, give up after this long without reaching the coordinator (it may
+    /// be restarting: workers retry with backoff and register again).
     pub coordinator_timeout: Duration,
 }
 
@@ -44,6 +47,7 @@ impl Config {
             coordinator,
             work_dir: PathBuf::from("."),
             map_memory: 256 << 20,
+            connect_timeout: Duration::from_secs(2),
             coordinator_timeout: Duration::from_secs(10),
         }
     }
@@ -97,8 +101,8 @@ impl Ctx {
             .elapsed()
     }
 
-    /// Registers, retrying with backoff for up to the coordinator timeout.
-    async fn register(&self) -> Result<Duration, LinkError> {
+    /// Registers, retrying with backoff until the coordinator has been silent for `limit`.
+    async fn register(&self, limit: Duration) -> Result<Duration, LinkError> {
         let info = WorkerInfo {
             host: hostname(),
             pid: std::process::id(),
@@ -107,14 +111,18 @@ impl Ctx {
         loop {
             let req = self.link.request_id();
             let info = info.clone();
-            match self.link.call(|c, cx| async move { c.register(cx, req, info).await }).await {
+            match self
+                .link
+                .call(|c, cx| async move { c.register(cx, req, info).await })
+                .await
+            {
                 Ok(reg) => {
                     self.contact();
                     *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = reg.worker;
                     info!(%req, worker = %reg.worker, coordinator = %self.link.addr(), "registered");
                     return Ok(Duration::from_millis(reg.heartbeat_interval_ms.max(10)));
                 }
-                Err(e) if self.silent_for() >= self.config.coordinator_timeout => return Err(e),
+                Err(e) if self.silent_for() >= limit => return Err(e),
                 Err(e) => {
                     tracing::debug!(error = %e, "coordinator not reachable yet; retrying");
                     tokio::time::sleep(backoff).await;
@@ -173,10 +181,13 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         worker: Mutex::new(WorkerId(0)),
         last_contact: Mutex::new(Instant::now()),
     });
-    let interval = ctx.register().await.map_err(|source| WorkerError::Unreachable {
-        addr: ctx.config.coordinator.clone(),
-        source,
-    })?;
+    let interval = ctx
+        .register(ctx.config.connect_timeout)
+        .await
+        .map_err(|source| WorkerError::Unreachable {
+            addr: ctx.config.coordinator.clone(),
+            source,
+        })?;
     let (exit_tx, mut exit_rx) = watch::channel(None);
     let heartbeat = tokio::spawn(heartbeat_loop(ctx.clone(), interval, exit_tx));
     let exit = tokio::select! {
@@ -203,11 +214,15 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, interval: Duration, exit: watch::Sender<O
         tick.tick().await;
         let req = ctx.link.request_id();
         let worker = ctx.worker();
-        match ctx.link.call(|c, cx| async move { c.heartbeat(cx, req, worker).await }).await {
+        match ctx
+            .link
+            .call(|c, cx| async move { c.heartbeat(cx, req, worker).await })
+            .await
+        {
             Ok(Directive::Continue) => ctx.contact(),
             Ok(Directive::Reregister) => {
                 ctx.contact();
-                if let Err(e) = ctx.register().await {
+                if let Err(e) = ctx.register(ctx.config.coordinator_timeout).await {
                     warn!(error = %e, "re-registration failed");
                 }
             }
@@ -230,7 +245,11 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
     loop {
         let req = ctx.link.request_id();
         let worker = ctx.worker();
-        let reply = match ctx.link.call(|c, cx| async move { c.get_task(cx, req, worker).await }).await {
+        let reply = match ctx
+            .link
+            .call(|c, cx| async move { c.get_task(cx, req, worker).await })
+            .await
+        {
             Ok(r) => r,
             Err(e) => match ctx.backoff(&e).await {
                 Some(exit) => return exit,
@@ -253,8 +272,12 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
                         })
                 };
                 match &outcome {
-                    Ok(_) => info!(%worker, task = %a.task, attempt = %a.attempt, elapsed = ?started.elapsed(), "task finished"),
-                    Err(f) => warn!(%worker, task = %a.task, attempt = %a.attempt, error = %f, "task failed"),
+                    Ok(_) => {
+                        info!(%worker, task = %a.task, attempt = %a.attempt, elapsed = ?started.elapsed(), "task finished")
+                    }
+                    Err(f) => {
+                        warn!(%worker, task = %a.task, attempt = %a.attempt, error = %f, "task failed")
+                    }
                 }
                 if let Some(exit) = report(&ctx, &a, outcome).await {
                     return exit;
@@ -262,7 +285,7 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
             }
             TaskReply::Wait => {}
             TaskReply::Reregister => {
-                if let Err(e) = ctx.register().await {
+                if let Err(e) = ctx.register(ctx.config.coordinator_timeout).await {
                     warn!(error = %e, "re-registration failed");
                     return Exit::CoordinatorGone;
                 }
@@ -280,7 +303,9 @@ async fn report(ctx: &Ctx, a: &Assignment, outcome: TaskOutcome) -> Option<Exit>
         let outcome = outcome.clone();
         match ctx
             .link
-            .call(|c, cx| async move { c.report(cx, req, worker, a.task, a.attempt, outcome).await })
+            .call(
+                |c, cx| async move { c.report(cx, req, worker, a.task, a.attempt, outcome).await },
+            )
             .await
         {
             Ok(ReportReply::Accepted) => {

@@ -55,13 +55,20 @@ impl Link {
     }
 
     async fn client(&self) -> Result<CoordinatorClient, LinkError> {
-        if let Some(c) = self.client.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(c) = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Ok(c);
         }
-        let c = connect(&self.addr).await.map_err(|source| LinkError::Connect {
-            addr: self.addr.clone(),
-            source,
-        })?;
+        let c = connect(&self.addr)
+            .await
+            .map_err(|source| LinkError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })?;
         *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }

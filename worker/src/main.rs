@@ -23,7 +23,10 @@ struct Args {
     /// Map-side memory budget before sorted runs spill to disk (e.g. 256MiB).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     map_memory: u64,
-    /// Seconds to keep trying an unreachable coordinator before exiting.
+    /// Seconds to keep trying to reach the coordinator at start.
+    #[arg(long, default_value = "2", value_parser = parse_secs)]
+    connect_timeout: Duration,
+    /// Seconds to keep trying a coordinator that stopped answering before exiting.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     coordinator_timeout: Duration,
     /// The app library, e.g. target/release/libwc.so.
@@ -40,15 +43,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    mr::logging::init();
     let mut config = Config::new(args.coordinator);
     config.work_dir = args.work_dir;
     config.map_memory = usize::try_from(args.map_memory).unwrap_or(usize::MAX);
+    config.connect_timeout = args.connect_timeout;
     config.coordinator_timeout = args.coordinator_timeout;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -8,10 +8,12 @@ use std::time::Duration;
 /// A random number below `n`, from the standard library's per-process random keys.
 fn random_below(n: u64) -> u64 {
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish() % n
 }
 

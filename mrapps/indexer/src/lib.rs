@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 /// A word is a maximal run of letters (Go's `unicode.IsLetter`).
 fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !is_letter(c)).filter(|w| !w.is_empty())
+    text.split(|c: char| !is_letter(c))
+        .filter(|w| !w.is_empty())
 }
 
 fn is_letter(c: char) -> bool {

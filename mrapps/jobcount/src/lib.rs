@@ -26,7 +26,11 @@ fn reduce(_key: &str, _values: &[&str]) -> String {
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("mr-worker-jobcount"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("mr-worker-jobcount")
+        })
         .count()
         .to_string()
 }
