@@ -4,6 +4,7 @@
 
 use crate::registry::Registry;
 use crate::task::{Revoked, TaskTable};
+use crate::timeline::Timeline;
 use mr::ids::WorkerId;
 use mr::rpc::JobEnd;
 use std::time::Instant;
@@ -15,6 +16,8 @@ pub struct Job {
     pub tasks: TaskTable,
     /// Every worker.
     pub workers: Registry,
+    /// When the job and its phases started and ended.
+    pub timeline: Timeline,
 }
 
 /// What one sweep changed.
@@ -77,6 +80,7 @@ mod tests {
         let mut job = Job {
             tasks: TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
             workers: Registry::new(Duration::from_secs(3)),
+            timeline: Timeline::new(t0),
         };
         let info = WorkerInfo {
             host: "h".into(),

@@ -7,13 +7,24 @@
 //! - [`registry`]: the workers and their heartbeats (pure).
 //! - [`job`]: both together, with the rules that join them.
 //! - [`service`]: the tarpc handlers over the shared job.
+//! - [`timeline`]: when the job and its phases started and ended.
+//! - [`status`], [`progress`], [`report`], [`http`]: what people see: a snapshot of the
+//!   job, the live display on stderr, the end-of-job report, the status page; started
+//!   and stopped together by [`monitor`].
 //! - [`run`] (here): the server: accept loop, deadline sweeper, shutdown.
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod job;
+pub mod journal;
+pub mod monitor;
+pub mod progress;
 pub mod registry;
+pub mod report;
 pub mod service;
+pub mod status;
 pub mod task;
+pub mod timeline;
 
 use anyhow::Context as _;
 use futures::StreamExt;
@@ -48,6 +59,17 @@ pub struct Config {
     pub max_failures: u32,
     /// Where `mr-out-Y` goes.
     pub out_dir: PathBuf,
+    /// The journal of task state changes, for picking the job up after a crash.
+    pub journal: Option<PathBuf>,
+    /// Insist on resuming from the journal (fail if it holds no unfinished run of
+    /// this job). Without it, an unfinished run of the same job is resumed anyway.
+    pub resume: bool,
+    /// Show live progress on stderr and print the report at the end.
+    pub progress: bool,
+    /// Write the report as JSON here at the end.
+    pub report_file: Option<PathBuf>,
+    /// Serve the status page on this `HOST:PORT` while the job runs.
+    pub http: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +82,11 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(500),
             max_failures: 4,
             out_dir: PathBuf::from("."),
+            journal: None,
+            resume: false,
+            progress: false,
+            report_file: None,
+            http: None,
         }
     }
 }
@@ -120,6 +147,8 @@ pub struct Outcome {
     pub maps: usize,
     /// Reduce tasks run.
     pub reduces: usize,
+    /// What happened, per phase.
+    pub report: report::Report,
 }
 
 /// How long after the end to wait for live workers to hear that the job is over.
@@ -132,13 +161,14 @@ pub async fn run(
     listener: Listener,
 ) -> anyhow::Result<Outcome> {
     let maps = splits.len();
+    let splits_key = job_key(&splits, &config);
     std::fs::create_dir_all(&config.out_dir).with_context(|| {
         format!(
             "cannot create output directory {}",
             config.out_dir.display()
         )
     })?;
-    let job = Job {
+    let mut job = Job {
         tasks: TaskTable::new(
             splits,
             config.n_reduce,
@@ -147,8 +177,17 @@ pub async fn run(
             config.max_failures,
         ),
         workers: Registry::new(config.worker_timeout),
+        timeline: timeline::Timeline::new(std::time::Instant::now()),
+    };
+    let journal = match &config.journal {
+        Some(path) => Some(open_journal(path, &config, &splits_key, &mut job)?),
+        None => None,
     };
     let shared = Shared::new(job, config.heartbeat_interval);
+    if let Some(j) = journal {
+        shared.set_journal(j);
+    }
+    let monitor = monitor::Monitor::start(&config, &shared).await?;
     let mut end_rx = shared.end.subscribe();
     let addr = listener.local_addr()?;
     info!(%addr, maps, reduces = config.n_reduce, "coordinator listening");
@@ -207,13 +246,53 @@ pub async fn run(
             info!(removed = n, "removed temp files left by dead workers");
         }
     }
+    let report = monitor.finish(&shared).await;
     let failure = shared.lock().tasks.failure().cloned();
     Ok(Outcome {
         end,
         failure,
         maps,
         reduces: config.n_reduce as usize,
+        report,
     })
+}
+
+/// What identifies this job in a journal: the inputs, R and the split size.
+fn job_key(splits: &[Split], config: &Config) -> journal::JobKey {
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    for s in splits {
+        if inputs.last() != Some(&s.path) {
+            inputs.push(s.path.clone());
+        }
+    }
+    journal::JobKey {
+        inputs,
+        n_reduce: config.n_reduce,
+        split_size: config.split_size,
+    }
+}
+
+/// Opens the journal and applies what it says of an unfinished run of this job.
+fn open_journal(
+    path: &std::path::Path,
+    config: &Config,
+    key: &journal::JobKey,
+    job: &mut Job,
+) -> anyhow::Result<journal::Journal> {
+    let (j, replay) = journal::Journal::open(path, key, config.resume)?;
+    job.workers.set_incarnation(replay.incarnation);
+    if replay.incarnation > 1 {
+        let restored = journal::restore(&mut job.tasks, &replay);
+        let maps = restored.iter().filter(|t| t.kind == mr::ids::TaskKind::Map).count();
+        info!(
+            journal = %path.display(),
+            incarnation = replay.incarnation,
+            maps_done = maps,
+            reduces_done = restored.len() - maps,
+            "resuming the job from its journal"
+        );
+    }
+    Ok(j)
 }
 
 /// Sleeps until the next deadline (a task timeout or a worker going silent), then takes

@@ -1,4 +1,5 @@
-//! `coordinator [--reduce R] [--addr ADDR] [--task-timeout SECS] FILES...`
+//! `coordinator [--reduce R] [--addr ADDR] [--task-timeout SECS] [--report FILE]
+//! [--http ADDR] FILES...`
 
 use clap::Parser;
 use coordinator::{plan_inputs, Config};
@@ -31,6 +32,22 @@ struct Args {
     /// Directory for the final mr-out-* files.
     #[arg(long, default_value = ".")]
     output: PathBuf,
+    /// Write the end-of-job report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Serve a status page on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Journal of task state changes, so that the job survives a coordinator crash:
+    /// running the same command again (or with --resume) picks the job up.
+    #[arg(long, default_value = coordinator::journal::DEFAULT_PATH)]
+    journal: PathBuf,
+    /// Do not keep a journal.
+    #[arg(long, conflicts_with = "resume")]
+    no_journal: bool,
+    /// Resume the unfinished job recorded in the journal; fail if there is none.
+    #[arg(long)]
+    resume: bool,
     /// Input files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -38,7 +55,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    mr::logging::init();
+    coordinator::progress::init_logging("info,tarpc=warn");
     let splits = match plan_inputs(&args.files, args.split_size) {
         Ok(s) => s,
         Err(bad) => {
@@ -54,6 +71,11 @@ fn main() -> ExitCode {
         task_timeout: args.task_timeout,
         worker_timeout: args.worker_timeout,
         out_dir: args.output.clone(),
+        journal: (!args.no_journal).then(|| args.journal.clone()),
+        resume: args.resume,
+        progress: true,
+        report_file: args.report.clone(),
+        http: args.http.clone(),
         ..Config::default()
     };
     let rt = match tokio::runtime::Runtime::new() {

@@ -39,6 +39,13 @@ impl Registry {
         }
     }
 
+    /// Numbers workers of a restarted coordinator apart from the earlier run's, so a
+    /// worker of the old run can never be taken for a new one: incarnation `n` numbers
+    /// from `(n - 1) << 32`.
+    pub fn set_incarnation(&mut self, n: u32) {
+        self.next_id = (u64::from(n.saturating_sub(1)) << 32) | 1;
+    }
+
     /// Adds a worker and returns its new id.
     pub fn register(&mut self, info: WorkerInfo, now: Instant) -> WorkerId {
         let id = WorkerId(self.next_id);

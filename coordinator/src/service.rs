@@ -4,7 +4,9 @@
 //! block the runtime thread).
 
 use crate::job::Job;
+use crate::journal::{Journal, Record};
 use crate::task::AfterFailure;
+use crate::timeline::Timeline;
 use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
 use mr::rpc::{
     Coordinator, Directive, JobEnd, Registration, ReportReply, TaskReply, WorkerInfo, LONG_POLL,
@@ -27,7 +29,12 @@ pub struct Shared {
     pub told_exit: Notify,
     /// Set once the job has ended.
     pub end: watch::Sender<Option<JobEnd>>,
+    /// Bumped whenever a worker joins or a task changes hands or finishes, for the
+    /// progress display.
+    pub changes: watch::Sender<u64>,
     heartbeat_interval: Duration,
+    /// Where task state changes are recorded for a restart, if anywhere.
+    journal: Mutex<Option<Journal>>,
 }
 
 impl Shared {
@@ -39,8 +46,28 @@ impl Shared {
             sweep: Notify::new(),
             told_exit: Notify::new(),
             end: watch::channel(None).0,
+            changes: watch::channel(0).0,
             heartbeat_interval,
+            journal: Mutex::new(None),
         })
+    }
+
+    /// Records task state changes in `journal` from now on.
+    pub fn set_journal(&self, journal: Journal) {
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = Some(journal);
+    }
+
+    /// Appends to the journal, if there is one. Called with the job locked, so the
+    /// journal's order is the order of the changes; `sync` records are on disk before
+    /// the caller answers. A failing journal is logged, not fatal: the job goes on, it
+    /// just could not be resumed after a crash.
+    pub fn record(&self, record: &Record, sync: bool) {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = journal.as_mut() {
+            if let Err(e) = j.append(record, sync) {
+                warn!(journal = %j.path().display(), error = %e, "cannot write the journal");
+            }
+        }
     }
 
     /// Locks the job. A panic while holding the lock would be a bug in this crate; the
@@ -49,10 +76,21 @@ impl Shared {
         self.job.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Tells the progress display that something changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Publishes the end of the job if it has ended, and wakes everyone waiting.
     pub fn publish_end(&self, job: &Job) {
         if let Some(end) = job.end() {
             if self.end.borrow().is_none() {
+                self.record(
+                    &Record::Finished {
+                        succeeded: end == JobEnd::Succeeded,
+                    },
+                    true,
+                );
                 self.end.send_replace(Some(end));
             }
         }
@@ -79,6 +117,7 @@ impl Coordinator for Service {
         let worker = job.workers.register(info.clone(), Instant::now());
         info!(%req, %worker, host = %info.host, pid = info.pid, "worker registered");
         self.0.sweep.notify_one();
+        self.0.changed();
         Registration {
             worker,
             heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
@@ -117,7 +156,16 @@ impl Coordinator for Service {
                 }
                 if let Some(a) = job.tasks.assign(worker, now) {
                     info!(%req, %worker, task = %a.task, attempt = %a.attempt, "assigned");
+                    self.0.record(
+                        &Record::Assigned {
+                            task: a.task,
+                            attempt: a.attempt,
+                        },
+                        false,
+                    );
+                    job.timeline.assigned(a.task, now);
                     self.0.sweep.notify_one();
+                    self.0.changed();
                     return TaskReply::Task(a);
                 }
             }
@@ -137,11 +185,25 @@ impl Coordinator for Service {
         attempt: Attempt,
         outcome: TaskOutcome,
     ) -> ReportReply {
-        let mut job = self.0.lock();
-        job.workers.touch(worker, Instant::now());
+        let mut guard = self.0.lock();
+        let job = &mut *guard;
+        let now = Instant::now();
+        job.workers.touch(worker, now);
+        let since = Timeline::running_since(&job.tasks, task);
         let reply = match outcome {
-            Ok(result) => match job.tasks.complete(worker, task, attempt, result) {
+            Ok(result) => match job.tasks.complete(worker, task, attempt, result.clone()) {
                 Ok(()) => {
+                    // On disk before the worker hears "accepted".
+                    self.0.record(
+                        &Record::Done {
+                            task,
+                            attempt,
+                            worker,
+                            result,
+                        },
+                        true,
+                    );
+                    job.timeline.completed(task, since, now);
                     if let Some(w) = job.workers.get_mut(worker) {
                         w.tasks_done += 1;
                     }
@@ -162,6 +224,7 @@ impl Coordinator for Service {
                             warn!(%req, %worker, %task, %attempt, %failure, "attempt failed; will retry")
                         }
                         AfterFailure::RerunMap(m) => {
+                            self.0.record(&Record::Reopened { task: TaskId::map(*m) }, true);
                             warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
                         }
                         AfterFailure::JobFailed(f) => {
@@ -176,7 +239,9 @@ impl Coordinator for Service {
                 }
             },
         };
-        self.0.publish_end(&job);
+        job.timeline.observe(&job.tasks, now);
+        self.0.publish_end(job);
+        self.0.changed();
         reply
     }
 }

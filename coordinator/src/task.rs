@@ -451,6 +451,45 @@ impl TaskTable {
         self.revoke_where(|w, _| w == lost)
     }
 
+    /// Continues attempt numbering after a restart (see [`crate::journal`]).
+    pub fn set_attempts(&mut self, id: TaskId, attempts: u32) {
+        if let Some(t) = self.task_mut(id) {
+            t.attempts = t.attempts.max(attempts);
+        }
+    }
+
+    /// Marks a task done from the journal of an earlier run. Refused (false) for an
+    /// unknown task, a map result of the wrong shape, or a reduce whose maps are not
+    /// all done.
+    pub fn restore_done(
+        &mut self,
+        id: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+        result: TaskResult,
+    ) -> bool {
+        let want = self.reduces.len();
+        let stats = match (id.kind, result) {
+            (TaskKind::Map, TaskResult::Map { outputs, stats }) if outputs.len() == want => {
+                match self.map_outputs.get_mut(id.index as usize) {
+                    Some(slot) => *slot = Some(outputs),
+                    None => return false,
+                }
+                stats
+            }
+            (TaskKind::Reduce, TaskResult::Reduce { stats, .. }) if self.maps_done() => stats,
+            _ => return false,
+        };
+        match self.task_mut(id) {
+            Some(t) => {
+                t.state = TaskState::Done { worker, attempt };
+                t.stats = stats;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// When the next in-progress task times out.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.maps

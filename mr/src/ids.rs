@@ -54,7 +54,11 @@ pub struct WorkerId(pub u64);
 
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "w{}", self.0)
+        // The high half numbers coordinator restarts (see the coordinator's registry).
+        match self.0 >> 32 {
+            0 => write!(f, "w{}", self.0),
+            r => write!(f, "w{}.r{r}", self.0 & 0xffff_ffff),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`intermediate`]: the binary format of `mr-X-Y` files (checksummed), its reader,
 //!   writer and the k-way merge of sorted runs.
 //! - [`sortbuf`]: the map-side buffer that sorts, combines and spills records.
+//! - [`combinebuf`]: the map-side buffer for apps with a combiner (hash grouping).
 //! - [`plugin`]: loading an app library and calling it through the C ABI.
 //! - [`atomic`]: writing a file so that it appears whole or not at all.
 //! - [`logging`]: the `tracing` setup shared by the binaries.
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod combinebuf;
 pub mod ids;
 pub mod intermediate;
 pub mod logging;

@@ -9,7 +9,9 @@
 //!
 //! Every function returns [`MR_OK`] or [`MR_FAILED`]; on failure it has called `err` with
 //! a UTF-8 message (a caught panic). All byte slices passed to the app are valid UTF-8
-//! and live only for the duration of the call; the app copies what it keeps.
+//! (the host guarantees it: input is decoded lossily, and keys and values come back
+//! exactly as an app emitted them, checksummed on disk) and live only for the duration
+//! of the call; the app copies what it keeps.
 
 use std::ffi::c_void;
 

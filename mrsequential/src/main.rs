@@ -1,9 +1,11 @@
 //! `mrsequential APP.so FILES...`: the reference the tests compare against. One process,
-//! no partitions, no RPC: map every file, (combine per file if the app has a combiner,
-//! as a map task would), sort everything, reduce each key, write `mr-out-0`.
+//! no partitions, no RPC, no files in between: map every file, group by key (combining
+//! as values arrive if the app has a combiner), reduce each key in key order, write
+//! `mr-out-0`.
 
 use clap::Parser;
 use mr::atomic::AtomicFile;
+use mr::combinebuf::CombineBuffer;
 use mr::plugin::App;
 use mr::sortbuf::SortBuffer;
 use std::io::Write;
@@ -37,22 +39,25 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     let app = App::load(&args.app).map_err(|e| e.to_string())?;
-    let mut all = SortBuffer::new(1);
-    let mut out = Vec::new();
+    // With a combiner, values are grouped by key and folded as they arrive (as a map
+    // task does); without one, every pair is kept and sorted.
+    let mut grouped = CombineBuffer::new(1);
+    let mut sorted = SortBuffer::new(1);
     for path in &args.files {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("input {}: {e} (check the path)", path.display()))?;
         let contents = mr::split::decode_input(bytes);
         let filename = path.to_string_lossy();
-        let mut per_file = SortBuffer::new(1);
-        let target = if app.has_combiner() {
-            &mut per_file
-        } else {
-            &mut all
-        };
         let mut push_err = None;
         app.map(&filename, &contents, |k, v| {
-            if let Err(e) = target.push(0, k, v) {
+            let pushed = if app.has_combiner() {
+                grouped
+                    .push(0, k, v, &mut |k, vs, out| app.combine(k, vs, out))
+                    .map_err(|e| format!("combine: {e}"))
+            } else {
+                sorted.push(0, k, v).map_err(|e| e.to_string())
+            };
+            if let Err(e) = pushed {
                 push_err.get_or_insert(e);
             }
         })
@@ -60,19 +65,12 @@ fn run(args: &Args) -> Result<(), String> {
         if let Some(e) = push_err {
             return Err(format!("map of {}: {e}", path.display()));
         }
-        if app.has_combiner() {
-            per_file.drain_groups(0, |k, vs| {
-                out.clear();
-                app.combine(k, vs, &mut out)
-                    .map_err(|e| format!("combine: {e}"))?;
-                all.push(0, k, &out).map_err(|e| e.to_string())
-            })?;
-        }
     }
+    let mut out = Vec::new();
     let mut file = AtomicFile::create(&args.output)
         .map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
     let write_err = |e: std::io::Error| format!("cannot write {}: {e}", args.output.display());
-    all.drain_groups(0, |k, vs| {
+    let mut reduce_line = |k: &[u8], vs: &[&[u8]]| -> Result<(), String> {
         out.clear();
         app.reduce(k, vs, &mut out)
             .map_err(|e| format!("reduce: {e}"))?;
@@ -80,6 +78,11 @@ fn run(args: &Args) -> Result<(), String> {
         file.write_all(b" ").map_err(write_err)?;
         file.write_all(&out).map_err(write_err)?;
         file.write_all(b"\n").map_err(write_err)
-    })?;
+    };
+    if app.has_combiner() {
+        grouped.drain_groups(0, &mut reduce_line)?;
+    } else {
+        sorted.drain_groups(0, &mut reduce_line)?;
+    }
     file.commit(true).map_err(write_err)
 }

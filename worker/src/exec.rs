@@ -10,6 +10,7 @@
 //! late report, so nothing is counted twice.
 
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
+use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{MergeError, Merger, Reader, Writer};
 use mr::partition::partition;
 use mr::plugin::{App, AppError};
@@ -46,8 +47,90 @@ fn write_error(e: WriteError<AppError>) -> TaskFailure {
     }
 }
 
+/// The map-side buffer: hash-grouped and combined as records arrive when the app has a
+/// combiner, otherwise every record kept and sorted when written.
+enum Buffer {
+    Sort(SortBuffer),
+    Combine(CombineBuffer),
+}
+
+impl Buffer {
+    fn new(app: &App, n_reduce: u32) -> Self {
+        if app.has_combiner() {
+            Buffer::Combine(CombineBuffer::new(n_reduce))
+        } else {
+            Buffer::Sort(SortBuffer::new(n_reduce))
+        }
+    }
+
+    fn push(&mut self, app: &App, p: u32, k: &[u8], v: &[u8]) -> Result<(), TaskFailure> {
+        match self {
+            Buffer::Sort(b) => b.push(p, k, v).map_err(output_err),
+            Buffer::Combine(b) => b
+                .push(p, k, v, &mut |k, vs, out| app.combine(k, vs, out))
+                .map_err(app_err),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Buffer::Sort(b) => b.bytes(),
+            Buffer::Combine(b) => b.bytes(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Buffer::Sort(b) => b.is_empty(),
+            Buffer::Combine(b) => b.is_empty(),
+        }
+    }
+
+    /// Writes partition `p` sorted (and combined, with a combiner) and empties it.
+    fn write_partition<W: Write>(
+        &mut self,
+        app: &App,
+        p: u32,
+        w: &mut Writer<W>,
+    ) -> Result<u64, TaskFailure> {
+        match self {
+            Buffer::Sort(b) => b.write_partition::<_, AppError>(p, None, w),
+            Buffer::Combine(b) => {
+                b.write_partition(p, &mut |k, vs, out| app.combine(k, vs, out), w)
+            }
+        }
+        .map_err(write_error)
+    }
+
+    /// Sorts, combines and writes every partition as one run each (a spill).
+    fn spill(
+        &mut self,
+        app: &App,
+        dir: &Path,
+        runs: &mut [Vec<TempPath>],
+    ) -> Result<(), TaskFailure> {
+        for (p, run) in runs.iter_mut().enumerate() {
+            let tmp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(dir)
+                .map_err(output_err)?;
+            let (file, path) = tmp.into_parts();
+            let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
+            self.write_partition(app, p as u32, &mut w)?;
+            w.finish()
+                .map_err(output_err)?
+                .0
+                .flush()
+                .map_err(output_err)?;
+            run.push(path);
+        }
+        Ok(())
+    }
+}
+
 /// Runs map task `map` over `split`, writing `mr-{map}-Y` for Y in 0..n_reduce into
-/// `dir`. The buffer spills sorted runs to disk past `memory` bytes.
+/// `dir`. Past `memory` bytes of buffered output, sorted runs spill to disk and are
+/// merged at the end.
 pub fn run_map(
     app: &App,
     map: u32,
@@ -64,9 +147,7 @@ pub fn run_map(
     let contents = mr::split::decode_input(bytes);
     let filename = split.path.to_string_lossy();
 
-    let mut combine = |k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>| app.combine(k, vs, out);
-    let has_combiner = app.has_combiner();
-    let mut buf = SortBuffer::new(n_reduce);
+    let mut buf = Buffer::new(app, n_reduce);
     let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
     let mut records_in = 0u64;
     let mut failed: Option<TaskFailure> = None;
@@ -75,17 +156,13 @@ pub fn run_map(
             return;
         }
         records_in += 1;
-        if let Err(e) = buf.push(partition(k, n_reduce), k, v) {
-            failed = Some(output_err(e));
-        } else if buf.bytes() > memory {
-            let c = if has_combiner {
-                Some(&mut combine as _)
-            } else {
-                None
-            };
-            if let Err(e) = spill(&mut buf, c, dir, &mut runs) {
-                failed = Some(e);
-            }
+        let pushed = buf.push(app, partition(k, n_reduce), k, v);
+        let spilled = match pushed {
+            Ok(()) if buf.bytes() > memory => buf.spill(app, dir, &mut runs),
+            other => other,
+        };
+        if let Err(e) = spilled {
+            failed = Some(e);
         }
     })
     .map_err(app_err)?;
@@ -94,54 +171,24 @@ pub fn run_map(
     }
     drop(contents);
 
+    let spilled = runs.iter().any(|r| !r.is_empty());
+    if spilled && !buf.is_empty() {
+        buf.spill(app, dir, &mut runs)?;
+    }
     let mut outputs = Vec::with_capacity(n_reduce as usize);
     let mut stats = TaskStats {
         bytes_read,
         records_in,
         ..TaskStats::default()
     };
-    let spilled = runs.iter().any(|r| !r.is_empty());
-    if spilled && !buf.is_empty() {
-        let c = if has_combiner {
-            Some(&mut combine as _)
-        } else {
-            None
-        };
-        spill(&mut buf, c, dir, &mut runs)?;
-    }
     for p in 0..n_reduce {
         let dest = dir.join(intermediate_name(map, p));
         let file = AtomicFile::create(&dest).map_err(output_err)?;
         let mut w = Writer::new(file).map_err(output_err)?;
         if spilled {
-            let readers = runs[p as usize]
-                .iter()
-                .map(|path| Reader::open(path))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(output_err)?;
-            let merger = Merger::new(readers).map_err(output_err)?;
-            let mut out = Vec::new();
-            merger
-                .for_each_group(|k, vs| -> Result<(), TaskFailure> {
-                    if has_combiner {
-                        out.clear();
-                        app.combine(k, vs, &mut out).map_err(app_err)?;
-                        w.push(k, &out).map_err(output_err)
-                    } else {
-                        vs.iter().try_for_each(|v| w.push(k, v)).map_err(output_err)
-                    }
-                })
-                .map_err(|e| match e {
-                    MergeError::Consumer(f) => f,
-                    MergeError::Input { error, .. } => output_err(error),
-                })?;
+            merge_runs(app, &runs[p as usize], &mut w)?;
         } else {
-            let c = if has_combiner {
-                Some(&mut combine as _)
-            } else {
-                None
-            };
-            buf.write_partition(p, c, &mut w).map_err(write_error)?;
+            buf.write_partition(app, p, &mut w)?;
         }
         stats.records_out += w.count();
         let (file, size) = w.finish().map_err(output_err)?;
@@ -152,29 +199,33 @@ pub fn run_map(
     Ok(TaskResult::Map { outputs, stats })
 }
 
-/// Sorts, combines and writes every partition of `buf` as one run each.
-fn spill(
-    buf: &mut SortBuffer,
-    mut combine: Option<mr::sortbuf::Combine<'_, AppError>>,
-    dir: &Path,
-    runs: &mut [Vec<TempPath>],
+/// Merges the spilled runs of one partition into `w`, combining across runs.
+fn merge_runs<W: Write>(
+    app: &App,
+    runs: &[TempPath],
+    w: &mut Writer<W>,
 ) -> Result<(), TaskFailure> {
-    for (p, run) in runs.iter_mut().enumerate() {
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(dir)
-            .map_err(output_err)?;
-        let (file, path) = tmp.into_parts();
-        let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
-        buf.write_partition(p as u32, combine.as_mut().map(|c| &mut **c as _), &mut w)
-            .map_err(write_error)?;
-        w.finish()
-            .map_err(output_err)?
-            .0
-            .flush()
-            .map_err(output_err)?;
-        run.push(path);
-    }
+    let readers = runs
+        .iter()
+        .map(|path| Reader::open(path))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(output_err)?;
+    let merger = Merger::new(readers).map_err(output_err)?;
+    let mut out = Vec::new();
+    merger
+        .for_each_group(|k, vs| -> Result<(), TaskFailure> {
+            if app.has_combiner() && vs.len() > 1 {
+                out.clear();
+                app.combine(k, vs, &mut out).map_err(app_err)?;
+                w.push(k, &out).map_err(output_err)
+            } else {
+                vs.iter().try_for_each(|v| w.push(k, v)).map_err(output_err)
+            }
+        })
+        .map_err(|e| match e {
+            MergeError::Consumer(f) => f,
+            MergeError::Input { error, .. } => output_err(error),
+        })?;
     Ok(())
 }
 

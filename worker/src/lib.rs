@@ -38,6 +38,8 @@ pub struct Config {
     /// Once working, give up after this long without reaching the coordinator (it may
     /// be restarting: workers retry with backoff and register again).
     pub coordinator_timeout: Duration,
+    /// Fault testing: sleep this long before running each task (a slow worker).
+    pub task_delay: Duration,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             map_memory: 256 << 20,
             connect_timeout: Duration::from_secs(2),
             coordinator_timeout: Duration::from_secs(10),
+            task_delay: Duration::ZERO,
         }
     }
 }
@@ -200,7 +203,10 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
 }
 
 async fn wait_exit(rx: &mut watch::Receiver<Option<Exit>>) -> Exit {
-    match rx.wait_for(Option::is_some).await {
+    // Copy the value out: a borrow guard held across the `.await` below would make
+    // `run`'s future !Send, so it could not be spawned on a multi-threaded runtime.
+    let verdict = rx.wait_for(Option::is_some).await.map(|v| *v);
+    match verdict {
         Ok(v) => v.unwrap_or(Exit::CoordinatorGone),
         // The heartbeat task ended without a verdict: keep working.
         Err(_) => std::future::pending().await,
@@ -263,13 +269,16 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
                 info!(%req, %worker, task = %a.task, attempt = %a.attempt, "running");
                 let outcome = {
                     let (app, a, config) = (app.clone(), a.clone(), ctx.config.clone());
-                    tokio::task::spawn_blocking(move || execute(&app, &a, &config))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(TaskFailure::Output {
-                                error: format!("worker thread died: {e}"),
-                            })
+                    tokio::task::spawn_blocking(move || {
+                        std::thread::sleep(config.task_delay);
+                        execute(&app, &a, &config)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(TaskFailure::Output {
+                            error: format!("worker thread died: {e}"),
                         })
+                    })
                 };
                 match &outcome {
                     Ok(_) => {

@@ -29,8 +29,19 @@ struct Args {
     /// Seconds to keep trying a coordinator that stopped answering before exiting.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     coordinator_timeout: Duration,
+    /// For fault testing: seconds to sleep before each task (a slow worker).
+    #[arg(long, default_value = "0", value_parser = parse_delay)]
+    task_delay: Duration,
     /// The app library, e.g. target/release/libwc.so.
     app: PathBuf,
+}
+
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        Ok(Duration::ZERO)
+    } else {
+        parse_secs(s)
+    }
 }
 
 fn main() -> ExitCode {
@@ -49,6 +60,7 @@ fn main() -> ExitCode {
     config.map_memory = usize::try_from(args.map_memory).unwrap_or(usize::MAX);
     config.connect_timeout = args.connect_timeout;
     config.coordinator_timeout = args.coordinator_timeout;
+    config.task_delay = args.task_delay;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

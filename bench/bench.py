@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Benchmark of mr word count against the hardware and the sequential reference.
+
+Makes a corpus with ../shared/tools/make-corpus (cached under --corpus-dir), then
+measures, --runs times each, wall time, CPU time and peak RSS of every process:
+  1. cat of the corpus to /dev/null          (read-speed reference)
+  2. mrsequential wc                         (one process, same app code)
+  3. coordinator + 2 workers wc, R=10        (coordinator start to coordinator exit)
+  4. the 8 books with 2 workers              (small-job latency)
+and prints a table with medians, the ratios (3)/(2) and (3)/(1), and MiB/s; checks that
+(2) and (3) give the same sorted output; writes everything as JSON.
+
+Usage: bench/run.sh [--gib 1] [--runs 3] [--json bench/out/results.json]
+A benchmark, not a test: it prints figures and never fails on speed.
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+MAKE_CORPUS = os.path.join(ROOT, "..", "shared", "tools", "make-corpus")
+
+
+def spawn(cmd, cwd, log):
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def reap(proc):
+    """Waits for one child and returns (exit code, cpu seconds, peak rss MiB)."""
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
+
+
+def run_single(cmd, cwd):
+    with open(os.path.join(cwd, "log.txt"), "ab") as log:
+        t0 = time.monotonic()
+        p = spawn(cmd, cwd, log)
+        rc, cpu, rss = reap(p)
+        wall = time.monotonic() - t0
+    if rc != 0:
+        sys.exit(f"bench: {' '.join(cmd)} exited {rc} (log in {cwd}/log.txt)")
+    return {"wall_s": wall, "cpu_s": cpu, "rss_mib": {"process": rss}}
+
+
+def run_cluster(app, inputs, cwd, workers=2, reduce=10):
+    with open(os.path.join(cwd, "log.txt"), "ab") as log:
+        t0 = time.monotonic()
+        coord = spawn([f"{BIN}/coordinator", "--reduce", str(reduce), *inputs], cwd, log)
+        ws = [spawn([f"{BIN}/worker", app], cwd, log) for _ in range(workers)]
+        rc, ccpu, crss = reap(coord)
+        wall = time.monotonic() - t0
+        results = [reap(w) for w in ws]
+    if rc != 0 or any(r[0] != 0 for r in results):
+        sys.exit(f"bench: cluster run failed (coordinator {rc}, workers {[r[0] for r in results]}); log in {cwd}/log.txt")
+    rss = {"coordinator": crss}
+    for i, r in enumerate(results):
+        rss[f"worker{i + 1}"] = r[2]
+    return {"wall_s": wall, "cpu_s": ccpu + sum(r[1] for r in results), "rss_mib": rss}
+
+
+def sorted_output(cwd, pattern):
+    lines = []
+    for f in glob.glob(os.path.join(cwd, pattern)):
+        with open(f, "rb") as fh:
+            lines.extend(l for l in fh.read().split(b"\n") if l)
+    lines.sort()
+    return lines
+
+
+def fresh(dirpath):
+    shutil.rmtree(dirpath, ignore_errors=True)
+    os.makedirs(dirpath)
+    return dirpath
+
+
+def median_of(runs):
+    out = {"wall_s": statistics.median(r["wall_s"] for r in runs),
+           "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+           "runs_wall_s": [round(r["wall_s"], 3) for r in runs]}
+    keys = runs[0]["rss_mib"].keys()
+    out["rss_mib"] = {k: statistics.median(r["rss_mib"][k] for r in runs) for k in keys}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gib", type=float, default=1.0, help="corpus size in GiB (1; 4 for the big run)")
+    ap.add_argument("--files", type=int, default=32)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--corpus-dir", default=os.environ.get("MR_BENCH_CORPUS", "/tmp/mr-bench-corpus"))
+    ap.add_argument("--work-dir", default=os.environ.get("MR_BENCH_WORK", "/tmp/mr-bench-work"))
+    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "out", "results.json"))
+    args = ap.parse_args()
+
+    mib = int(args.gib * 1024)
+    corpus = os.path.join(args.corpus_dir, f"{mib}mib-{args.files}")
+    inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
+    if len(inputs) != args.files:
+        print(f"bench: making a {mib} MiB corpus in {corpus}", flush=True)
+        shutil.rmtree(corpus, ignore_errors=True)
+        subprocess.run([sys.executable, MAKE_CORPUS, "--out", corpus, "--total-mb", str(mib),
+                        "--files", str(args.files)], check=True)
+        inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
+    size = sum(os.path.getsize(f) for f in inputs)
+    books = sorted(glob.glob(os.path.join(ROOT, "data", "pg-*.txt")))
+    wc = os.path.join(BIN, "libwc.so")
+
+    results = {"cat": [], "mrsequential": [], "cluster": [], "books": []}
+    same = True
+    for i in range(args.runs):
+        print(f"bench: run {i + 1} of {args.runs}", flush=True)
+        d = fresh(os.path.join(args.work_dir, "cat"))
+        results["cat"].append(run_single(["sh", "-c", 'cat "$@" > /dev/null', "cat", *inputs], d))
+        seq = fresh(os.path.join(args.work_dir, "seq"))
+        results["mrsequential"].append(run_single([f"{BIN}/mrsequential", wc, *inputs], seq))
+        dist = fresh(os.path.join(args.work_dir, "dist"))
+        results["cluster"].append(run_cluster(wc, inputs, dist))
+        if i == 0:
+            same = sorted_output(seq, "mr-out-0") == sorted_output(dist, "mr-out-*")
+            print(f"bench: sorted outputs of mrsequential and the cluster are {'identical' if same else 'DIFFERENT'}", flush=True)
+        bk = fresh(os.path.join(args.work_dir, "books"))
+        results["books"].append(run_cluster(wc, books, bk))
+
+    med = {k: median_of(v) for k, v in results.items()}
+    mibs = size / (1 << 20)
+    ratios = {
+        "cluster_over_mrsequential": med["cluster"]["wall_s"] / med["mrsequential"]["wall_s"],
+        "cluster_over_cat": med["cluster"]["wall_s"] / med["cat"]["wall_s"],
+    }
+    rows = [("1 cat > /dev/null", "cat"), ("2 mrsequential wc", "mrsequential"),
+            ("3 coordinator + 2 workers wc", "cluster"), ("4 8 books, 2 workers", "books")]
+    print()
+    print(f"input: {len(inputs)} files, {mibs:.0f} MiB; {args.runs} runs each, medians")
+    print(f"{'measurement':32} {'wall s':>8} {'cpu s':>8} {'MiB/s':>8}  peak RSS MiB")
+    for label, key in rows:
+        m = med[key]
+        rate = "" if key == "books" else f"{mibs / m['wall_s']:8.0f}"
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in m["rss_mib"].items())
+        print(f"{label:32} {m['wall_s']:8.2f} {m['cpu_s']:8.2f} {rate:>8}  {rss}")
+    print(f"ratio (3)/(2) wall: {ratios['cluster_over_mrsequential']:.2f}")
+    print(f"ratio (3)/(1) wall: {ratios['cluster_over_cat']:.2f}")
+    print(f"outputs identical: {same}")
+
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump({"input_files": len(inputs), "input_bytes": size, "runs": args.runs,
+                   "medians": med, "ratios": ratios, "outputs_identical": same,
+                   "throughput_mib_s": {k: mibs / med[k]["wall_s"] for k in ("cat", "mrsequential", "cluster")}},
+                  fh, indent=2)
+    print(f"figures written to {args.json}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

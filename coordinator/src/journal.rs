@@ -1,0 +1,374 @@
+//! The coordinator's journal: an append-only JSON-lines file of the job's task state
+//! changes, fsynced at every completion, from which a restarted coordinator picks the
+//! job up: done tasks whose files are intact stay done, everything else is idle again.
+
+use crate::task::TaskTable;
+use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
+use mr::task::{Location, TaskResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// The default journal file, in the coordinator's working directory.
+pub const DEFAULT_PATH: &str = "mr-coordinator.journal";
+
+/// What identifies a job: a journal is resumed only by the same job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobKey {
+    /// The input files, as given.
+    pub inputs: Vec<PathBuf>,
+    /// R.
+    pub n_reduce: u32,
+    /// The split size (it decides M).
+    pub split_size: u64,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Record {
+    /// First line: which job.
+    Job {
+        /// The job.
+        key: JobKey,
+    },
+    /// A coordinator process started on this journal (1 for the first).
+    Start {
+        /// Its number; worker ids carry it so ids never repeat across restarts.
+        incarnation: u32,
+    },
+    /// A task was handed out (not fsynced: only keeps attempt numbers increasing).
+    Assigned {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: Attempt,
+    },
+    /// A task's output is final (fsynced before the worker hears "accepted").
+    Done {
+        /// The task.
+        task: TaskId,
+        /// The attempt that finished it.
+        attempt: Attempt,
+        /// The worker that finished it.
+        worker: WorkerId,
+        /// What it produced.
+        result: TaskResult,
+    },
+    /// A done map task's output was lost; it runs again.
+    Reopened {
+        /// The map task.
+        task: TaskId,
+    },
+    /// The job ended; a journal that says so is not resumed.
+    Finished {
+        /// Whether it succeeded.
+        succeeded: bool,
+    },
+}
+
+/// What the journal says about a job that did not finish.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The incarnation of the process now starting.
+    pub incarnation: u32,
+    /// The highest attempt handed out per task.
+    pub attempts: BTreeMap<TaskId, u32>,
+    /// Tasks that were done, with their result.
+    pub done: BTreeMap<TaskId, (Attempt, WorkerId, TaskResult)>,
+}
+
+/// An open journal.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// Why a journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// I/O on the journal file.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// `--resume` was asked but there is nothing to resume.
+    #[error("journal {0}: no unfinished job of these inputs to resume; run without --resume to start it")]
+    NothingToResume(PathBuf),
+}
+
+fn read_records(path: &Path) -> io::Result<Vec<Record>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        match serde_json::from_str(&line) {
+            Ok(r) => out.push(r),
+            // A line cut short by a crash can only be the last; stop there.
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Folds the records of one job into a replay, or `None` if they are not a resumable
+/// run of `key` (another job, a finished one, or no journal).
+fn replay(records: &[Record], key: &JobKey) -> Option<Replay> {
+    match records.first() {
+        Some(Record::Job { key: k }) if k == key => {}
+        _ => return None,
+    }
+    let mut r = Replay::default();
+    for rec in records {
+        match rec {
+            Record::Job { .. } => {}
+            Record::Start { incarnation } => r.incarnation = r.incarnation.max(*incarnation),
+            Record::Assigned { task, attempt } => {
+                let a = r.attempts.entry(*task).or_default();
+                *a = (*a).max(attempt.0);
+            }
+            Record::Done {
+                task,
+                attempt,
+                worker,
+                result,
+            } => {
+                let a = r.attempts.entry(*task).or_default();
+                *a = (*a).max(attempt.0);
+                r.done.insert(*task, (*attempt, *worker, result.clone()));
+            }
+            Record::Reopened { task } => {
+                r.done.remove(task);
+            }
+            Record::Finished { .. } => return None,
+        }
+    }
+    r.incarnation += 1;
+    Some(r)
+}
+
+impl Journal {
+    /// Opens the journal at `path` for the job `key`. An unfinished journal of the same
+    /// job is replayed and appended to; anything else is replaced by a new journal.
+    /// With `require_resume`, a journal to resume must exist.
+    pub fn open(
+        path: &Path,
+        key: &JobKey,
+        require_resume: bool,
+    ) -> Result<(Journal, Replay), JournalError> {
+        let io_err = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let records = read_records(path).map_err(io_err)?;
+        let (file, replay) = match replay(&records, key) {
+            Some(replay) => {
+                let file = OpenOptions::new().append(true).open(path).map_err(io_err)?;
+                (file, replay)
+            }
+            None if require_resume => return Err(JournalError::NothingToResume(path.into())),
+            None => {
+                let file = File::create(path).map_err(io_err)?;
+                let replay = Replay {
+                    incarnation: 1,
+                    ..Replay::default()
+                };
+                (file, replay)
+            }
+        };
+        let mut j = Journal {
+            file,
+            path: path.to_path_buf(),
+        };
+        if replay.incarnation == 1 {
+            j.append(&Record::Job { key: key.clone() }, false)
+                .map_err(io_err)?;
+        }
+        j.append(
+            &Record::Start {
+                incarnation: replay.incarnation,
+            },
+            true,
+        )
+        .map_err(io_err)?;
+        Ok((j, replay))
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record; with `sync`, it is on disk when this returns.
+    pub fn append(&mut self, record: &Record, sync: bool) -> io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        if sync {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a finished task's files are still there and whole (cheap: existence, and
+/// the header and footer of each intermediate file; the full checksum is checked by
+/// the reduce that reads it).
+fn outputs_intact(result: &TaskResult) -> bool {
+    match result {
+        TaskResult::Map { outputs, .. } => outputs
+            .iter()
+            .all(|Location::Path(p)| mr::intermediate::Reader::open(p).is_ok()),
+        TaskResult::Reduce {
+            output: Location::Path(p),
+            ..
+        } => p.is_file(),
+    }
+}
+
+/// Applies a replay to a fresh task table: attempt counters continue, and done tasks
+/// whose files are intact are done again. Returns the tasks restored as done.
+pub fn restore(tasks: &mut TaskTable, replay: &Replay) -> Vec<TaskId> {
+    for (task, attempts) in &replay.attempts {
+        tasks.set_attempts(*task, *attempts);
+    }
+    let mut restored = Vec::new();
+    // Maps first: a reduce only counts as done if every map it read is done too, which
+    // holds because reduces start only after all maps (and a lost map is reopened).
+    let ordered = replay
+        .done
+        .iter()
+        .filter(|(t, _)| t.kind == TaskKind::Map)
+        .chain(
+            replay
+                .done
+                .iter()
+                .filter(|(t, _)| t.kind == TaskKind::Reduce),
+        );
+    for (task, (attempt, worker, result)) in ordered {
+        if outputs_intact(result) && tasks.restore_done(*task, *attempt, *worker, result.clone()) {
+            restored.push(*task);
+        }
+    }
+    restored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mr::task::{Split, TaskStats};
+    use std::time::Duration;
+
+    fn key() -> JobKey {
+        JobKey {
+            inputs: vec!["a.txt".into(), "b.txt".into()],
+            n_reduce: 1,
+            split_size: 64 << 20,
+        }
+    }
+
+    fn table(dir: &Path) -> TaskTable {
+        let splits = ["a.txt", "b.txt"]
+            .iter()
+            .map(|p| Split {
+                path: p.into(),
+                offset: 0,
+                len: 1,
+            })
+            .collect();
+        TaskTable::new(splits, 1, dir.into(), Duration::from_secs(10), 4)
+    }
+
+    fn map_done(dir: &Path, m: u32) -> Record {
+        let path = dir.join(format!("mr-{m}-0"));
+        mr::intermediate::write_file(&path, [(&b"k"[..], &b"v"[..])]).unwrap();
+        Record::Done {
+            task: TaskId::map(m),
+            attempt: Attempt(2),
+            worker: WorkerId(7),
+            result: TaskResult::Map {
+                outputs: vec![Location::Path(path)],
+                stats: TaskStats::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_unfinished_job_resumes_with_intact_outputs_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, replay) = Journal::open(&path, &key(), false).unwrap();
+        assert_eq!(replay.incarnation, 1);
+        j.append(
+            &Record::Assigned {
+                task: TaskId::map(0),
+                attempt: Attempt(2),
+            },
+            false,
+        )
+        .unwrap();
+        j.append(&map_done(dir.path(), 0), true).unwrap();
+        j.append(&map_done(dir.path(), 1), true).unwrap();
+        // Map 1's output disappears while the coordinator is down.
+        std::fs::remove_file(dir.path().join("mr-1-0")).unwrap();
+        drop(j);
+
+        let (_j, replay) = Journal::open(&path, &key(), true).unwrap();
+        assert_eq!(replay.incarnation, 2);
+        let mut t = table(dir.path());
+        let restored = restore(&mut t, &replay);
+        assert_eq!(restored, vec![TaskId::map(0)]);
+        assert!(!t.maps_done());
+        // Map 1 runs again, with an attempt number above any seen before.
+        let a = t.assign(WorkerId(9), std::time::Instant::now()).unwrap();
+        assert_eq!((a.task, a.attempt), (TaskId::map(1), Attempt(3)));
+    }
+
+    #[test]
+    fn a_truncated_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, &key(), false).unwrap();
+        j.append(&map_done(dir.path(), 0), true).unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"event\":\"done\",\"task\":").unwrap();
+        drop(f);
+        let (_, replay) = Journal::open(&path, &key(), true).unwrap();
+        assert_eq!(replay.done.len(), 1);
+    }
+
+    #[test]
+    fn another_or_finished_job_is_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, &key(), false).unwrap();
+        j.append(&map_done(dir.path(), 0), true).unwrap();
+        drop(j);
+        let mut other = key();
+        other.n_reduce = 5;
+        assert!(matches!(
+            Journal::open(&path, &other, true),
+            Err(JournalError::NothingToResume(_))
+        ));
+        // Without --resume a new journal replaces it.
+        let (mut j, replay) = Journal::open(&path, &other, false).unwrap();
+        assert!(replay.done.is_empty());
+        j.append(&Record::Finished { succeeded: true }, true)
+            .unwrap();
+        drop(j);
+        assert!(
+            Journal::open(&path, &other, true).is_err(),
+            "finished jobs are not resumed"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! What a job shows people while it runs and after it ends: the progress display, the
+//! status page and the report, started and stopped around [`crate::run`].
+
+use crate::http::{self, HttpServer};
+use crate::progress::{self, Progress};
+use crate::report::Report;
+use crate::service::Shared;
+use crate::Config;
+use anyhow::Context as _;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// How long the status page stays up after the job ends, so it can show the end.
+const HTTP_LINGER: Duration = Duration::from_millis(1200);
+
+/// The running views of one job.
+pub struct Monitor {
+    progress: Option<Progress>,
+    http: Option<HttpServer>,
+    report: Option<(PathBuf, File)>,
+    summary: bool,
+}
+
+impl Monitor {
+    /// Starts what `config` asks for. The report file is created now and the status
+    /// page bound now, so that a bad path or address fails before any work is done.
+    pub async fn start(config: &Config, shared: &Arc<Shared>) -> anyhow::Result<Monitor> {
+        let report = match &config.report_file {
+            Some(path) => {
+                let file = File::create(path)
+                    .with_context(|| format!("cannot create report file {}", path.display()))?;
+                Some((path.clone(), file))
+            }
+            None => None,
+        };
+        let http = match &config.http {
+            Some(addr) => {
+                let server = http::serve(addr, shared.clone())
+                    .await
+                    .with_context(|| format!("cannot serve the status page on {addr}"))?;
+                info!("status page at http://{}/", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
+        let progress = config.progress.then(|| Progress::start(shared.clone()));
+        Ok(Monitor {
+            progress,
+            http,
+            report,
+            summary: config.progress,
+        })
+    }
+
+    /// Stops the views and returns the report; prints it and writes the JSON file if
+    /// asked to. A report file that cannot be written is logged, not fatal: the job's
+    /// output is already final.
+    pub async fn finish(self, shared: &Shared) -> Report {
+        if let Some(p) = self.progress {
+            p.finish().await;
+        }
+        let report = Report::of(&shared.lock(), Instant::now());
+        if self.summary {
+            progress::eprint(format!("{report}\n").as_bytes());
+        }
+        if let Some((path, mut file)) = self.report {
+            let json = report.to_json() + "\n";
+            if let Err(e) = file.write_all(json.as_bytes()) {
+                tracing::error!("cannot write report file {}: {e}", path.display());
+            }
+        }
+        if let Some(http) = self.http {
+            tokio::time::sleep(HTTP_LINGER).await;
+            http.stop().await;
+        }
+        report
+    }
+}

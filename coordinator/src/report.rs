@@ -1,0 +1,222 @@
+//! The end-of-job report: per phase the wall time, tasks, attempts, reassigned and failed
+//! tasks, bytes and records; printed as a table on stderr, written as JSON on request.
+
+use crate::job::Job;
+use crate::status::state_word;
+use crate::task::{Task, TaskState};
+use serde::Serialize;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The numbers of one phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PhaseReport {
+    /// Seconds from its first task handed out (maps) or from all maps done (reduces) to
+    /// its last task done.
+    pub wall_secs: f64,
+    /// Tasks in the phase.
+    pub tasks: usize,
+    /// Tasks done.
+    pub tasks_done: usize,
+    /// Attempts handed out.
+    pub attempts: u64,
+    /// Tasks taken back at least once (timed out, or their worker was lost).
+    pub reassigned_tasks: usize,
+    /// Attempts taken back.
+    pub reassignments: u64,
+    /// Tasks with at least one failed attempt.
+    pub failed_tasks: usize,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Bytes read by the successful attempts.
+    pub bytes_read: u64,
+    /// Bytes written by the successful attempts.
+    pub bytes_written: u64,
+    /// Records in (map: pairs emitted; reduce: intermediate records read).
+    pub records_in: u64,
+    /// Records out (map: records written after combining; reduce: output lines).
+    pub records_out: u64,
+    /// Bytes read per second of wall time.
+    pub read_bytes_per_sec: f64,
+}
+
+impl PhaseReport {
+    fn of(tasks: &[Task], wall: Duration) -> PhaseReport {
+        let mut p = PhaseReport {
+            wall_secs: wall.as_secs_f64(),
+            tasks: tasks.len(),
+            ..PhaseReport::default()
+        };
+        for t in tasks {
+            p.tasks_done += usize::from(matches!(t.state, TaskState::Done { .. }));
+            p.attempts += u64::from(t.attempts);
+            p.reassigned_tasks += usize::from(t.reassignments > 0);
+            p.reassignments += u64::from(t.reassignments);
+            p.failed_tasks += usize::from(t.failures > 0);
+            p.failures += u64::from(t.failures);
+            p.bytes_read += t.stats.bytes_read;
+            p.bytes_written += t.stats.bytes_written;
+            p.records_in += t.stats.records_in;
+            p.records_out += t.stats.records_out;
+        }
+        if p.wall_secs > 0.0 {
+            p.read_bytes_per_sec = p.bytes_read as f64 / p.wall_secs;
+        }
+        p
+    }
+}
+
+/// How a job went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `succeeded`, `failed` (or `running` for a report taken early).
+    pub state: &'static str,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+    /// Seconds from the coordinator's start to the end.
+    pub elapsed_secs: f64,
+    /// Workers that registered.
+    pub workers: usize,
+    /// The map phase.
+    pub map: PhaseReport,
+    /// The reduce phase.
+    pub reduce: PhaseReport,
+}
+
+impl Report {
+    /// The report of `job` at `now`.
+    pub fn of(job: &Job, now: Instant) -> Report {
+        let tl = &job.timeline;
+        Report {
+            state: state_word(job.end()),
+            failure: job.tasks.failure().map(|f| f.to_string()),
+            elapsed_secs: tl.elapsed(now).as_secs_f64(),
+            workers: job.workers.iter().count(),
+            map: PhaseReport::of(job.tasks.maps(), tl.map_wall(now)),
+            reduce: PhaseReport::of(job.tasks.reduces(), tl.reduce_wall(now)),
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Plain numbers and strings only: serialisation cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `23.0 MiB`.
+pub fn human_bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "job {} in {:.2}s with {} worker{}",
+            self.state,
+            self.elapsed_secs,
+            self.workers,
+            if self.workers == 1 { "" } else { "s" }
+        )?;
+        if let Some(why) = &self.failure {
+            writeln!(f, "  failure: {why}")?;
+        }
+        writeln!(
+            f,
+            "  {:<6} {:>8} {:>9} {:>8} {:>10} {:>6} {:>10} {:>10} {:>11} {:>11}",
+            "phase",
+            "wall",
+            "tasks",
+            "attempts",
+            "reassigned",
+            "failed",
+            "read",
+            "written",
+            "records in",
+            "records out"
+        )?;
+        for (name, p) in [("map", &self.map), ("reduce", &self.reduce)] {
+            writeln!(
+                f,
+                "  {:<6} {:>7.2}s {:>9} {:>8} {:>10} {:>6} {:>10} {:>10} {:>11} {:>11}",
+                name,
+                p.wall_secs,
+                format!("{}/{}", p.tasks_done, p.tasks),
+                p.attempts,
+                p.reassigned_tasks,
+                p.failed_tasks,
+                human_bytes(p.bytes_read as f64),
+                human_bytes(p.bytes_written as f64),
+                p.records_in,
+                p.records_out
+            )?;
+        }
+        write!(
+            f,
+            "  map input throughput: {}/s",
+            human_bytes(self.map.read_bytes_per_sec)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::tests::sample_job;
+
+    #[test]
+    fn report_sums_each_phase() {
+        let (job, now) = sample_job();
+        let r = Report::of(&job, now);
+        assert_eq!(r.state, "running");
+        assert_eq!(r.workers, 2);
+        assert_eq!(r.elapsed_secs, 4.0);
+        let m = &r.map;
+        assert_eq!((m.tasks, m.tasks_done, m.attempts), (2, 1, 2));
+        assert_eq!(m.wall_secs, 3.0, "first map at 1 s, still running at 4 s");
+        assert_eq!((m.bytes_read, m.bytes_written), (100, 40));
+        assert_eq!((m.records_in, m.records_out), (20, 5));
+        assert_eq!((m.reassigned_tasks, m.failed_tasks), (0, 0));
+        assert_eq!(r.reduce.wall_secs, 0.0, "no reduce phase yet");
+        assert_eq!(r.reduce.tasks, 1);
+    }
+
+    #[test]
+    fn report_renders_as_json_and_as_a_table() {
+        let (job, now) = sample_job();
+        let r = Report::of(&job, now);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["map"]["bytes_read"], 100);
+        assert_eq!(v["reduce"]["tasks"], 1);
+        assert_eq!(v["state"], "running");
+        let text = r.to_string();
+        assert!(
+            text.starts_with("job running in 4.00s with 2 workers\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("map       3.00s       1/2        2"),
+            "{text}"
+        );
+        assert!(text.contains("100 B"), "{text}");
+    }
+
+    #[test]
+    fn bytes_read_for_people() {
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_bytes(23.0 * 1024.0 * 1024.0), "23.0 MiB");
+    }
+}

@@ -1,0 +1,185 @@
+//! `mr run --app APP.so [--workers N] [--reduce R] [--output DIR] [--split-size S]
+//! [--report FILE] [--http ADDR] FILES...`: one whole job on one machine.
+
+mod local;
+
+use clap::{Parser, Subcommand};
+use coordinator::{plan_inputs, Config};
+use mr::plugin::App;
+use mr::rpc::JobEnd;
+use mr::units::{parse_secs, parse_size};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// MapReduce on one machine.
+#[derive(Parser, Debug)]
+#[command(name = "mr", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a job with a coordinator and N workers inside this process, through the same
+    /// code as `coordinator` + `worker`; the output equals mrsequential's.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The app library, e.g. target/release/libwc.so.
+    #[arg(long)]
+    app: PathBuf,
+    /// Worker count (default: the number of cores).
+    #[arg(long, short = 'w', value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: Option<u32>,
+    /// Number of reduce tasks (R), hence of output files.
+    #[arg(long, short = 'r', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    reduce: u32,
+    /// Directory for the final mr-out-* files.
+    #[arg(long, short = 'o', default_value = ".")]
+    output: PathBuf,
+    /// Largest input split (e.g. 64MiB); smaller files are one map task each.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    split_size: u64,
+    /// Seconds a task may run before it is handed to another worker.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    task_timeout: Duration,
+    /// Write the end-of-job report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Serve a status page on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Input files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let Command::Run(args) = Cli::parse().command;
+    // Check everything a user can get wrong before starting anything.
+    let app = match App::load(&args.app) {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            eprintln!("mr: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let splits = match plan_inputs(&args.files, args.split_size) {
+        Ok(s) => s,
+        Err(bad) => {
+            for b in bad {
+                eprintln!("mr: {b}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    // The progress display replaces the per-task log lines of the distributed mode.
+    coordinator::progress::init_logging(
+        "warn,coordinator::progress=info,coordinator::monitor=info,tarpc=error",
+    );
+    let workers = args.workers.map(|n| n as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let config = Config {
+        n_reduce: args.reduce,
+        split_size: args.split_size,
+        task_timeout: args.task_timeout,
+        out_dir: args.output.clone(),
+        progress: true,
+        report_file: args.report.clone(),
+        http: args.http.clone(),
+        ..Config::default()
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mr: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(local::run(config, splits, app, workers));
+    // A task thread of a revoked attempt may still be running; don't wait for it.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(outcome) => match (outcome.end, outcome.failure) {
+            (JobEnd::Succeeded, _) => {
+                println!("{}", wrote(&args.output, outcome.reduces));
+                ExitCode::SUCCESS
+            }
+            (JobEnd::Failed, Some(f)) => {
+                eprintln!("mr: job failed: {f}");
+                ExitCode::FAILURE
+            }
+            (JobEnd::Failed, None) => {
+                eprintln!("mr: job failed");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("mr: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `wrote 10 files: out/mr-out-0 … out/mr-out-9`.
+fn wrote(dir: &Path, n: usize) -> String {
+    let file = |i: usize| {
+        dir.join(worker::exec::output_name(i as u32))
+            .display()
+            .to_string()
+    };
+    match n {
+        1 => format!("wrote 1 file: {}", file(0)),
+        2 => format!("wrote 2 files: {} {}", file(0), file(1)),
+        _ => format!("wrote {n} files: {} … {}", file(0), file(n - 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closing_line_names_the_output() {
+        assert_eq!(
+            wrote(Path::new("out"), 10),
+            "wrote 10 files: out/mr-out-0 … out/mr-out-9"
+        );
+        assert_eq!(wrote(Path::new("."), 1), "wrote 1 file: ./mr-out-0");
+        assert_eq!(
+            wrote(Path::new("o"), 2),
+            "wrote 2 files: o/mr-out-0 o/mr-out-1"
+        );
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "mr",
+            "run",
+            "--app",
+            "a.so",
+            "--workers",
+            "3",
+            "--http",
+            "127.0.0.1:0",
+            "x",
+            "y",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!((a.workers, a.reduce, a.files.len()), (Some(3), 10, 2));
+        assert!(
+            Cli::try_parse_from(["mr", "run", "--app", "a.so", "--workers", "0", "x"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["mr", "run", "--app", "a.so"]).is_err());
+    }
+}
