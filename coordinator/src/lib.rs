@@ -151,6 +151,12 @@ pub struct Outcome {
     pub report: report::Report,
 }
 
+/// Connections served at once; more are closed as soon as they are accepted.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Calls in flight per connection (a worker makes two: heartbeat and task poll).
+const MAX_IN_FLIGHT: usize = 8;
+
 /// How long after the end to wait for live workers to hear that the job is over.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
@@ -193,17 +199,31 @@ pub async fn run(
     info!(%addr, maps, reduces = config.n_reduce, "coordinator listening");
 
     let server = Service(shared.clone());
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((io, peer)) => {
+                    // Bounded resources whatever clients do: at most MAX_CONNECTIONS
+                    // connections, MAX_IN_FLIGHT calls each, frames of at most
+                    // mr::rpc::MAX_FRAME_LEN (a bad frame closes the connection).
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        warn!(%peer, "too many connections; refusing one");
+                        continue;
+                    };
                     tracing::debug!(%peer, "connection");
-                    let channel = BaseChannel::with_defaults(json_transport(io));
-                    tokio::spawn(channel.execute(server.clone().serve()).for_each(
-                        |call| async move {
-                            tokio::spawn(call);
-                        },
-                    ));
+                    let channel = BaseChannel::with_defaults(json_transport(io))
+                        .max_concurrent_requests(MAX_IN_FLIGHT);
+                    let serve = server.clone().serve();
+                    tokio::spawn(async move {
+                        channel
+                            .execute(serve)
+                            .for_each(|call| async move {
+                                tokio::spawn(call);
+                            })
+                            .await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");

@@ -6,11 +6,10 @@
 use crate::intermediate::Writer;
 use crate::sortbuf::WriteError;
 use hashbrown::HashTable;
-use std::hash::Hasher;
 use std::io::Write;
 
 /// Values of one key are combined once this many are pending.
-pub const EAGER: u32 = 64;
+pub const EAGER: u32 = 256;
 
 /// Fixed cost charged per distinct key (map entry, vector headers).
 const KEY_OVERHEAD: usize = 64;
@@ -60,10 +59,12 @@ fn key_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && if a.len() > 16 { a == b } else { a.iter().zip(b).all(|(x, y)| x == y) }
 }
 
-fn hash_key(key: &[u8]) -> u64 {
-    let mut h = rustc_hash::FxHasher::default();
-    h.write(key);
-    h.finish()
+/// The table hash, derived from the key's `ihash` (computed anyway for partitioning)
+/// so that each record is hashed once: a multiply spreads the 31 bits over 64, and the
+/// fold brings high bits down to the low bits that pick the bucket.
+fn table_hash(ihash: u32) -> u64 {
+    let x = u64::from(ihash).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^ (x >> 32)
 }
 
 /// Buffered, combining map output for `n` partitions.
@@ -102,8 +103,20 @@ impl CombineBuffer {
         value: &[u8],
         combine: &mut CombineFn<'_, E>,
     ) -> Result<(), E> {
+        self.push_hashed(p, crate::partition::ihash(key), key, value, combine)
+    }
+
+    /// [`CombineBuffer::push`] for a caller that has the key's `ihash` already.
+    pub fn push_hashed<E>(
+        &mut self,
+        p: u32,
+        ihash: u32,
+        key: &[u8],
+        value: &[u8],
+        combine: &mut CombineFn<'_, E>,
+    ) -> Result<(), E> {
         let part = &mut self.parts[p as usize];
-        let hash = hash_key(key);
+        let hash = table_hash(ihash);
         let group = match part.find_mut(hash, |e| key_eq(&e.key, key)) {
             Some(e) => &mut e.group,
             None => {
@@ -111,7 +124,10 @@ impl CombineBuffer {
                 let entry = Entry {
                     hash,
                     key: key.into(),
-                    group: Group::default(),
+                    group: Group {
+                        vals: Vec::with_capacity(32),
+                        n: 0,
+                    },
                 };
                 &mut part.insert_unique(hash, entry, |e| e.hash).into_mut().group
             }

@@ -104,8 +104,14 @@ pub struct Reader<R: Read> {
 impl Reader<BufReader<File>> {
     /// Opens an intermediate file, reading its header and footer.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
+        Self::open_buffered(path, 256 << 10)
+    }
+
+    /// [`Reader::open`] with a read buffer of `capacity` bytes (a merge of many inputs
+    /// keeps one buffer per input open at once).
+    pub fn open_buffered(path: &Path, capacity: usize) -> Result<Self, FormatError> {
         let file = File::open(path)?;
-        Reader::new(BufReader::with_capacity(256 << 10, file))
+        Reader::new(BufReader::with_capacity(capacity, file))
     }
 }
 

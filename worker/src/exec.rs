@@ -12,13 +12,16 @@
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{MergeError, Merger, Reader, Writer};
-use mr::partition::partition;
+use mr::partition::ihash;
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskStats};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use tempfile::TempPath;
+
+/// Memory for the read buffers of a reduce task's merge, shared by its M inputs.
+const MERGE_BUFFERS: usize = 32 << 20;
 
 /// Name of map task X's output for partition Y.
 pub fn intermediate_name(map: u32, partition: u32) -> String {
@@ -63,11 +66,13 @@ impl Buffer {
         }
     }
 
-    fn push(&mut self, app: &App, p: u32, k: &[u8], v: &[u8]) -> Result<(), TaskFailure> {
+    fn push(&mut self, app: &App, n_reduce: u32, k: &[u8], v: &[u8]) -> Result<(), TaskFailure> {
+        let h = ihash(k);
+        let p = h % n_reduce;
         match self {
             Buffer::Sort(b) => b.push(p, k, v).map_err(output_err),
             Buffer::Combine(b) => b
-                .push(p, k, v, &mut |k, vs, out| app.combine(k, vs, out))
+                .push_hashed(p, h, k, v, &mut |k, vs, out| app.combine(k, vs, out))
                 .map_err(app_err),
         }
     }
@@ -156,7 +161,7 @@ pub fn run_map(
             return;
         }
         records_in += 1;
-        let pushed = buf.push(app, partition(k, n_reduce), k, v);
+        let pushed = buf.push(app, n_reduce, k, v);
         let spilled = match pushed {
             Ok(()) if buf.bytes() > memory => buf.spill(app, dir, &mut runs),
             other => other,
@@ -239,10 +244,12 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
     };
     let mut readers = Vec::with_capacity(inputs.len());
     let mut bytes_read = 0;
+    // Read buffers share a fixed budget, so memory does not grow with M.
+    let buffer = (MERGE_BUFFERS / inputs.len().max(1)).clamp(8 << 10, 256 << 10);
     for input in inputs {
         let Location::Path(path) = &input.location;
         bytes_read += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        readers.push(Reader::open(path).map_err(|e| lost(input, e.to_string()))?);
+        readers.push(Reader::open_buffered(path, buffer).map_err(|e| lost(input, e.to_string()))?);
     }
     let merge_err = |e: MergeError<TaskFailure>| match e {
         MergeError::Consumer(f) => f,

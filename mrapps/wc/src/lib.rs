@@ -14,32 +14,53 @@ pub fn is_letter(c: char) -> bool {
     }
 }
 
-/// Calls `f` with every word of `text`, in order.
-pub fn for_each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
-    let bytes = text.as_bytes();
-    let mut start: Option<usize> = None;
+/// Whether each ASCII byte is a letter.
+const ASCII_LETTER: [bool; 128] = {
+    let mut t = [false; 128];
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let (letter, width) = if b < 0x80 {
-            (b.is_ascii_alphabetic(), 1)
-        } else {
-            // Not ASCII: decode one char (text is valid UTF-8, so this cannot fail).
-            let c = text[i..].chars().next().unwrap_or('\u{fffd}');
-            (is_letter(c), c.len_utf8())
-        };
-        match (letter, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                f(&text[s..i]);
-                start = None;
-            }
-            _ => {}
-        }
-        i += width;
+    while i < 128 {
+        t[i] = (i as u8).is_ascii_alphabetic();
+        i += 1;
     }
-    if let Some(s) = start {
-        f(&text[s..]);
+    t
+};
+
+/// Whether the char starting at byte `i` of `text` is a letter, and its width.
+#[inline]
+fn letter_at(text: &str, i: usize) -> (bool, usize) {
+    let b = text.as_bytes()[i];
+    if b < 0x80 {
+        (ASCII_LETTER[b as usize], 1)
+    } else {
+        // `i` is on a char boundary, so this decodes one char.
+        let c = text[i..].chars().next().unwrap_or('\u{fffd}');
+        (is_letter(c), c.len_utf8())
+    }
+}
+
+/// Calls `f` with every word of `text`, in order. Tight loops over ASCII; other
+/// chars are decoded one at a time.
+pub fn for_each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+    let n = text.len();
+    let mut i = 0;
+    while i < n {
+        // Skip to the start of a word.
+        let (letter, width) = letter_at(text, i);
+        if !letter {
+            i += width;
+            continue;
+        }
+        let start = i;
+        i += width;
+        // Run to its end.
+        while i < n {
+            let (letter, width) = letter_at(text, i);
+            if !letter {
+                break;
+            }
+            i += width;
+        }
+        f(&text[start..i]);
     }
 }
 
@@ -49,7 +70,11 @@ fn map(_filename: &str, contents: &str, out: &mut Emitter) {
 
 /// Sums the counts (each "1" from map, or a partial sum from the combiner).
 fn reduce(_key: &str, values: &[&str]) -> String {
-    let total: u64 = values.iter().map(|v| v.parse::<u64>().unwrap_or(0)).sum();
+    // Most values are map's "1"s: skip the parser for them.
+    let total: u64 = values
+        .iter()
+        .map(|&v| if v == "1" { 1 } else { v.parse::<u64>().unwrap_or(0) })
+        .sum();
     total.to_string()
 }
 
