@@ -92,6 +92,7 @@ test("the status page shows a running job and follows it", { timeout: 120000 }, 
   let browser;
   try {
     const pageUrl = await url;
+    // Playwright adds --headless and a fresh temporary --user-data-dir itself.
     browser = await chromium.launch({
       executablePath: browserPath,
       headless: true,
