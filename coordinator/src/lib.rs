@@ -303,7 +303,10 @@ fn open_journal(
     job.workers.set_incarnation(replay.incarnation);
     if replay.incarnation > 1 {
         let restored = journal::restore(&mut job.tasks, &replay);
-        let maps = restored.iter().filter(|t| t.kind == mr::ids::TaskKind::Map).count();
+        let maps = restored
+            .iter()
+            .filter(|t| t.kind == mr::ids::TaskKind::Map)
+            .count();
         info!(
             journal = %path.display(),
             incarnation = replay.incarnation,

@@ -224,7 +224,12 @@ impl Coordinator for Service {
                             warn!(%req, %worker, %task, %attempt, %failure, "attempt failed; will retry")
                         }
                         AfterFailure::RerunMap(m) => {
-                            self.0.record(&Record::Reopened { task: TaskId::map(*m) }, true);
+                            self.0.record(
+                                &Record::Reopened {
+                                    task: TaskId::map(*m),
+                                },
+                                true,
+                            );
                             warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
                         }
                         AfterFailure::JobFailed(f) => {

@@ -56,7 +56,12 @@ struct Entry {
 /// Key equality without a `memcmp` call for the short keys that dominate text.
 #[inline]
 fn key_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && if a.len() > 16 { a == b } else { a.iter().zip(b).all(|(x, y)| x == y) }
+    a.len() == b.len()
+        && if a.len() > 16 {
+            a == b
+        } else {
+            a.iter().zip(b).all(|(x, y)| x == y)
+        }
 }
 
 /// The table hash, derived from the key's `ihash` (computed anyway for partitioning)
@@ -223,13 +228,19 @@ mod tests {
         b.drain_groups(0, |k, vs| {
             let mut out = Vec::new();
             sum(k, vs, &mut out)?;
-            got.push((String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(out).unwrap()));
+            got.push((
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(out).unwrap(),
+            ));
             Ok::<(), ()>(())
         })
         .unwrap();
         assert_eq!(
             got,
-            [("common".to_string(), "900".to_string()), ("rare".to_string(), "100".to_string())]
+            [
+                ("common".to_string(), "900".to_string()),
+                ("rare".to_string(), "100".to_string())
+            ]
         );
         assert!(b.is_empty());
         assert_eq!(b.bytes(), 0);

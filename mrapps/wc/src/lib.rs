@@ -73,7 +73,13 @@ fn reduce(_key: &str, values: &[&str]) -> String {
     // Most values are map's "1"s: skip the parser for them.
     let total: u64 = values
         .iter()
-        .map(|&v| if v == "1" { 1 } else { v.parse::<u64>().unwrap_or(0) })
+        .map(|&v| {
+            if v == "1" {
+                1
+            } else {
+                v.parse::<u64>().unwrap_or(0)
+            }
+        })
         .sum();
     total.to_string()
 }
