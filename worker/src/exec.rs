@@ -114,6 +114,10 @@ impl Buffer {
         dir: &Path,
         runs: &mut [Vec<TempPath>],
     ) -> Result<(), TaskFailure> {
+        tracing::debug!(
+            bytes = self.bytes(),
+            "map buffer over budget; spilling a sorted run"
+        );
         for (p, run) in runs.iter_mut().enumerate() {
             let tmp = tempfile::Builder::new()
                 .prefix(TEMP_PREFIX)
@@ -273,7 +277,13 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
             bytes_written += key.len() as u64 + result.len() as u64 + 2;
             Ok(())
         })
-        .map_err(merge_err)?;
+        .map_err(|e| match merge_err(e) {
+            // Damaged input can make the app fail (a corrupt key is not UTF-8) before the
+            // checksum at the end of that input is reached: blame the input, so that its
+            // map re-runs, rather than the app, which would fail the same way every time.
+            f @ TaskFailure::App { .. } => first_damaged(inputs).unwrap_or(f),
+            f => f,
+        })?;
     out.commit(true).map_err(output_err)?;
     Ok(TaskResult::Reduce {
         output: Location::Path(dest),
@@ -283,6 +293,23 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
             records_in,
             records_out: lines,
         },
+    })
+}
+
+/// The first input that is not a whole, intact intermediate file, as a lost map output.
+fn first_damaged(inputs: &[MapOutput]) -> Option<TaskFailure> {
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    inputs.iter().find_map(|input| {
+        let Location::Path(path) = &input.location;
+        let check = Reader::open(path).and_then(|mut r| {
+            while r.next_into(&mut key, &mut value)? {}
+            Ok(())
+        });
+        check.err().map(|e| TaskFailure::LostMapOutput {
+            map: input.map,
+            location: input.location.clone(),
+            error: e.to_string(),
+        })
     })
 }
 

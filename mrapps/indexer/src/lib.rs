@@ -1,5 +1,6 @@
 //! Inverted index: for each word, the number of documents containing it and their names,
 //! sorted (`N doc1,doc2,...`). Words as in `wc`: maximal runs of Unicode letters.
+//! The combiner merges a map task's documents per word into one newline-separated value.
 
 use mrapp::{export_app, Emitter};
 use std::collections::BTreeSet;
@@ -27,13 +28,27 @@ fn map(document: &str, contents: &str, out: &mut Emitter) {
     }
 }
 
-fn reduce(_key: &str, values: &[&str]) -> String {
-    let mut docs: Vec<&str> = values.to_vec();
+/// The distinct documents named by `values`, sorted. A value is one document name, or
+/// several separated by newlines (the combiner's output). A document may come from
+/// several map tasks when it is cut into splits, hence the dedup.
+fn distinct_docs<'a>(values: &[&'a str]) -> Vec<&'a str> {
+    let mut docs: Vec<&str> = values.iter().flat_map(|v| v.split('\n')).collect();
     docs.sort_unstable();
+    docs.dedup();
+    docs
+}
+
+fn reduce(_key: &str, values: &[&str]) -> String {
+    let docs = distinct_docs(values);
     format!("{} {}", docs.len(), docs.join(","))
 }
 
-export_app!(map: map, reduce: reduce);
+/// Folds a map task's pairs of one word into one value: its documents, one per line.
+fn combine(_key: &str, values: &[&str]) -> String {
+    distinct_docs(values).join("\n")
+}
+
+export_app!(map: map, reduce: reduce, combine: combine);
 
 #[cfg(test)]
 mod tests {
@@ -42,6 +57,15 @@ mod tests {
     #[test]
     fn reduce_counts_and_sorts_documents() {
         assert_eq!(reduce("w", &["b.txt", "a.txt"]), "2 a.txt,b.txt");
+    }
+
+    #[test]
+    fn documents_seen_by_several_splits_or_combined_count_once() {
+        assert_eq!(
+            reduce("w", &["a.txt", "b.txt\na.txt", "a.txt"]),
+            "2 a.txt,b.txt"
+        );
+        assert_eq!(combine("w", &["b.txt", "a.txt", "b.txt"]), "a.txt\nb.txt");
     }
 
     #[test]
