@@ -160,6 +160,9 @@ const MAX_IN_FLIGHT: usize = 8;
 /// How long after the end to wait for live workers to hear that the job is over.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
+/// How long after that to wait for workers to hang up, so the last replies go out.
+const EXIT_FLUSH: Duration = Duration::from_millis(300);
+
 /// Serves the job on `listener` until it ends; returns how it ended.
 pub async fn run(
     config: Config,
@@ -200,6 +203,7 @@ pub async fn run(
 
     let server = Service(shared.clone());
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let open = connections.clone();
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -257,6 +261,14 @@ pub async fn run(
             _ = &mut told => {}
             _ = tokio::time::sleep_until(grace) => break,
         }
+    }
+    // A worker counts as told once its reply is made, not once the reply is written:
+    // dropping the connections at once could lose it, and that worker would wait for a
+    // coordinator that is gone, then exit as if the job had succeeded. So wait, briefly,
+    // for the workers to hang up.
+    let flush = tokio::time::Instant::now() + EXIT_FLUSH;
+    while open.available_permits() < MAX_CONNECTIONS && tokio::time::Instant::now() < flush {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     accept.abort();
     let _ = accept.await; // drops the listener, which removes a Unix socket file
