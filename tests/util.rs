@@ -1,1 +1,614 @@
-//! placeholder
+//! Helpers for mr's end-to-end tests, in the style of ripgrep's `tests/util.rs`.
+//!
+//! Every test gets a [`Dir`]: a fresh temp directory that is the working directory of
+//! every process the test starts, with the coordinator on a Unix socket inside it. The
+//! processes are the real release binaries (`coordinator`, `worker`, `mrsequential`)
+//! and app libraries from `target/release`, built once per test binary by [`bins`].
+//!
+//! Nothing here can hang a test: every wait has a deadline, and a [`Proc`] kills its
+//! process when dropped (printing the tail of its log if the test is failing).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The target directory the test binary itself was built into (`<target>/<profile>/deps/<exe>`),
+/// so that a custom `CARGO_TARGET_DIR` or `build.target-dir` is honoured.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() {
+            dir
+        } else {
+            workspace_root().join(dir)
+        };
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `target/release`, after `cargo build --release --workspace` has run once in this test
+/// binary (so the binaries and apps match the sources under test). Set
+/// `MR_TESTS_NO_BUILD=1` to use whatever is there.
+pub fn bins() -> &'static Path {
+    static BINS: OnceLock<PathBuf> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let target = target_dir();
+        if std::env::var_os("MR_TESTS_NO_BUILD").is_none() {
+            let out = Command::new(env!("CARGO"))
+                .args(["build", "--release", "--workspace", "--quiet"])
+                .current_dir(workspace_root())
+                .env("CARGO_TARGET_DIR", &target)
+                .stdin(Stdio::null())
+                .output()
+                .expect("cannot run cargo");
+            assert!(
+                out.status.success(),
+                "cargo build --release --workspace failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let release = target.join("release");
+        for bin in ["coordinator", "worker", "mrsequential"] {
+            assert!(
+                release.join(bin).is_file(),
+                "{} is missing",
+                release.join(bin).display()
+            );
+        }
+        release
+    })
+}
+
+/// The path of app `name`'s library (`wc` → `target/release/libwc.so`).
+pub fn app(name: &str) -> PathBuf {
+    bins().join(format!("lib{name}.so"))
+}
+
+/// The 8 books in `data/`.
+pub fn books() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(workspace_root().join("data"))
+        .expect("data/")
+        .map(|e| e.expect("data/ entry").path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.starts_with("pg-") && n.ends_with(".txt")
+        })
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), 8, "expected the 8 books in data/");
+    v
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+/// A running (or finished) child process whose stdout and stderr go to files in the
+/// test's directory. Killed (SIGKILL) on drop if still running.
+pub struct Proc {
+    name: String,
+    pid: libc::pid_t,
+    // Kept so std does not close our handles; we reap the process ourselves (wait4).
+    _child: std::process::Child,
+    exit: Option<Exit>,
+    max_rss_kib: u64,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd`, sending its output to `<log_dir>/<name>.out` / `.err`.
+    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Proc {
+        let stdout = log_dir.join(format!("{name}.out"));
+        let stderr = log_dir.join(format!("{name}.err"));
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("create stdout log"))
+            .stderr(fs::File::create(&stderr).expect("create stderr log"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc {
+            name: name.to_string(),
+            pid: child.id() as libc::pid_t,
+            _child: child,
+            exit: None,
+            max_rss_kib: 0,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The name given at spawn.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Reaps the process if it has ended.
+    pub fn try_wait(&mut self) -> Option<Exit> {
+        if self.exit.is_some() {
+            return self.exit;
+        }
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child; `ru` is a valid out-pointer.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == self.pid {
+            self.max_rss_kib = ru.ru_maxrss as u64;
+            self.exit = Some(if libc::WIFEXITED(status) {
+                Exit::Code(libc::WEXITSTATUS(status))
+            } else {
+                Exit::Signal(libc::WTERMSIG(status))
+            });
+        } else if r < 0 {
+            panic!(
+                "wait4({}) for {}: {}",
+                self.pid,
+                self.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        self.exit
+    }
+
+    /// Waits up to `timeout` for the process to end. On timeout, kills it and panics
+    /// with its log.
+    pub fn wait(&mut self, timeout: Duration) -> Exit {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.try_wait() {
+                return e;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "{} did not exit within {timeout:?}; stderr:\n{}",
+                    self.name,
+                    tail(&self.stderr(), 60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits like [`Proc::wait`] and asserts the exit status.
+    pub fn assert_exit(&mut self, timeout: Duration, want: Exit) {
+        let got = self.wait(timeout);
+        assert_eq!(
+            got,
+            want,
+            "{} exited with {got:?}, expected {want:?}; stderr:\n{}",
+            self.name,
+            tail(&self.stderr(), 60)
+        );
+    }
+
+    /// Peak resident set size in KiB (known once the process has been reaped).
+    pub fn max_rss_kib(&self) -> u64 {
+        assert!(self.exit.is_some(), "{} has not been reaped", self.name);
+        self.max_rss_kib
+    }
+
+    /// Sends `sig` to the process (if it is still running).
+    pub fn signal(&mut self, sig: libc::c_int) {
+        if self.try_wait().is_none() {
+            // SAFETY: our unreaped child, so the pid cannot have been reused.
+            unsafe { libc::kill(self.pid, sig) };
+        }
+    }
+
+    /// Kills and reaps the process.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.try_wait().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.stderr)
+    }
+
+    /// Everything written to stdout so far.
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.stdout)
+    }
+
+    /// Waits until stderr has a line for which `pred` holds; returns it. Panics after
+    /// `timeout`, or if the process exits first.
+    pub fn wait_for_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let err = self.stderr();
+            if let Some(l) = err.lines().find(|l| pred(l)) {
+                return l.to_string();
+            }
+            if let Some(e) = self.try_wait() {
+                panic!(
+                    "{} exited ({e:?}) before logging the awaited line; stderr:\n{}",
+                    self.name,
+                    tail(&err, 60)
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} did not log the awaited line within {timeout:?}; stderr:\n{}",
+                    self.name,
+                    tail(&err, 60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let running = self.try_wait().is_none();
+        if running {
+            self.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} (pid {}, {}) stderr tail:\n{}",
+                self.name,
+                self.pid,
+                if running {
+                    "killed by the test harness".to_string()
+                } else {
+                    format!("{:?}", self.exit)
+                },
+                tail(&self.stderr(), 30)
+            );
+        }
+    }
+}
+
+fn read_lossy(p: &Path) -> String {
+    let mut b = Vec::new();
+    if let Ok(mut f) = fs::File::open(p) {
+        let _ = f.read_to_end(&mut b);
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A temp directory that is the working directory of every process of one test.
+/// Removed at the end, unless the test fails with `MR_TESTS_KEEP` set (then its path
+/// is printed, with every process's log under `logs/`).
+pub struct Dir {
+    tmp: tempfile::TempDir,
+    logs: PathBuf,
+    seq: std::cell::Cell<u32>,
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("MR_TESTS_KEEP").is_some() {
+            let dir = std::mem::replace(
+                &mut self.tmp,
+                tempfile::Builder::new()
+                    .prefix("mrt-empty")
+                    .tempdir()
+                    .expect("tempdir"),
+            );
+            eprintln!("----- kept the test directory {}", dir.keep().display());
+        }
+    }
+}
+
+impl Default for Dir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dir {
+    /// A fresh directory (and the binaries built).
+    pub fn new() -> Dir {
+        bins();
+        let tmp = tempfile::Builder::new()
+            .prefix("mrt")
+            .tempdir()
+            .expect("tempdir");
+        let logs = tmp.path().join("logs");
+        fs::create_dir(&logs).expect("logs dir");
+        Dir {
+            tmp,
+            logs,
+            seq: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    /// The coordinator address of this test: a Unix socket in the directory.
+    pub fn addr(&self) -> String {
+        format!("unix:{}", self.join("c.sock").display())
+    }
+
+    /// Writes `contents` to `name` (relative to the directory); returns `name`, which is
+    /// how the processes (whose cwd is the directory) see it.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let p = self.join(name);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        fs::write(&p, contents).expect("write");
+        name.to_string()
+    }
+
+    /// Copies the 8 books into `in/`; returns their relative paths.
+    pub fn copy_books(&self) -> Vec<String> {
+        fs::create_dir_all(self.join("in")).expect("mkdir in");
+        books()
+            .iter()
+            .map(|b| {
+                let name = format!("in/{}", b.file_name().unwrap().to_string_lossy());
+                fs::copy(b, self.join(&name)).expect("copy book");
+                name
+            })
+            .collect()
+    }
+
+    /// Makes the directory usable by other users (for the unprivileged-user test).
+    pub fn open_to_all(&self) {
+        for p in [self.path(), &self.logs] {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+    }
+
+    fn unique(&self, name: &str) -> String {
+        let n = self.seq.get() + 1;
+        self.seq.set(n);
+        format!("{n:02}-{name}")
+    }
+
+    /// A command for release binary `bin`, run in the directory, with a clean log filter.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut c = Command::new(bins().join(bin));
+        c.current_dir(self.path()).env_remove("RUST_LOG");
+        c
+    }
+
+    /// Starts `cmd` with its output logged under `name`.
+    pub fn spawn(&self, name: &str, cmd: Command) -> Proc {
+        Proc::spawn(&self.unique(name), cmd, &self.logs)
+    }
+
+    /// Runs `cmd` to completion (at most `timeout`).
+    pub fn run(&self, name: &str, cmd: Command, timeout: Duration) -> (Exit, String) {
+        let mut p = self.spawn(name, cmd);
+        let e = p.wait(timeout);
+        (e, p.stderr())
+    }
+
+    /// Starts a coordinator on this test's socket with `args` (flags and inputs) and
+    /// waits until it listens (or exits).
+    pub fn coordinator(&self, args: &[&str]) -> Proc {
+        let mut c = self.command("coordinator");
+        c.arg("--addr").arg(self.addr()).args(args);
+        let mut p = self.spawn("coordinator", c);
+        let sock = self.join("c.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() && p.try_wait().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "coordinator did not listen within 10 s; stderr:\n{}",
+                p.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        p
+    }
+
+    /// A worker command for `app` on this test's socket, with extra `args`.
+    pub fn worker_command(&self, app_name: &str, args: &[&str]) -> Command {
+        let mut c = self.command("worker");
+        c.arg("--coordinator")
+            .arg(self.addr())
+            .args(args)
+            .arg(app(app_name));
+        c
+    }
+
+    /// Starts a worker for `app` with environment `env`.
+    pub fn worker(&self, app_name: &str, env: &[(&str, &str)]) -> Proc {
+        let mut c = self.worker_command(app_name, &[]);
+        c.envs(env.iter().copied());
+        self.spawn("worker", c)
+    }
+
+    /// Runs mrsequential over `inputs` into `mr-correct` (not an mr-out-* name) and
+    /// returns its lines, sorted.
+    pub fn sequential(&self, app_name: &str, inputs: &[String]) -> Vec<String> {
+        let mut c = self.command("mrsequential");
+        c.args(["--output", "mr-correct"])
+            .arg(app(app_name))
+            .args(inputs);
+        let (e, err) = self.run("mrsequential", c, Duration::from_secs(60));
+        assert_eq!(e, Exit::Code(0), "mrsequential failed:\n{err}");
+        let mut lines = lines_of(&self.join("mr-correct"));
+        lines.sort();
+        fs::remove_file(self.join("mr-correct")).expect("rm mr-correct");
+        lines
+    }
+
+    /// Names of the files in the directory (not recursive), sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The `mr-out-*` files.
+    pub fn out_files(&self) -> Vec<String> {
+        self.files()
+            .into_iter()
+            .filter(|n| n.starts_with("mr-out-"))
+            .collect()
+    }
+
+    /// Temp files (`.mr-tmp-*`) left in the directory.
+    pub fn temp_leftovers(&self) -> Vec<String> {
+        self.files()
+            .into_iter()
+            .filter(|n| n.starts_with(mr::atomic::TEMP_PREFIX))
+            .collect()
+    }
+
+    /// The intermediate files `mr-X-Y` present, as (X, Y).
+    pub fn intermediates(&self) -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = self
+            .files()
+            .iter()
+            .filter_map(|n| {
+                let rest = n.strip_prefix("mr-")?;
+                let (x, y) = rest.split_once('-')?;
+                Some((x.parse().ok()?, y.parse().ok()?))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every line of every `mr-out-*`, sorted.
+    pub fn output_lines(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for f in self.out_files() {
+            all.extend(lines_of(&self.join(&f)));
+        }
+        all.sort();
+        all
+    }
+}
+
+/// The lines of a file (lossy UTF-8).
+pub fn lines_of(p: &Path) -> Vec<String> {
+    let bytes = fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts two sorted line lists are equal, reporting the first difference rather than
+/// printing both in full.
+#[track_caller]
+pub fn assert_same_lines(got: &[String], want: &[String]) {
+    if got == want {
+        return;
+    }
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    panic!(
+        "output differs from the reference: {} lines vs {} expected; first difference at line {}: got {:?}, expected {:?}",
+        got.len(),
+        want.len(),
+        first,
+        got.get(first),
+        want.get(first)
+    );
+}
+
+/// Asserts that `stderr` is exactly one non-empty line and that it contains every
+/// string in `needles`; returns the line.
+#[track_caller]
+pub fn assert_one_line(stderr: &str, needles: &[&str]) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr, got:\n{stderr}"
+    );
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} lacks {n:?}", lines[0]);
+    }
+    lines[0].to_string()
+}
+
+/// Asserts that worker `w` exited because the coordinator told it the job ended with
+/// `end` (`"Succeeded"` or `"Failed"`), rather than because the coordinator vanished.
+#[track_caller]
+pub fn assert_told(w: &Proc, end: &str) {
+    let err = w.stderr();
+    assert!(
+        err.contains(&format!("exit=Job({end})")),
+        "{} was not told the job ended with {end}:\n{}",
+        w.name(),
+        tail(&err, 20)
+    );
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Writes `bytes` to a new TCP connection to `addr` and returns it (still open).
+pub fn send_raw(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    // The coordinator may close the connection once it sees garbage: that is fine.
+    let _ = s.write_all(bytes);
+    s
+}
+
+/// Standard timeout for a whole small job.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(60);

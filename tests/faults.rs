@@ -1,0 +1,188 @@
+//! Faults during a job: apps that panic, intermediate files lost or corrupted between
+//! the map and reduce phases, and a frozen worker whose late report must be refused.
+
+use mr_tests::*;
+use std::fs;
+use std::time::Duration;
+
+/// A job of the faulty app in mode `fault` over the books with 2 workers must fail:
+/// coordinator exit 1 with one `job failed` line naming the task and the panic, workers
+/// told the job failed, no output.
+fn app_panic_fails_the_job(fault: &str, task_prefix: &str, message: &str) {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let args: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut c = dir.coordinator(&args);
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|_| dir.worker("faulty", &[("MR_FAULT", fault)]))
+        .collect();
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(1));
+    let err = c.stderr();
+    // One line gives the verdict with the task and the app's message (the report above
+    // it may mention the failure too, but not all of it on one line).
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("job failed") && l.contains(task_prefix) && l.contains(message))
+        .collect();
+    assert_eq!(failed.len(), 1, "stderr:\n{err}");
+    let line = failed[0];
+    assert!(line.starts_with("coordinator: job failed: "), "{line:?}");
+    assert!(line.contains("failed 4 times"), "{line:?}");
+    // The last line is the verdict.
+    assert_eq!(err.lines().last(), Some(line), "stderr:\n{err}");
+    for w in &mut workers {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(1));
+        assert_told(w, "Failed");
+        let werr = w.stderr();
+        assert!(
+            werr.lines()
+                .last()
+                .is_some_and(|l| l.contains("the job failed")),
+            "{}: stderr:\n{}",
+            w.name(),
+            tail(&werr, 20)
+        );
+    }
+    assert_eq!(dir.out_files(), Vec::<String>::new());
+    assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_map_that_panics_fails_the_job_after_four_attempts() {
+    app_panic_fails_the_job("panic-map", "map-", "map panics on purpose");
+}
+
+#[test]
+fn a_reduce_that_panics_fails_the_job_after_four_attempts() {
+    app_panic_fails_the_job("panic-reduce", "reduce-", "reduce panics on purpose");
+}
+
+/// With one worker, reduces run in order 0..R-1 and the first reduce call sleeps, so
+/// right after the map phase the files of the last partition can be damaged before any
+/// reduce reads them. The reduce of that partition must report each damaged file, the
+/// coordinator must re-run the maps that wrote them, and the output must be right.
+#[test]
+fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.sequential("testlib_slow", &inputs);
+    let args: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut c = dir.coordinator(&args);
+    let mut w = dir.worker("testlib_slow", &[("MR_SLOW_FIRST_REDUCE_MS", "2000")]);
+    let (m, r) = (8u32, 10u32);
+    let all: Vec<(u32, u32)> = (0..m).flat_map(|x| (0..r).map(move |y| (x, y))).collect();
+    wait_until(Duration::from_secs(30), "the map phase", || {
+        dir.intermediates() == all
+    });
+    let last = r - 1;
+    let name = |x: u32| dir.join(&format!("mr-{x}-{last}"));
+    // Map 0's file: gone.
+    fs::remove_file(name(0)).unwrap();
+    // Map 1's: a key byte becomes invalid UTF-8 (the first key starts after the 4-byte
+    // header and the 8-byte lengths).
+    let mut b = fs::read(name(1)).unwrap();
+    assert!(b.len() > 40, "partition {last} of map 1 is too small");
+    b[12] = 0xff;
+    fs::write(name(1), &b).unwrap();
+    // Map 2's: truncated.
+    let b = fs::read(name(2)).unwrap();
+    fs::write(name(2), &b[..b.len() - 10]).unwrap();
+    // Map 3's: one bit flipped in the middle.
+    let mut b = fs::read(name(3)).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x01;
+    fs::write(name(3), &b).unwrap();
+
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+    assert_told(&w, "Succeeded");
+    assert_same_lines(&dir.output_lines(), &want);
+    let err = c.stderr();
+    let lost: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("map output lost"))
+        .collect();
+    for x in 0..4 {
+        assert!(
+            lost.iter()
+                .any(|l| l.contains(&format!("map={x}"))
+                    && l.contains(&format!("task=reduce-{last}"))),
+            "no 'map output lost' for map {x}:\n{}",
+            lost.join("\n")
+        );
+    }
+    assert_eq!(lost.len(), 4, "{}", lost.join("\n"));
+    // Nothing else was lost or failed.
+    assert!(!err.contains("giving up"), "{err}");
+    assert!(!err.contains("will retry"), "{err}");
+    assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
+}
+
+/// A worker frozen (SIGSTOP) in the middle of a map misses its heartbeats and loses the
+/// task; a second worker takes it over. When the first wakes up (SIGCONT) and reports,
+/// the coordinator refuses the late completion; the job is still right and everyone
+/// exits.
+#[test]
+fn a_late_report_from_a_frozen_worker_is_refused() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.sequential("testlib_slow", &inputs);
+    let mut args = vec!["--task-timeout", "10", "--worker-timeout", "1"];
+    args.extend(inputs.iter().map(String::as_str));
+    let mut c = dir.coordinator(&args);
+    let slow = [("MR_SLOW_MAP_MS", "1000")];
+    let mut w1 = {
+        let mut cmd = dir.worker_command("testlib_slow", &["--coordinator-timeout", "5"]);
+        cmd.envs(slow);
+        dir.spawn("worker1", cmd)
+    };
+    c.wait_for_line(Duration::from_secs(10), |l| {
+        l.contains("assigned") && l.contains("worker=w1") && l.contains("task=map-0 ")
+    });
+    // w1 is now inside map 0's one-second sleep.
+    w1.signal(libc::SIGSTOP);
+    c.wait_for_line(Duration::from_secs(10), |l| {
+        l.contains("attempt revoked") && l.contains("task=map-0 ") && l.contains("worker=w1")
+    });
+    let mut w2 = {
+        let mut cmd = dir.worker_command("testlib_slow", &["--coordinator-timeout", "5"]);
+        cmd.envs([("MR_SLOW_MAP_MS", "300")]);
+        dir.spawn("worker2", cmd)
+    };
+    c.wait_for_line(Duration::from_secs(10), |l| {
+        l.contains("assigned")
+            && l.contains("worker=w2")
+            && l.contains("task=map-0 ")
+            && l.contains("attempt=2")
+    });
+    w1.signal(libc::SIGCONT);
+
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in [&mut w1, &mut w2] {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+        assert_told(w, "Succeeded");
+    }
+    assert_same_lines(&dir.output_lines(), &want);
+    let err = c.stderr();
+    let refused: Vec<&str> = err.lines().filter(|l| l.contains("refused")).collect();
+    assert_eq!(refused.len(), 1, "stderr:\n{err}");
+    for needle in [
+        "completion refused",
+        "worker=w1",
+        "task=map-0 ",
+        "attempt=1",
+        "stale",
+    ] {
+        assert!(
+            refused[0].contains(needle),
+            "{:?} lacks {needle:?}",
+            refused[0]
+        );
+    }
+    assert!(
+        w1.stderr().contains("report refused"),
+        "worker1 stderr:\n{}",
+        w1.stderr()
+    );
+    assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
+}

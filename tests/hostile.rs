@@ -1,0 +1,226 @@
+//! A hostile network: while a wc job runs on TCP, clients send garbage, malformed and
+//! oversized frames, hold idle connections, and a rogue client speaks the protocol but
+//! lies. The coordinator must stay up, bounded in memory, and finish the job correctly.
+
+use mr::ids::{Attempt, RequestId, TaskId};
+use mr::rpc::{Addr, ReportReply, TaskReply, WorkerInfo};
+use mr::task::{Location, TaskResult, TaskSpec, TaskStats};
+use mr_tests::*;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn noise(n: usize, mut seed: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
+/// A length-delimited frame header as the transport reads it (4 bytes, big-endian).
+fn frame(len: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = len.to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+/// Speaks the real protocol, but takes a task and never does it, and reports lies.
+/// Returns how many of its lies were refused.
+fn rogue_client(addr: &str, n_reduce: usize) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let addr: Addr = addr.parse().unwrap();
+        let client = mr::rpc::connect(&addr).await.expect("rogue connect");
+        let ctx = tarpc::context::current;
+        let reg = client
+            .register(
+                ctx(),
+                RequestId(1),
+                WorkerInfo {
+                    host: "rogue".into(),
+                    pid: 1,
+                },
+            )
+            .await
+            .expect("register");
+        let me = reg.worker;
+        let a = match client
+            .get_task(ctx(), RequestId(2), me)
+            .await
+            .expect("get_task")
+        {
+            TaskReply::Task(a) => a,
+            other => panic!("rogue expected a task, got {other:?}"),
+        };
+        assert!(matches!(a.spec, TaskSpec::Map { .. }), "{a:?}");
+        let bogus_map = |n: usize| TaskResult::Map {
+            outputs: (0..n)
+                .map(|y| Location::Path(format!("/nonexistent/mr-x-{y}").into()))
+                .collect(),
+            stats: TaskStats::default(),
+        };
+        let mut refused = 0;
+        // A completion for an attempt that was never handed out.
+        let r = client
+            .report(
+                ctx(),
+                RequestId(3),
+                me,
+                a.task,
+                Attempt(a.attempt.0 + 7),
+                Ok(bogus_map(n_reduce)),
+            )
+            .await
+            .expect("report");
+        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        // The right attempt, but a result of the wrong shape.
+        let r = client
+            .report(ctx(), RequestId(4), me, a.task, a.attempt, Ok(bogus_map(1)))
+            .await
+            .expect("report");
+        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        // A task that does not exist.
+        let r = client
+            .report(
+                ctx(),
+                RequestId(5),
+                me,
+                TaskId::map(99_999),
+                a.attempt,
+                Ok(bogus_map(n_reduce)),
+            )
+            .await
+            .expect("report");
+        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        // Someone else's worker id.
+        let r = client
+            .report(
+                ctx(),
+                RequestId(6),
+                mr::ids::WorkerId(me.0 + 1000),
+                a.task,
+                a.attempt,
+                Ok(bogus_map(n_reduce)),
+            )
+            .await
+            .expect("report");
+        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        // Then it goes silent, holding map a.task until the worker timeout takes it back.
+        refused
+    })
+}
+
+#[test]
+fn the_coordinator_survives_a_hostile_network() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.sequential("wc", &inputs);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = dir.command("coordinator");
+    cmd.args([
+        "--addr",
+        &addr,
+        "--worker-timeout",
+        "1",
+        "--task-timeout",
+        "5",
+    ])
+    .args(&inputs);
+    let mut c = dir.spawn("coordinator", cmd);
+    wait_until(Duration::from_secs(10), "the coordinator to listen", || {
+        assert!(
+            c.try_wait().is_none(),
+            "coordinator exited:\n{}",
+            c.stderr()
+        );
+        TcpStream::connect(&addr).is_ok()
+    });
+
+    let mut held: Vec<TcpStream> = Vec::new();
+    // Random bytes, several connections' worth.
+    for seed in 1..=4 {
+        held.push(send_raw(&addr, &noise(64 << 10, seed)));
+    }
+    // A frame cut short: the header promises 1000 bytes, 10 arrive; once left open,
+    // once closed half-way.
+    held.push(send_raw(&addr, &frame(1000, b"{\"Request\"")));
+    let s = send_raw(&addr, &frame(1000, b"{\"Request\""));
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    held.push(s);
+    // A length prefix of 0xFFFFFFFF (4 GiB), and the largest allowed frame announced
+    // with only 1 MiB of it sent.
+    held.push(send_raw(&addr, &frame(u32::MAX, b"xxxx")));
+    held.push(send_raw(&addr, &frame((16 << 20) - 1, &noise(1 << 20, 99))));
+    // Whole frames that are not JSON, and JSON that is not a request.
+    held.push(send_raw(&addr, &frame(5, b"hello")));
+    held.push(send_raw(&addr, &frame(7, b"{\"x\":1}")));
+    held.push(send_raw(&addr, &frame(0, b"")));
+    // A connection that never speaks.
+    held.push(TcpStream::connect(&addr).unwrap());
+    // 500 idle connections.
+    for _ in 0..500 {
+        held.push(TcpStream::connect(&addr).expect("idle connection"));
+    }
+    // Pipelined junk on one connection, byte by byte.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    for b in frame(40, b"[1,2,3]") {
+        let _ = slow.write_all(&[b]);
+    }
+    held.push(slow);
+
+    assert!(c.try_wait().is_none(), "coordinator died:\n{}", c.stderr());
+    let refused = rogue_client(&addr, 10);
+    assert_eq!(refused, 4, "every lie must be refused");
+    assert!(c.try_wait().is_none(), "coordinator died:\n{}", c.stderr());
+
+    let started = Instant::now();
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|_| {
+            let mut w = dir.command("worker");
+            w.args(["--coordinator", &addr]).arg(app("wc"));
+            dir.spawn("worker", w)
+        })
+        .collect();
+    // More junk while the job runs.
+    for seed in 10..20 {
+        held.push(send_raw(&addr, &noise(4096, seed)));
+    }
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in &mut workers {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+        assert_told(w, "Succeeded");
+    }
+    let elapsed = started.elapsed();
+    assert_same_lines(&dir.output_lines(), &want);
+    let err = c.stderr();
+    assert!(!err.contains("panicked"), "{err}");
+    // The rogue's map was taken back when it fell silent, and done by a worker.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("attempt revoked") && l.contains("task=map-0 ")),
+        "{}",
+        tail(&err, 40)
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("completion refused"))
+            .count(),
+        4,
+        "{}",
+        tail(&err, 40)
+    );
+    let rss_mib = c.max_rss_kib() / 1024;
+    eprintln!("coordinator peak RSS: {rss_mib} MiB; job under attack took {elapsed:?}");
+    assert!(rss_mib < 200, "coordinator peak RSS {rss_mib} MiB");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "the job took {elapsed:?} under attack"
+    );
+    drop(held);
+}
