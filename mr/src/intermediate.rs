@@ -9,6 +9,7 @@
 //! ```
 //! The footer lets a reader tell a whole file from a truncated, corrupted or foreign one:
 //! a reduce task that finds one reports the map output as lost and the map re-runs.
+//! Keys and values must be UTF-8 (apps are promised it); a record that is not is corrupt.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -188,6 +189,11 @@ impl<R: Read> Reader<R> {
         }
         read_exact_into(&mut self.input, key, klen as usize)?;
         read_exact_into(&mut self.input, value, vlen as usize)?;
+        // Apps are promised UTF-8 (the ABI contract): a damaged record must not reach
+        // them before the checksum at the end of the file would have caught it.
+        if std::str::from_utf8(key).is_err() || std::str::from_utf8(value).is_err() {
+            return Err(FormatError::Corrupt("record is not UTF-8".into()));
+        }
         self.crc.update(&head);
         self.crc.update(key);
         self.crc.update(value);

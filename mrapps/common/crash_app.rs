@@ -1,6 +1,6 @@
-// Shared body of the `crash` and `nocrash` test apps (included with #[path], since two
-// cdylibs cannot link each other without clashing exported symbols). `maybe_crash` is
-// supplied by the including crate.
+//! Shared body of the `crash` and `nocrash` test apps (included with #[path], since two
+//! cdylibs cannot link each other without clashing exported symbols). `maybe_crash` is
+//! supplied by the including crate.
 
 use mrapp::KeyValue;
 

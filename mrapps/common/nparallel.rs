@@ -1,6 +1,6 @@
-// Shared by the `mtiming` and `rtiming` test apps: how many workers are running this
-// phase right now? Each caller drops a file `mr-worker-PHASE-PID`, counts the files whose
-// PID is alive (kill(pid, 0)), waits a second so that overlaps are seen, and removes its file.
+//! Shared by the `mtiming` and `rtiming` test apps: how many workers are running this
+//! phase right now? Each caller drops a file `mr-worker-PHASE-PID`, counts the files whose
+//! PID is alive (kill(pid, 0)), waits a second so that overlaps are seen, and removes its file.
 
 use std::time::Duration;
 

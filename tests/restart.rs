@@ -1,0 +1,113 @@
+//! Coordinator crash and restart: SIGKILL the coordinator during the map phase and
+//! during the reduce phase, start the same command again; the job picks up from the
+//! journal, the output is correct, and no map task whose output was intact runs twice.
+
+use coordinator::journal::{Record, DEFAULT_PATH};
+use mr::ids::TaskKind;
+use mr_tests::{Dir, Exit};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// The map tasks the journal records as done.
+fn maps_done(d: &Dir) -> BTreeSet<u32> {
+    let text = std::fs::read_to_string(d.join(DEFAULT_PATH)).unwrap_or_default();
+    let mut done = BTreeSet::new();
+    for line in text.lines() {
+        match serde_json::from_str::<Record>(line) {
+            Ok(Record::Done { task, .. }) if task.kind == TaskKind::Map => {
+                done.insert(task.index);
+            }
+            Ok(Record::Reopened { task }) => {
+                done.remove(&task.index);
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the 8 books through `testlib_slow` with two workers (env `env`), kills the
+/// coordinator once `kill_when(maps done)` holds, restarts it, and checks the outcome.
+/// Returns the maps that were done at the kill and the restarted coordinator's log.
+fn crash_and_resume(
+    env: &[(&str, &str)],
+    kill_when: impl Fn(usize) -> bool,
+) -> (BTreeSet<u32>, String) {
+    let d = Dir::new();
+    let inputs = d.copy_books();
+    let want = d.sequential("testlib_slow", &inputs);
+    let mut args = vec!["--task-timeout", "30"];
+    args.extend(inputs.iter().map(String::as_str));
+
+    let mut first = d.coordinator(&args);
+    let mut workers: Vec<_> = (0..2).map(|_| d.worker("testlib_slow", env)).collect();
+    wait_until("the kill point", Duration::from_secs(60), || {
+        kill_when(maps_done(&d).len())
+    });
+    first.kill();
+    let before = maps_done(&d);
+
+    let mut second = d.coordinator(&args);
+    second.assert_exit(Duration::from_secs(90), Exit::Code(0));
+    for w in &mut workers {
+        w.assert_exit(Duration::from_secs(20), Exit::Code(0));
+    }
+    let log = second.stderr();
+    assert!(
+        log.contains("resuming the job from its journal"),
+        "no resume:\n{log}"
+    );
+    mr_tests::assert_same_lines(&d.output_lines(), &want);
+    assert!(
+        d.temp_leftovers().is_empty(),
+        "temp files left: {:?}",
+        d.temp_leftovers()
+    );
+    (before, log)
+}
+
+fn assigned_maps(log: &str) -> BTreeSet<u32> {
+    log.lines()
+        .filter(|l| l.contains("assigned"))
+        .filter_map(|l| l.split("task=map-").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn coordinator_killed_in_the_map_phase_resumes_without_rerunning_done_maps() {
+    let (before, log) =
+        crash_and_resume(&[("MR_SLOW_MAP_MS", "700")], |done| (2..8).contains(&done));
+    assert!(
+        !before.is_empty() && before.len() < 8,
+        "killed with {before:?} done"
+    );
+    let rerun: BTreeSet<u32> = assigned_maps(&log).intersection(&before).copied().collect();
+    assert!(
+        rerun.is_empty(),
+        "maps {rerun:?} were done before the crash but ran again:\n{log}"
+    );
+    assert!(
+        !assigned_maps(&log).is_empty(),
+        "the unfinished maps ran after the restart"
+    );
+}
+
+#[test]
+fn coordinator_killed_in_the_reduce_phase_runs_no_map_again() {
+    let (before, log) = crash_and_resume(&[("MR_SLOW_FIRST_REDUCE_MS", "3000")], |done| done == 8);
+    assert_eq!(before.len(), 8);
+    let again = assigned_maps(&log);
+    assert!(
+        again.is_empty(),
+        "maps {again:?} ran again after a crash in the reduce phase:\n{log}"
+    );
+}
