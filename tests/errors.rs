@@ -356,3 +356,67 @@ fn mrsequential_with_a_bad_plugin() {
         &["mrsequential:", "ABI version 999"],
     );
 }
+
+#[test]
+fn worker_with_the_wrong_token_is_refused_at_once() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let mut c = coordinator(&dir, &["--no-journal"]);
+    c.env("MR_TOKEN", "the-right-token").args(&inputs);
+    let mut coord = dir.spawn("coordinator", c);
+    wait_until(Duration::from_secs(10), "the coordinator to listen", || {
+        dir.path().join("c.sock").exists()
+    });
+    let mut w = dir.worker_command("wc", &["--connect-timeout", "10"]);
+    w.env("MR_TOKEN", "a-wrong-token");
+    let start = Instant::now();
+    fails(
+        &dir,
+        "worker",
+        w,
+        1,
+        &["worker:", "refused", "token", "--token-file"],
+    );
+    // Refused at once: not retried until the connect timeout.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    coord.kill();
+    let err = coord.stderr();
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(
+        !err.contains("right-token") && !err.contains("wrong-token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn coordinator_with_a_missing_or_empty_token_file() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let mut c = coordinator(&dir, &["--token-file", "missing.token"]);
+    c.args(&inputs);
+    fails(
+        &dir,
+        "coordinator",
+        c,
+        2,
+        &[
+            "coordinator:",
+            "cannot read the token file",
+            "missing.token",
+        ],
+    );
+    std::fs::write(dir.path().join("empty.token"), "\n").unwrap();
+    let mut w = dir.worker_command("wc", &["--token-file", "empty.token"]);
+    w.current_dir(dir.path());
+    fails(
+        &dir,
+        "worker",
+        w,
+        2,
+        &["worker:", "empty.token", "is empty"],
+    );
+}

@@ -1,7 +1,10 @@
-//! A hostile network: while a wc job runs on TCP, clients send garbage, malformed and
-//! oversized frames, hold idle connections, and a rogue client speaks the protocol but
-//! lies. The coordinator must stay up, bounded in memory, and finish the job correctly.
+//! A hostile network: while a wc job runs on TCP, clients send garbage, try wrong
+//! tokens, send malformed and oversized frames behind a valid handshake (on the control
+//! and the data plane), hold idle connections, and a rogue client that holds the token
+//! speaks the protocol but lies. The coordinator must stay up, bounded in memory, and
+//! finish the job correctly.
 
+use mr::auth::{Channel, Token};
 use mr::ids::{Attempt, RequestId, TaskId};
 use mr::rpc::{Addr, ReportReply, TaskReply, WorkerInfo};
 use mr::task::{Location, TaskResult, TaskSpec, TaskStats};
@@ -22,6 +25,9 @@ fn noise(n: usize, mut seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The job's token (given to the coordinator and workers as MR_TOKEN).
+const TOKEN: &str = "hostile-test-token";
+
 /// A length-delimited frame header as the transport reads it (4 bytes, big-endian).
 fn frame(len: u32, body: &[u8]) -> Vec<u8> {
     let mut v = len.to_be_bytes().to_vec();
@@ -35,7 +41,9 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let addr: Addr = addr.parse().unwrap();
-        let client = mr::rpc::connect(&addr).await.expect("rogue connect");
+        let client = mr::rpc::connect(&addr, &Token::new(TOKEN))
+            .await
+            .expect("rogue connect");
         let ctx = tarpc::context::current;
         let reg = client
             .register(
@@ -44,6 +52,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
                 WorkerInfo {
                     host: "rogue".into(),
                     pid: 1,
+                    data_addr: None,
                 },
             )
             .await
@@ -123,15 +132,16 @@ fn the_coordinator_survives_a_hostile_network() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut cmd = dir.command("coordinator");
-    cmd.args([
-        "--addr",
-        &addr,
-        "--worker-timeout",
-        "1",
-        "--task-timeout",
-        "5",
-    ])
-    .args(&inputs);
+    cmd.env("MR_TOKEN", TOKEN)
+        .args([
+            "--addr",
+            &addr,
+            "--worker-timeout",
+            "1",
+            "--task-timeout",
+            "5",
+        ])
+        .args(&inputs);
     let mut c = dir.spawn("coordinator", cmd);
     wait_until(Duration::from_secs(10), "the coordinator to listen", || {
         assert!(
@@ -142,25 +152,56 @@ fn the_coordinator_survives_a_hostile_network() {
         TcpStream::connect(&addr).is_ok()
     });
 
+    let token = Token::new(TOKEN);
     let mut held: Vec<TcpStream> = Vec::new();
-    // Random bytes, several connections' worth.
+    // Random bytes, several connections' worth: not even a handshake.
     for seed in 1..=4 {
         held.push(send_raw(&addr, &noise(64 << 10, seed)));
     }
-    // A frame cut short: the header promises 1000 bytes, 10 arrive; once left open,
-    // once closed half-way.
-    held.push(send_raw(&addr, &frame(1000, b"{\"Request\"")));
-    let s = send_raw(&addr, &frame(1000, b"{\"Request\""));
+    // Wrong tokens, on both planes: refused before anything is served.
+    for channel in [Channel::Control, Channel::Data] {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let r = mr::auth::client_blocking(&mut s, &Token::new("guess"), channel);
+        assert!(matches!(r, Err(mr::auth::AuthError::Refused)), "{r:?}");
+    }
+    // Behind a valid handshake, on the control plane: a frame cut short (the header
+    // promises 1000 bytes, 10 arrive), once left open, once closed half-way.
+    let control = |bytes: &[u8]| send_after_handshake(&addr, &token, Channel::Control, bytes);
+    held.push(control(&frame(1000, b"{\"Request\"")));
+    let s = control(&frame(1000, b"{\"Request\""));
     let _ = s.shutdown(std::net::Shutdown::Write);
     held.push(s);
     // A length prefix of 0xFFFFFFFF (4 GiB), and the largest allowed frame announced
     // with only 1 MiB of it sent.
-    held.push(send_raw(&addr, &frame(u32::MAX, b"xxxx")));
-    held.push(send_raw(&addr, &frame((16 << 20) - 1, &noise(1 << 20, 99))));
+    held.push(control(&frame(u32::MAX, b"xxxx")));
+    held.push(control(&frame((16 << 20) - 1, &noise(1 << 20, 99))));
     // Whole frames that are not JSON, and JSON that is not a request.
-    held.push(send_raw(&addr, &frame(5, b"hello")));
-    held.push(send_raw(&addr, &frame(7, b"{\"x\":1}")));
-    held.push(send_raw(&addr, &frame(0, b"")));
+    held.push(control(&frame(5, b"hello")));
+    held.push(control(&frame(7, b"{\"x\":1}")));
+    held.push(control(&frame(0, b"")));
+    // The same on the data plane, and requests for files that are not job inputs.
+    let data = |bytes: &[u8]| send_after_handshake(&addr, &token, Channel::Data, bytes);
+    held.push(data(&frame(u32::MAX, b"xxxx")));
+    held.push(data(&frame(5, b"hello")));
+    held.push(data(&frame(1000, b"{")));
+    for path in ["/etc/passwd", "Cargo.toml"] {
+        let split = mr::task::Split {
+            path: path.into(),
+            offset: 0,
+            len: 100,
+        };
+        let mut s = TcpStream::connect(&addr).unwrap();
+        mr::auth::client_blocking(&mut s, &token, Channel::Data).unwrap();
+        let req = serde_json::to_vec(&mr::data::DataRequest::Split(split)).unwrap();
+        s.write_all(&frame(req.len() as u32, &req)).unwrap();
+        let mut reply = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.contains("Refused") && reply.contains("not an input split"),
+            "{reply}"
+        );
+    }
     // A connection that never speaks.
     held.push(TcpStream::connect(&addr).unwrap());
     // 500 idle connections.
@@ -183,7 +224,9 @@ fn the_coordinator_survives_a_hostile_network() {
     let mut workers: Vec<Proc> = (0..2)
         .map(|_| {
             let mut w = dir.command("worker");
-            w.args(["--coordinator", &addr]).arg(app("wc"));
+            w.env("MR_TOKEN", TOKEN)
+                .args(["--coordinator", &addr])
+                .arg(app("wc"));
             dir.spawn("worker", w)
         })
         .collect();
@@ -200,6 +243,16 @@ fn the_coordinator_survives_a_hostile_network() {
     assert_same_lines(&dir.output_lines(), &want);
     let err = c.stderr();
     assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains(TOKEN), "the token leaked into the log");
+    // Both wrong tokens were refused and logged with the peer's address.
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("authentication failed") && l.contains("peer=127.0.0.1:"))
+            .count(),
+        2,
+        "{}",
+        tail(&err, 60)
+    );
     // The rogue's map was taken back when it fell silent, and done by a worker.
     assert!(
         err.lines()

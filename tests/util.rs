@@ -610,5 +610,19 @@ pub fn send_raw(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
     s
 }
 
+/// Connects to `addr`, passes the token handshake for `channel` with `token`, then sends
+/// `bytes` raw: junk that reaches the frame parser behind the handshake.
+pub fn send_after_handshake(
+    addr: &str,
+    token: &mr::auth::Token,
+    channel: mr::auth::Channel,
+    bytes: &[u8],
+) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    mr::auth::client_blocking(&mut s, token, channel).expect("handshake");
+    let _ = s.write_all(bytes);
+    s
+}
+
 /// Standard timeout for a whole small job.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(60);

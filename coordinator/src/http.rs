@@ -116,6 +116,7 @@ mod tests {
             mr::rpc::WorkerInfo {
                 host: "other".into(),
                 pid: 33,
+                data_addr: None,
             },
             Instant::now(),
         );

@@ -223,15 +223,20 @@ impl Journal {
 /// Whether a finished task's files are still there and whole (cheap: existence, and
 /// the header and footer of each intermediate file; the full checksum is checked by
 /// the reduce that reads it).
+///
+/// Map output on a worker's own disk cannot be checked from here: it counts as intact,
+/// and if it is gone, the reduce that cannot fetch it reports it lost and the map runs
+/// again.
 fn outputs_intact(result: &TaskResult) -> bool {
+    let intact = |l: &Location, check: &dyn Fn(&Path) -> bool| match l {
+        Location::Path(p) => check(p),
+        Location::Remote { .. } => true,
+    };
     match result {
         TaskResult::Map { outputs, .. } => outputs
             .iter()
-            .all(|Location::Path(p)| mr::intermediate::Reader::open(p).is_ok()),
-        TaskResult::Reduce {
-            output: Location::Path(p),
-            ..
-        } => p.is_file(),
+            .all(|l| intact(l, &|p| mr::intermediate::Reader::open(p).is_ok())),
+        TaskResult::Reduce { output, .. } => intact(output, &|p| p.is_file()),
     }
 }
 

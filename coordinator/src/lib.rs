@@ -7,6 +7,8 @@
 //! - [`registry`]: the workers and their heartbeats (pure).
 //! - [`job`]: both together, with the rules that join them.
 //! - [`service`]: the tarpc handlers over the shared job.
+//! - [`data`]: the data plane for workers that share no filesystem with the
+//!   coordinator: input splits out, reduce output in.
 //! - [`timeline`]: when the job and its phases started and ended.
 //! - [`status`], [`progress`], [`report`], [`http`]: what people see: a snapshot of the
 //!   job, the live display on stderr, the end-of-job report, the status page; started
@@ -14,6 +16,7 @@
 //! - [`run`] (here): the server: accept loop, deadline sweeper, shutdown.
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod http;
 pub mod job;
 pub mod journal;
@@ -29,6 +32,7 @@ pub mod timeline;
 use anyhow::Context as _;
 use futures::StreamExt;
 use job::Job;
+use mr::auth::{self, Channel, Token};
 use mr::rpc::{json_transport, Coordinator as _, JobEnd, Listener};
 use mr::split::plan_splits;
 use mr::task::Split;
@@ -38,7 +42,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tarpc::server::{BaseChannel, Channel};
+use tarpc::server::{BaseChannel, Channel as _};
 use task::{JobFailure, TaskTable};
 use tracing::{info, warn};
 
@@ -70,6 +74,11 @@ pub struct Config {
     pub report_file: Option<PathBuf>,
     /// Serve the status page on this `HOST:PORT` while the job runs.
     pub http: Option<String>,
+    /// The job's shared secret: every connection must prove it.
+    pub token: Token,
+    /// Workers that share no filesystem with the coordinator can still read the input
+    /// paths themselves (the inputs are on shared storage), rather than stream them.
+    pub shared_inputs: bool,
 }
 
 impl Default for Config {
@@ -87,6 +96,8 @@ impl Default for Config {
             progress: false,
             report_file: None,
             http: None,
+            token: Token::none(),
+            shared_inputs: false,
         }
     }
 }
@@ -187,6 +198,7 @@ pub async fn run(
         ),
         workers: Registry::new(config.worker_timeout),
         timeline: timeline::Timeline::new(std::time::Instant::now()),
+        shared_inputs: config.shared_inputs,
     };
     let journal = match &config.journal {
         Some(path) => Some(open_journal(path, &config, &splits_key, &mut job)?),
@@ -204,28 +216,23 @@ pub async fn run(
     let server = Service(shared.clone());
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let open = connections.clone();
+    let (token, out_dir) = (config.token.clone(), config.out_dir.clone());
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((io, peer)) => {
                     // Bounded resources whatever clients do: at most MAX_CONNECTIONS
-                    // connections, MAX_IN_FLIGHT calls each, frames of at most
-                    // mr::rpc::MAX_FRAME_LEN (a bad frame closes the connection).
+                    // connections, each dropped unless it proves the token within
+                    // auth::HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT calls each, frames of at
+                    // most mr::rpc::MAX_FRAME_LEN (a bad frame closes the connection).
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
                         warn!(%peer, "too many connections; refusing one");
                         continue;
                     };
                     tracing::debug!(%peer, "connection");
-                    let channel = BaseChannel::with_defaults(json_transport(io))
-                        .max_concurrent_requests(MAX_IN_FLIGHT);
-                    let serve = server.clone().serve();
+                    let (server, token, out_dir) = (server.clone(), token.clone(), out_dir.clone());
                     tokio::spawn(async move {
-                        channel
-                            .execute(serve)
-                            .for_each(|call| async move {
-                                tokio::spawn(call);
-                            })
-                            .await;
+                        serve_connection(io, &peer, server, &token, &out_dir).await;
                         drop(permit);
                     });
                 }
@@ -289,6 +296,50 @@ pub async fn run(
     })
 }
 
+/// Serves one connection: the token handshake, then RPCs or one data transfer.
+async fn serve_connection(
+    mut io: Box<dyn mr::rpc::Io>,
+    peer: &str,
+    server: Service,
+    token: &Token,
+    out_dir: &std::path::Path,
+) {
+    let channel = match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, auth::server(&mut io, token))
+        .await
+    {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(auth::AuthError::Io(e))) => {
+            tracing::debug!(%peer, error = %e, "connection closed during the handshake");
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "connection refused");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "no handshake within {:?}; connection dropped", auth::HANDSHAKE_TIMEOUT);
+            return;
+        }
+    };
+    match channel {
+        Channel::Control => {
+            let channel = BaseChannel::with_defaults(json_transport(io))
+                .max_concurrent_requests(MAX_IN_FLIGHT);
+            channel
+                .execute(server.serve())
+                .for_each(|call| async move {
+                    tokio::spawn(call);
+                })
+                .await;
+        }
+        Channel::Data => {
+            if let Err(e) = data::serve(&mut io, &server.0, out_dir).await {
+                tracing::debug!(%peer, error = %e, "data transfer failed");
+            }
+        }
+    }
+}
+
 /// What identifies this job in a journal: the inputs, R and the split size.
 fn job_key(splits: &[Split], config: &Config) -> journal::JobKey {
     let mut inputs: Vec<PathBuf> = Vec::new();
@@ -343,7 +394,19 @@ async fn sweep_loop(shared: Arc<Shared>) {
             for r in &sweep.revoked {
                 warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; task is idle again");
             }
-            if !sweep.revoked.is_empty() {
+            for m in &sweep.reopened {
+                shared.record(
+                    &journal::Record::Reopened {
+                        task: mr::ids::TaskId::map(*m),
+                    },
+                    true,
+                );
+                warn!(
+                    map = m,
+                    "map output lived on a lost worker; re-running the map"
+                );
+            }
+            if !sweep.revoked.is_empty() || !sweep.reopened.is_empty() {
                 shared.work.notify_waiters();
             }
             job.next_deadline()

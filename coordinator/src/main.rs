@@ -1,5 +1,5 @@
-//! `coordinator [--reduce R] [--addr ADDR] [--task-timeout SECS] [--report FILE]
-//! [--http ADDR] FILES...`
+//! `coordinator [--reduce R] [--addr ADDR] [--token-file PATH] [--task-timeout SECS]
+//! [--report FILE] [--http ADDR] FILES...`
 
 use clap::Parser;
 use coordinator::{plan_inputs, Config};
@@ -17,9 +17,18 @@ struct Args {
     /// Number of reduce tasks (R).
     #[arg(long, short = 'r', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     reduce: u32,
-    /// Where to listen: unix:PATH, or HOST:PORT for TCP.
-    #[arg(long, default_value = DEFAULT_ADDR)]
+    /// Where to listen: unix:PATH (workers on this machine, sharing its directory), or
+    /// HOST:PORT for TCP (workers anywhere; nothing shared but the network).
+    #[arg(long, visible_alias = "listen", default_value = DEFAULT_ADDR)]
     addr: Addr,
+    /// File holding the job's shared secret; every connection must prove it (default:
+    /// $MR_TOKEN if set, else none).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Workers on other machines read the input paths themselves (shared storage)
+    /// instead of streaming splits from the coordinator.
+    #[arg(long)]
+    shared_inputs: bool,
     /// Seconds a task may run before it is handed to another worker.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     task_timeout: Duration,
@@ -56,6 +65,13 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     coordinator::progress::init_logging("info,tarpc=warn");
+    let token = match mr::auth::Token::resolve(args.token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("coordinator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let splits = match plan_inputs(&args.files, args.split_size) {
         Ok(s) => s,
         Err(bad) => {
@@ -76,6 +92,8 @@ fn main() -> ExitCode {
         progress: true,
         report_file: args.report.clone(),
         http: args.http.clone(),
+        token,
+        shared_inputs: args.shared_inputs,
         ..Config::default()
     };
     let rt = match tokio::runtime::Runtime::new() {

@@ -76,6 +76,11 @@ impl Registry {
     }
 
     /// A worker by id.
+    pub fn get(&self, id: WorkerId) -> Option<&Worker> {
+        self.workers.get(&id)
+    }
+
+    /// A worker by id, to change.
     pub fn get_mut(&mut self, id: WorkerId) -> Option<&mut Worker> {
         self.workers.get_mut(&id)
     }
@@ -124,6 +129,7 @@ mod tests {
         WorkerInfo {
             host: "h".into(),
             pid: 1,
+            data_addr: None,
         }
     }
 

@@ -154,7 +154,7 @@ impl Coordinator for Service {
                 if let Some(end) = self.0.exit_directive(&mut job, worker) {
                     return TaskReply::Exit(end);
                 }
-                if let Some(a) = job.tasks.assign(worker, now) {
+                if let Some(a) = job.assign(worker, now) {
                     info!(%req, %worker, task = %a.task, attempt = %a.attempt, "assigned");
                     self.0.record(
                         &Record::Assigned {

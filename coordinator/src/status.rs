@@ -224,10 +224,12 @@ pub(crate) mod tests {
             tasks: TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
             workers: Registry::new(Duration::from_secs(3)),
             timeline: Timeline::new(t0),
+            shared_inputs: false,
         };
         let info = |pid| WorkerInfo {
             host: "box".into(),
             pid,
+            data_addr: None,
         };
         let w1 = job.workers.register(info(11), t0);
         let w2 = job.workers.register(info(22), t0);

@@ -18,7 +18,8 @@
 
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::task::{
-    Assignment, Location, MapOutput, Split, TaskFailure, TaskResult, TaskSpec, TaskStats,
+    Assignment, Location, MapOutput, OutputTarget, Split, SplitSource, TaskFailure, TaskResult,
+    TaskSpec, TaskStats,
 };
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -151,6 +152,25 @@ pub enum AfterFailure {
     JobFailed(JobFailure),
 }
 
+/// How the worker a task goes to reaches files: through a filesystem it shares with the
+/// coordinator, or over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// How a map task reads its split.
+    pub split_source: SplitSource,
+    /// Whether a reduce task sends its output to the coordinator (rather than writing
+    /// into the shared output directory).
+    pub ship_output: bool,
+}
+
+impl Placement {
+    /// A worker that shares the coordinator's filesystem.
+    pub const SHARED: Placement = Placement {
+        split_source: SplitSource::Path,
+        ship_output: false,
+    };
+}
+
 /// All tasks of one job.
 #[derive(Debug)]
 pub struct TaskTable {
@@ -251,8 +271,23 @@ impl TaskTable {
         self.failed.as_ref()
     }
 
-    /// Hands an idle task to `worker`: maps first; reduces only once every map is done.
+    /// Whether `split` is one of this job's (the only input bytes anyone may ask for).
+    pub fn is_split(&self, split: &Split) -> bool {
+        self.splits.contains(split)
+    }
+
+    /// Hands an idle task to `worker`, which shares the coordinator's filesystem.
     pub fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Assignment> {
+        self.assign_with(worker, Placement::SHARED, now)
+    }
+
+    /// Hands an idle task to `worker`: maps first; reduces only once every map is done.
+    pub fn assign_with(
+        &mut self,
+        worker: WorkerId,
+        placement: Placement,
+        now: Instant,
+    ) -> Option<Assignment> {
         if self.failed.is_some() {
             return None;
         }
@@ -267,6 +302,7 @@ impl TaskTable {
         let spec = match kind {
             TaskKind::Map => TaskSpec::Map {
                 split: self.splits[index].clone(),
+                source: placement.split_source,
                 n_reduce: self.n_reduce(),
             },
             TaskKind::Reduce => TaskSpec::Reduce {
@@ -280,7 +316,11 @@ impl TaskTable {
                         location: outs.as_ref().expect("map done without outputs")[index].clone(),
                     })
                     .collect(),
-                out_dir: self.out_dir.clone(),
+                output: if placement.ship_output {
+                    OutputTarget::Coordinator
+                } else {
+                    OutputTarget::Dir(self.out_dir.clone())
+                },
             },
         };
         let task = match kind {
@@ -301,7 +341,14 @@ impl TaskTable {
         })
     }
 
-    fn check_current(&self, worker: WorkerId, id: TaskId, attempt: Attempt) -> Result<(), Refusal> {
+    /// Whether `attempt` of task `id` is current and `worker`'s (reports, and output
+    /// sent to the coordinator, are accepted only then).
+    pub fn check_current(
+        &self,
+        worker: WorkerId,
+        id: TaskId,
+        attempt: Attempt,
+    ) -> Result<(), Refusal> {
         let task = self.task(id).ok_or(Refusal::UnknownTask)?;
         match &task.state {
             TaskState::InProgress {
@@ -449,6 +496,30 @@ impl TaskTable {
     /// Returns to idle every task in progress on `lost`.
     pub fn revoke_worker(&mut self, lost: WorkerId) -> Vec<Revoked> {
         self.revoke_where(|w, _| w == lost)
+    }
+
+    /// Sends back to idle every finished map whose output lived on `lost`'s own disk
+    /// (the Google MapReduce paper's rule: a lost worker's map output is lost with it),
+    /// while some reduce may still need it. Returns the maps reopened. Output in a
+    /// shared directory outlives its worker and stays.
+    pub fn reopen_output_of(&mut self, lost: WorkerId) -> Vec<u32> {
+        if Self::all_done(&self.reduces) {
+            return Vec::new();
+        }
+        let mut reopened = Vec::new();
+        for (m, task) in self.maps.iter_mut().enumerate() {
+            let on_lost = matches!(task.state, TaskState::Done { worker, .. } if worker == lost);
+            let remote = self.map_outputs[m]
+                .as_ref()
+                .is_some_and(|outs| outs.iter().any(|l| matches!(l, Location::Remote { .. })));
+            if on_lost && remote {
+                task.state = TaskState::Idle;
+                task.reassignments += 1;
+                self.map_outputs[m] = None;
+                reopened.push(m as u32);
+            }
+        }
+        reopened
     }
 
     /// Continues attempt numbering after a restart (see [`crate::journal`]).
@@ -674,6 +745,84 @@ mod tests {
             None,
             "nothing is handed out after failure"
         );
+    }
+
+    fn remote_result(r: u32, m: u32, server: &str) -> TaskResult {
+        TaskResult::Map {
+            outputs: (0..r)
+                .map(|y| Location::Remote {
+                    server: server.into(),
+                    name: format!("mr-{m}-{y}"),
+                })
+                .collect(),
+            stats: TaskStats::default(),
+        }
+    }
+
+    #[test]
+    fn a_lost_workers_map_output_on_its_own_disk_is_rerun_but_shared_output_is_not() {
+        let now = Instant::now();
+        let mut t = table(3, 1);
+        let a = t.assign(W1, now).unwrap();
+        t.complete(W1, a.task, a.attempt, remote_result(1, 0, "w1:1"))
+            .unwrap();
+        let b = t.assign(W1, now).unwrap();
+        t.complete(W1, b.task, b.attempt, map_result(1, 1)).unwrap();
+        let c = t.assign(W2, now).unwrap();
+        t.complete(W2, c.task, c.attempt, remote_result(1, 2, "w2:1"))
+            .unwrap();
+        assert!(t.maps_done());
+        // W1 is lost: map 0 (on its disk) runs again; map 1 (a shared path) does not.
+        assert_eq!(t.reopen_output_of(W1), vec![0]);
+        assert!(!t.maps_done());
+        assert_eq!(t.task(TaskId::map(0)).unwrap().failures, 0);
+        let again = t.assign(W2, now).unwrap();
+        assert_eq!(again.task, TaskId::map(0));
+        assert_eq!(t.assign(W2, now), None, "the reduce waits for the re-run");
+        t.complete(W2, again.task, again.attempt, remote_result(1, 0, "w2:1"))
+            .unwrap();
+        let r = t.assign(W2, now).unwrap();
+        t.complete(W2, r.task, r.attempt, reduce_result(0)).unwrap();
+        // Once every reduce is done, nothing is needed any more.
+        assert_eq!(t.reopen_output_of(W2), Vec::<u32>::new());
+        assert!(t.is_done());
+    }
+
+    #[test]
+    fn placement_shapes_the_assignment() {
+        let now = Instant::now();
+        let mut t = table(1, 1);
+        let remote = Placement {
+            split_source: SplitSource::Coordinator,
+            ship_output: true,
+        };
+        let a = t.assign_with(W1, remote, now).unwrap();
+        assert!(matches!(
+            a.spec,
+            TaskSpec::Map {
+                source: SplitSource::Coordinator,
+                ..
+            }
+        ));
+        assert!(t.is_split(&Split {
+            path: "in-0".into(),
+            offset: 0,
+            len: 10
+        }));
+        assert!(!t.is_split(&Split {
+            path: "/etc/passwd".into(),
+            offset: 0,
+            len: 10
+        }));
+        t.complete(W1, a.task, a.attempt, map_result(1, 0)).unwrap();
+        let r = t.assign_with(W1, remote, now).unwrap();
+        assert!(matches!(
+            r.spec,
+            TaskSpec::Reduce {
+                output: OutputTarget::Coordinator,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //!   where a task's files live ([`task::Location`]).
 //! - [`rpc`]: the coordinator's tarpc service, its messages, and the transport
 //!   (Unix socket or TCP, with a frame size limit).
+//! - [`auth`]: the token handshake every connection starts with.
+//! - [`data`]: the data plane: input splits, map output and reduce output streamed
+//!   between machines that share no filesystem.
 //! - [`partition`]: `ihash`, the 6.824 key-to-partition function.
 //! - [`split`]: reading an input split on line boundaries.
 //! - [`intermediate`]: the binary format of `mr-X-Y` files (checksummed), its reader,
@@ -19,7 +22,9 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod auth;
 pub mod combinebuf;
+pub mod data;
 pub mod ids;
 pub mod intermediate;
 pub mod logging;

@@ -4,6 +4,7 @@
 //! Every call carries a [`RequestId`] so that a worker's and the coordinator's log lines
 //! about one call can be matched.
 
+use crate::auth::{self, Channel, Token};
 use crate::ids::{Attempt, RequestId, TaskId, WorkerId};
 use crate::task::{Assignment, TaskOutcome};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,11 @@ pub struct WorkerInfo {
     pub host: String,
     /// Process id.
     pub pid: u32,
+    /// The worker's data server (`HOST:PORT`) when it keeps map output on its own disk
+    /// for reducers elsewhere to fetch; `None` when it shares the coordinator's
+    /// filesystem.
+    #[serde(default)]
+    pub data_addr: Option<String>,
 }
 
 /// The coordinator's answer to `register`.
@@ -178,9 +184,22 @@ pub async fn dial(addr: &Addr) -> io::Result<Box<dyn Io>> {
     })
 }
 
-/// Connects a coordinator client to `addr`.
-pub async fn connect(addr: &Addr) -> io::Result<CoordinatorClient> {
-    let io = dial(addr).await?;
+/// Connects a coordinator client to `addr`, proving `token` (see [`crate::auth`]). A
+/// refused token is an error of kind `PermissionDenied`.
+pub async fn connect(addr: &Addr, token: &Token) -> io::Result<CoordinatorClient> {
+    let mut io = dial(addr).await?;
+    tokio::time::timeout(
+        auth::HANDSHAKE_TIMEOUT,
+        auth::client(&mut io, token, Channel::Control),
+    )
+    .await
+    .map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the coordinator did not answer the handshake",
+        )
+    })?
+    .map_err(auth::AuthError::into_io)?;
     Ok(CoordinatorClient::new(tarpc::client::Config::default(), json_transport(io)).spawn())
 }
 

@@ -18,29 +18,58 @@ pub fn read_split(split: &Split) -> io::Result<Vec<u8>> {
 }
 
 fn read_split_from(file: File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let file_len = file.metadata()?.len();
+    let (start, end) = owned_range(&file, offset, len)?;
     let mut r = BufReader::with_capacity(1 << 20, file);
-    // Find where the first owned line starts.
+    r.seek(SeekFrom::Start(start))?;
+    let mut out = Vec::with_capacity((end - start) as usize);
+    r.take(end - start).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The bytes `[start, end)` of `file` holding the lines that the split
+/// `[offset, offset + len)` owns: from the first line that starts inside it to the end of
+/// the line that holds its last byte. Empty (`start == end`) if no line starts inside.
+pub fn owned_range(file: &File, offset: u64, len: u64) -> io::Result<(u64, u64)> {
+    let file_len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(64 << 10, file);
+    // Where the first owned line starts.
     let start = if offset == 0 {
         0
     } else {
         r.seek(SeekFrom::Start(offset - 1))?;
-        let mut skipped = Vec::new();
-        let n = r.read_until(b'\n', &mut skipped)? as u64;
+        let n = skip_line(&mut r)?;
         offset - 1 + n
     };
-    let end = offset + len;
-    if start >= end || start >= file_len {
-        return Ok(Vec::new());
+    let end = (offset + len).min(file_len);
+    if start >= end {
+        return Ok((start.min(file_len), start.min(file_len)));
     }
-    r.seek(SeekFrom::Start(start))?;
-    let mut out = Vec::with_capacity((end - start).min(file_len - start) as usize + 256);
-    // Everything up to `end`, then the rest of the line that contains byte `end - 1`.
-    (&mut r).take(end - start).read_to_end(&mut out)?;
-    if out.last().is_some_and(|&b| b != b'\n') {
-        r.read_until(b'\n', &mut out)?;
+    // Then to the end of the line that holds byte `end - 1`.
+    r.seek(SeekFrom::Start(end - 1))?;
+    let n = skip_line(&mut r)?;
+    Ok((start, end - 1 + n))
+}
+
+/// Reads past the next `\n` (or to the end); returns how many bytes that was.
+fn skip_line(r: &mut impl BufRead) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(n);
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(n + i as u64 + 1);
+            }
+            None => {
+                let len = buf.len();
+                r.consume(len);
+                n += len as u64;
+            }
+        }
     }
-    Ok(out)
 }
 
 /// Cuts a file of `file_len` bytes into splits of at most `split_size` bytes. A file no

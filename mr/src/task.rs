@@ -35,16 +35,45 @@ impl fmt::Display for Split {
 /// convention, so that files need not share one directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Location {
-    /// A path every process can open (a shared or local filesystem).
+    /// A path the readers can open: on a filesystem shared with them, or, for a reduce
+    /// output stored by the coordinator, on the coordinator's machine.
     Path(PathBuf),
+    /// A file kept by the worker that wrote it, fetched from its data server
+    /// ([`crate::data`]).
+    Remote {
+        /// The worker's data server, `HOST:PORT`.
+        server: String,
+        /// The file's name there (`mr-X-Y`).
+        name: String,
+    },
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Path(p) => write!(f, "{}", p.display()),
+            Location::Remote { server, name } => write!(f, "{name} on {server}"),
         }
     }
+}
+
+/// How a map task gets its split's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SplitSource {
+    /// Read the input path directly (the worker shares the coordinator's filesystem).
+    #[default]
+    Path,
+    /// Stream them from the coordinator's data plane.
+    Coordinator,
+}
+
+/// Where a reduce task puts `mr-out-Y`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputTarget {
+    /// Into this directory, shared with the coordinator.
+    Dir(PathBuf),
+    /// Streamed to the coordinator, which stores it in its output directory.
+    Coordinator,
 }
 
 /// One map task's output for one partition, as a reduce task needs to find it.
@@ -59,19 +88,21 @@ pub struct MapOutput {
 /// The work itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskSpec {
-    /// Map one split into `n_reduce` partitions written into `out_dir` as `mr-X-Y`.
+    /// Map one split into `n_reduce` partitions written as `mr-X-Y`.
     Map {
         /// The input.
         split: Split,
+        /// How to read it.
+        source: SplitSource,
         /// R, the number of reduce partitions.
         n_reduce: u32,
     },
-    /// Merge partition Y of every map output and write `mr-out-Y` into `out_dir`.
+    /// Merge partition Y of every map output and write `mr-out-Y`.
     Reduce {
         /// One entry per map task, in map order.
         inputs: Vec<MapOutput>,
-        /// Directory of the final output.
-        out_dir: PathBuf,
+        /// Where the final output goes.
+        output: OutputTarget,
     },
 }
 

@@ -137,30 +137,34 @@ impl Buffer {
     }
 }
 
-/// Runs map task `map` over `split`, writing `mr-{map}-Y` for Y in 0..n_reduce into
-/// `dir`. Past `memory` bytes of buffered output, sorted runs spill to disk and are
-/// merged at the end.
+/// Reads the lines `split` owns from the local filesystem.
+pub fn read_split(split: &Split) -> Result<Vec<u8>, TaskFailure> {
+    mr::split::read_split(split).map_err(|e| TaskFailure::Input {
+        path: split.path.clone(),
+        error: e.to_string(),
+    })
+}
+
+/// Runs map task `map` over `bytes`, the lines of a split of the input `filename`,
+/// writing `mr-{map}-Y` for Y in 0..n_reduce into `dir`. Past `memory` bytes of buffered
+/// output, sorted runs spill to disk and are merged at the end.
 pub fn run_map(
     app: &App,
     map: u32,
-    split: &Split,
+    filename: &str,
+    bytes: Vec<u8>,
     n_reduce: u32,
     dir: &Path,
     memory: usize,
 ) -> TaskOutcome {
-    let bytes = mr::split::read_split(split).map_err(|e| TaskFailure::Input {
-        path: split.path.clone(),
-        error: e.to_string(),
-    })?;
     let bytes_read = bytes.len() as u64;
     let contents = mr::split::decode_input(bytes);
-    let filename = split.path.to_string_lossy();
 
     let mut buf = Buffer::new(app, n_reduce);
     let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
     let mut records_in = 0u64;
     let mut failed: Option<TaskFailure> = None;
-    app.map(&filename, &contents, |k, v| {
+    app.map(filename, &contents, |k, v| {
         if failed.is_some() {
             return;
         }
@@ -251,7 +255,7 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
     // Read buffers share a fixed budget, so memory does not grow with M.
     let buffer = (MERGE_BUFFERS / inputs.len().max(1)).clamp(8 << 10, 256 << 10);
     for input in inputs {
-        let Location::Path(path) = &input.location;
+        let path = local_path(input)?;
         bytes_read += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         readers.push(Reader::open_buffered(path, buffer).map_err(|e| lost(input, e.to_string()))?);
     }
@@ -296,11 +300,23 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
     })
 }
 
+/// The path of a map output on this machine (the worker fetches remote ones first).
+fn local_path(input: &MapOutput) -> Result<&Path, TaskFailure> {
+    match &input.location {
+        Location::Path(p) => Ok(p),
+        remote => Err(TaskFailure::LostMapOutput {
+            map: input.map,
+            location: remote.clone(),
+            error: "not fetched to this machine".into(),
+        }),
+    }
+}
+
 /// The first input that is not a whole, intact intermediate file, as a lost map output.
 fn first_damaged(inputs: &[MapOutput]) -> Option<TaskFailure> {
     let (mut key, mut value) = (Vec::new(), Vec::new());
     inputs.iter().find_map(|input| {
-        let Location::Path(path) = &input.location;
+        let path = local_path(input).ok()?;
         let check = Reader::open(path).and_then(|mut r| {
             while r.next_into(&mut key, &mut value)? {}
             Ok(())

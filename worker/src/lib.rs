@@ -4,21 +4,37 @@
 //!
 //! [`run`] is a library function so that a thread can run a worker as well as a process.
 //!
+//! Two ways to share files. Connected over a Unix socket, the worker is on the
+//! coordinator's machine and every file is a path in a shared directory (the 6.824
+//! shape). Connected over TCP, it assumes nothing is shared: it streams splits from the
+//! coordinator, keeps its map output in its own directory behind a data server that
+//! reducers elsewhere fetch from, and streams reduce output back to the coordinator.
+//!
 //! # Layout
 //! - [`link`]: the reconnecting RPC client, with request ids.
-//! - [`exec`]: running one map or reduce task (files, sorting, merging).
+//! - [`exec`]: running one map or reduce task on local files (sorting, merging).
+//! - [`stage`]: moving a task's bytes between machines before and after it runs.
+//! - [`shuffle`]: the map output directory and its data server.
 //! - [`run`] (here): registration, the heartbeat task, and the task loop.
 #![warn(missing_docs)]
 
 pub mod exec;
 pub mod link;
+pub mod shuffle;
+pub mod stage;
 
 use link::{Link, LinkError};
+use mr::auth::Token;
 use mr::ids::WorkerId;
 use mr::plugin::App;
 use mr::rpc::{Addr, Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
-use mr::task::{Assignment, TaskFailure, TaskOutcome, TaskSpec};
-use std::path::PathBuf;
+use mr::task::{
+    Assignment, Location, MapOutput, OutputTarget, SplitSource, TaskFailure, TaskOutcome,
+    TaskResult, TaskSpec,
+};
+use shuffle::ShuffleDir;
+use stage::Own;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -40,6 +56,11 @@ pub struct Config {
     pub coordinator_timeout: Duration,
     /// Fault testing: sleep this long before running each task (a slow worker).
     pub task_delay: Duration,
+    /// The job's shared secret, proven on every connection.
+    pub token: Token,
+    /// Where the data server listens when connected over TCP; port 0 picks one, and an
+    /// unspecified IP (0.0.0.0) is advertised as the one that reaches the coordinator.
+    pub data_addr: String,
 }
 
 impl Config {
@@ -52,6 +73,8 @@ impl Config {
             connect_timeout: Duration::from_secs(2),
             coordinator_timeout: Duration::from_secs(10),
             task_delay: Duration::ZERO,
+            token: Token::none(),
+            data_addr: "0.0.0.0:0".into(),
         }
     }
 }
@@ -76,14 +99,32 @@ pub enum WorkerError {
         /// The last error.
         source: LinkError,
     },
+    /// The coordinator refused our token.
+    #[error("the coordinator at {addr} refused this worker: {source}")]
+    Refused {
+        /// Where.
+        addr: Addr,
+        /// Why (a token mismatch).
+        source: LinkError,
+    },
     /// The work directory is unusable.
     #[error("work directory {0}: {1}")]
     WorkDir(PathBuf, std::io::Error),
+    /// The data server cannot listen.
+    #[error("cannot serve map output on {addr}: {source}; choose another --data-addr")]
+    DataServer {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 struct Ctx {
     link: Link,
     config: Config,
+    /// This worker's data server and map output directory, when it shares no files.
+    own: Option<Own>,
     worker: Mutex<WorkerId>,
     last_contact: Mutex<Instant>,
 }
@@ -109,6 +150,7 @@ impl Ctx {
         let info = WorkerInfo {
             host: hostname(),
             pid: std::process::id(),
+            data_addr: self.own.as_ref().map(|o| o.server.clone()),
         };
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -125,7 +167,7 @@ impl Ctx {
                     info!(%req, worker = %reg.worker, coordinator = %self.link.addr(), "registered");
                     return Ok(Duration::from_millis(reg.heartbeat_interval_ms.max(10)));
                 }
-                Err(e) if self.silent_for() >= limit => return Err(e),
+                Err(e) if e.is_refused() || self.silent_for() >= limit => return Err(e),
                 Err(e) => {
                     tracing::debug!(error = %e, "coordinator not reachable yet; retrying");
                     tokio::time::sleep(backoff).await;
@@ -157,39 +199,56 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Runs one task synchronously (call it off the async runtime).
-pub fn execute(app: &App, a: &Assignment, config: &Config) -> TaskOutcome {
-    match &a.spec {
-        TaskSpec::Map { split, n_reduce } => exec::run_map(
-            app,
-            a.task.index,
-            split,
-            *n_reduce,
-            &config.work_dir,
-            config.map_memory,
-        ),
-        TaskSpec::Reduce { inputs, out_dir } => {
-            exec::run_reduce(app, a.task.index, inputs, out_dir)
-        }
-    }
-}
-
 /// Works for the coordinator until the job ends.
 pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError> {
     config.work_dir = std::fs::canonicalize(&config.work_dir)
         .map_err(|e| WorkerError::WorkDir(config.work_dir.clone(), e))?;
+    // Over TCP nothing is shared: serve our map output ourselves. The directory is
+    // removed when this function returns, whatever the reason.
+    let mut shuffle = None;
+    let mut own = None;
+    if let Addr::Tcp(coordinator) = &config.coordinator {
+        let (dir, stale) = ShuffleDir::create(&config.work_dir)
+            .map_err(|e| WorkerError::WorkDir(config.work_dir.clone(), e))?;
+        if stale > 0 {
+            info!(removed = stale, "removed map output left by dead workers");
+        }
+        let listener = tokio::net::TcpListener::bind(config.data_addr.clone())
+            .await
+            .map_err(|source| WorkerError::DataServer {
+                addr: config.data_addr.clone(),
+                source,
+            })?;
+        let server =
+            advertised(&listener, coordinator).map_err(|source| WorkerError::DataServer {
+                addr: config.data_addr.clone(),
+                source,
+            })?;
+        info!(%server, dir = %dir.path().display(), "serving map output");
+        let serving = shuffle::serve(listener, dir.path().to_path_buf(), config.token.clone());
+        own = Some(Own {
+            server,
+            dir: dir.path().to_path_buf(),
+        });
+        shuffle = Some((dir, AbortOnDrop(tokio::spawn(serving))));
+    }
     let ctx = Arc::new(Ctx {
-        link: Link::new(config.coordinator.clone()),
+        link: Link::new(config.coordinator.clone(), config.token.clone()),
         config,
+        own,
         worker: Mutex::new(WorkerId(0)),
         last_contact: Mutex::new(Instant::now()),
     });
     let interval = ctx
         .register(ctx.config.connect_timeout)
         .await
-        .map_err(|source| WorkerError::Unreachable {
-            addr: ctx.config.coordinator.clone(),
-            source,
+        .map_err(|source| {
+            let addr = ctx.config.coordinator.clone();
+            if source.is_refused() {
+                WorkerError::Refused { addr, source }
+            } else {
+                WorkerError::Unreachable { addr, source }
+            }
         })?;
     let (exit_tx, mut exit_rx) = watch::channel(None);
     let heartbeat = tokio::spawn(heartbeat_loop(ctx.clone(), interval, exit_tx));
@@ -198,8 +257,37 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         exit = wait_exit(&mut exit_rx) => exit,
     };
     heartbeat.abort();
+    // The data server stops before its directory goes.
+    drop(shuffle);
     info!(?exit, "worker exiting");
     Ok(exit)
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The address other machines reach our data server at: the bound one, or, if bound to
+/// an unspecified IP, the local IP of the route to the coordinator. (A UDP "connect"
+/// only picks the route; no packet is sent.)
+fn advertised(listener: &tokio::net::TcpListener, coordinator: &str) -> std::io::Result<String> {
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_unspecified() {
+        return Ok(bound.to_string());
+    }
+    let any: std::net::SocketAddr = if bound.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any)?;
+    probe.connect(coordinator)?;
+    Ok(std::net::SocketAddr::new(probe.local_addr()?.ip(), bound.port()).to_string())
 }
 
 async fn wait_exit(rx: &mut watch::Receiver<Option<Exit>>) -> Exit {
@@ -267,18 +355,8 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
             TaskReply::Task(a) => {
                 let started = Instant::now();
                 info!(%req, %worker, task = %a.task, attempt = %a.attempt, "running");
-                let outcome = {
-                    let (app, a, config) = (app.clone(), a.clone(), ctx.config.clone());
-                    tokio::task::spawn_blocking(move || {
-                        std::thread::sleep(config.task_delay);
-                        execute(&app, &a, &config)
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(TaskFailure::Output {
-                            error: format!("worker thread died: {e}"),
-                        })
-                    })
+                let Some(outcome) = run_task(&ctx, &app, &a).await else {
+                    continue;
                 };
                 match &outcome {
                     Ok(_) => {
@@ -300,6 +378,191 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
                 }
             }
             TaskReply::Exit(end) => return Exit::Job(end),
+        }
+    }
+}
+
+/// Runs one task: brings its inputs to this machine, computes off the async runtime, and
+/// sends its output where it belongs. None if the coordinator refused the output (the
+/// attempt was revoked): there is nothing left to report.
+async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<TaskOutcome> {
+    let coordinator = ctx.config.coordinator.to_string();
+    let token = &ctx.config.token;
+    // Where this task writes: our map output directory when we serve our own files.
+    let dir = match &ctx.own {
+        Some(own) => own.dir.clone(),
+        None => ctx.config.work_dir.clone(),
+    };
+    let mut inputs = None;
+    let work = match &a.spec {
+        TaskSpec::Map {
+            split,
+            source,
+            n_reduce,
+        } => {
+            let bytes = match source {
+                SplitSource::Coordinator => {
+                    match stage::fetch_split(&coordinator, token, split).await {
+                        Ok(b) => Some(b),
+                        Err(f) => return Some(Err(f)),
+                    }
+                }
+                SplitSource::Path => None,
+            };
+            Work::Map {
+                split: split.clone(),
+                bytes,
+                n_reduce: *n_reduce,
+                dir,
+            }
+        }
+        TaskSpec::Reduce {
+            inputs: wanted,
+            output,
+        } => {
+            let local = stage::fetch_map_outputs(wanted, ctx.own.as_ref(), &dir, token).await;
+            let local = match local {
+                Ok(l) => l,
+                Err(f) => return Some(Err(f)),
+            };
+            let out_dir = match output {
+                OutputTarget::Dir(d) => d.clone(),
+                OutputTarget::Coordinator => dir,
+            };
+            let work = Work::Reduce {
+                inputs: local.inputs.clone(),
+                out_dir,
+            };
+            inputs = Some((wanted, local));
+            work
+        }
+    };
+    let outcome = {
+        let (app, a, config) = (app.clone(), a.clone(), ctx.config.clone());
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(config.task_delay);
+            work.run(&app, &a, &config)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(TaskFailure::Output {
+                error: format!("worker thread died: {e}"),
+            })
+        })
+    };
+    // Fetched copies are deleted here; a failure names the input as the reduce was told.
+    let wanted = inputs.map(|(wanted, _copies)| wanted);
+    match outcome {
+        Ok(TaskResult::Map { outputs, stats }) => {
+            let outputs = match &ctx.own {
+                Some(own) => outputs.into_iter().map(|l| served(own, l)).collect(),
+                None => outputs,
+            };
+            Some(Ok(TaskResult::Map { outputs, stats }))
+        }
+        Ok(TaskResult::Reduce { output, stats }) => {
+            let Location::Path(path) = &output else {
+                return Some(Ok(TaskResult::Reduce { output, stats }));
+            };
+            let TaskSpec::Reduce {
+                output: OutputTarget::Coordinator,
+                ..
+            } = &a.spec
+            else {
+                return Some(Ok(TaskResult::Reduce { output, stats }));
+            };
+            let sent = stage::upload_output(&coordinator, token, ctx.worker(), a, path).await;
+            let _ = std::fs::remove_file(path);
+            match sent {
+                Ok(stored) => Some(Ok(TaskResult::Reduce {
+                    output: Location::Path(stored),
+                    stats,
+                })),
+                Err(mr::data::DataError::Refused { reason, .. }) => {
+                    info!(task = %a.task, attempt = %a.attempt, %reason, "output refused (attempt was revoked)");
+                    None
+                }
+                Err(e) => Some(Err(TaskFailure::Output {
+                    error: format!("cannot send the output to the coordinator: {e}"),
+                })),
+            }
+        }
+        Err(TaskFailure::LostMapOutput {
+            map,
+            location,
+            error,
+        }) => {
+            let location = wanted
+                .and_then(|w| w.iter().find(|i| i.map == map))
+                .map(|i| i.location.clone())
+                .unwrap_or(location);
+            Some(Err(TaskFailure::LostMapOutput {
+                map,
+                location,
+                error,
+            }))
+        }
+        Err(f) => Some(Err(f)),
+    }
+}
+
+/// A map output file as this worker's data server offers it.
+fn served(own: &Own, location: Location) -> Location {
+    match location {
+        Location::Path(p) => match p.file_name() {
+            Some(name) => Location::Remote {
+                server: own.server.clone(),
+                name: name.to_string_lossy().into_owned(),
+            },
+            None => Location::Path(p),
+        },
+        remote => remote,
+    }
+}
+
+/// A task with its inputs on this machine, ready to compute.
+enum Work {
+    Map {
+        split: mr::task::Split,
+        /// The split's lines if they came over the network; else read from the path.
+        bytes: Option<Vec<u8>>,
+        n_reduce: u32,
+        dir: PathBuf,
+    },
+    Reduce {
+        inputs: Vec<MapOutput>,
+        out_dir: PathBuf,
+    },
+}
+
+impl Work {
+    /// Computes, synchronously (call it off the async runtime).
+    fn run(self, app: &App, a: &Assignment, config: &Config) -> TaskOutcome {
+        match self {
+            Work::Map {
+                split,
+                bytes,
+                n_reduce,
+                dir,
+            } => {
+                let bytes = match bytes {
+                    Some(b) => b,
+                    None => exec::read_split(&split)?,
+                };
+                let filename = split.path.to_string_lossy();
+                exec::run_map(
+                    app,
+                    a.task.index,
+                    &filename,
+                    bytes,
+                    n_reduce,
+                    &dir,
+                    config.map_memory,
+                )
+            }
+            Work::Reduce { inputs, out_dir } => {
+                exec::run_reduce(app, a.task.index, &inputs, Path::new(&out_dir))
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The worker's connection to the coordinator: connects lazily, reconnects after a
 //! failed call, and numbers every request so both sides can log the same id.
 
+use mr::auth::Token;
 use mr::ids::RequestId;
 use mr::rpc::{connect, Addr, CoordinatorClient};
 use std::future::Future;
@@ -25,9 +26,17 @@ pub enum LinkError {
     Rpc(#[from] RpcError),
 }
 
+impl LinkError {
+    /// The coordinator refused our token: retrying will not help.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, LinkError::Connect { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+}
+
 /// A reconnecting client.
 pub struct Link {
     addr: Addr,
+    token: Token,
     client: Mutex<Option<CoordinatorClient>>,
     next: AtomicU64,
     base: u64,
@@ -35,9 +44,10 @@ pub struct Link {
 
 impl Link {
     /// A link to `addr`; nothing is dialled until the first call.
-    pub fn new(addr: Addr) -> Self {
+    pub fn new(addr: Addr, token: Token) -> Self {
         Link {
             addr,
+            token,
             client: Mutex::new(None),
             next: AtomicU64::new(1),
             base: u64::from(std::process::id()) << 32,
@@ -63,7 +73,7 @@ impl Link {
         {
             return Ok(c);
         }
-        let c = connect(&self.addr)
+        let c = connect(&self.addr, &self.token)
             .await
             .map_err(|source| LinkError::Connect {
                 addr: self.addr.clone(),

@@ -14,9 +14,18 @@ use worker::{Config, Exit};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// The coordinator: unix:PATH, or HOST:PORT for TCP.
+    /// The coordinator: unix:PATH (same machine, shared directory), or HOST:PORT for TCP
+    /// (nothing shared: map output stays here and is served to reducers elsewhere).
     #[arg(long, default_value = DEFAULT_ADDR)]
     coordinator: Addr,
+    /// File holding the job's shared secret (default: $MR_TOKEN if set, else none).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// With a TCP coordinator: where this worker's data server listens for reducers
+    /// fetching its map output. Port 0 picks one; 0.0.0.0 is advertised as the address
+    /// this machine uses to reach the coordinator.
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:0")]
+    data_addr: String,
     /// Directory for intermediate files.
     #[arg(long, default_value = ".")]
     work_dir: PathBuf,
@@ -54,8 +63,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let token = match mr::auth::Token::resolve(args.token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     mr::logging::init();
     let mut config = Config::new(args.coordinator);
+    config.token = token;
+    config.data_addr = args.data_addr;
     config.work_dir = args.work_dir;
     config.map_memory = usize::try_from(args.map_memory).unwrap_or(usize::MAX);
     config.connect_timeout = args.connect_timeout;

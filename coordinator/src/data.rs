@@ -1,0 +1,111 @@
+//! The coordinator's side of the data plane, for workers that share no filesystem with
+//! it: it streams them the lines of input splits (only this job's splits, nothing else on
+//! this machine), and stores the reduce output they send back (only from the task's
+//! current attempt) by temp file and atomic rename into the output directory.
+
+use crate::service::Shared;
+use mr::atomic::TEMP_PREFIX;
+use mr::data::{self, DataReply, DataRequest};
+use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
+use mr::rpc::Io;
+use mr::task::Split;
+use std::io::{self, Seek, SeekFrom};
+use std::path::Path;
+use tracing::{debug, info, warn};
+
+/// Answers one data request on an authenticated connection.
+pub async fn serve(io: &mut Box<dyn Io>, shared: &Shared, out_dir: &Path) -> io::Result<()> {
+    match data::read_frame(io).await? {
+        DataRequest::Split(split) => send_split(io, shared, split).await,
+        DataRequest::PutOutput {
+            worker,
+            task,
+            attempt,
+            len,
+        } => store_output(io, shared, out_dir, worker, task, attempt, len).await,
+        other => refuse(io, format!("the coordinator does not serve {other:?}")).await,
+    }
+}
+
+async fn refuse(io: &mut Box<dyn Io>, why: String) -> io::Result<()> {
+    warn!(%why, "data request refused");
+    data::write_frame(io, &DataReply::Refused(why)).await
+}
+
+async fn send_split(io: &mut Box<dyn Io>, shared: &Shared, split: Split) -> io::Result<()> {
+    if !shared.lock().tasks.is_split(&split) {
+        return refuse(io, format!("{split} is not an input split of this job")).await;
+    }
+    let shown = split.to_string();
+    let opened = tokio::task::spawn_blocking(move || -> io::Result<_> {
+        let mut file = std::fs::File::open(&split.path)?;
+        let (start, end) = mr::split::owned_range(&file, split.offset, split.len)?;
+        file.seek(SeekFrom::Start(start))?;
+        Ok((file, end - start))
+    })
+    .await
+    .map_err(io::Error::other)?;
+    match opened {
+        Ok((file, len)) => {
+            debug!(split = %shown, len, "streaming a split");
+            data::send_file(io, tokio::fs::File::from_std(file), len).await
+        }
+        Err(e) => refuse(io, format!("cannot read {shown}: {e}")).await,
+    }
+}
+
+async fn store_output(
+    io: &mut Box<dyn Io>,
+    shared: &Shared,
+    out_dir: &Path,
+    worker: WorkerId,
+    task: TaskId,
+    attempt: Attempt,
+    len: u64,
+) -> io::Result<()> {
+    let current = |shared: &Shared| {
+        if task.kind != TaskKind::Reduce {
+            return Err(format!("{task} has no final output"));
+        }
+        let job = shared.lock();
+        job.tasks
+            .check_current(worker, task, attempt)
+            .map_err(|r| r.to_string())
+    };
+    if let Err(why) = current(shared) {
+        return refuse(io, format!("output of {task} attempt {attempt}: {why}")).await;
+    }
+    data::write_frame(io, &DataReply::Ok { len: 0 }).await?;
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(out_dir)?;
+    let (file, tmp_path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    // On any error below, `tmp_path` is dropped and the partial file deleted.
+    data::copy_exact(io, &mut file, len).await?;
+    file.sync_all().await?;
+    let dest = out_dir.join(format!("mr-out-{}", task.index));
+    // Checked again now that the bytes are here, and renamed under the lock (one quick
+    // system call), so that an attempt revoked meanwhile never lands. A late copy would
+    // be harmless anyway (apps are deterministic: same bytes), but refusing it keeps the
+    // rule simple: only the current attempt's output counts.
+    let stored = {
+        let job = shared.lock();
+        match job.tasks.check_current(worker, task, attempt) {
+            Ok(()) => Ok(tmp_path.persist(&dest).map_err(|e| e.error)),
+            Err(r) => Err(r.to_string()),
+        }
+    };
+    match stored {
+        Ok(renamed) => renamed?,
+        Err(why) => {
+            return refuse(io, format!("output of {task} attempt {attempt}: {why}")).await;
+        }
+    }
+    if let Ok(d) = std::fs::File::open(out_dir) {
+        // Make the rename durable; not every filesystem allows it.
+        let _ = d.sync_all();
+    }
+    info!(%worker, %task, %attempt, len, output = %dest.display(), "stored reduce output");
+    data::write_frame(io, &DataReply::Stored { path: dest }).await
+}

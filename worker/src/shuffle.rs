@@ -1,0 +1,228 @@
+//! Map output kept on this worker's disk, for clusters without a shared filesystem: a
+//! private directory, and the data server through which reducers elsewhere fetch it.
+//!
+//! The directory (`WORK_DIR/mr-shuffle-*`) holds a locked file for as long as its worker
+//! lives. A lock dies with its process, so a worker starting in the same work directory
+//! can tell the leftovers of a killed one (unlocked) from a live neighbour's (locked),
+//! and removes them. A worker removes its own directory when it exits.
+
+use mr::auth::{self, Channel, Token};
+use mr::data::{self, DataReply, DataRequest};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+/// Prefix of a worker's map output directory.
+pub const DIR_PREFIX: &str = "mr-shuffle-";
+const LOCK: &str = ".lock";
+
+/// Connections the data server serves at once (reducers fetch one file per connection).
+const MAX_CONNECTIONS: usize = 64;
+
+/// This worker's map output directory; removed on drop.
+#[derive(Debug)]
+pub struct ShuffleDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl ShuffleDir {
+    /// Removes stale directories of dead workers from `work_dir`, then makes this
+    /// worker's. Returns it and how many stale ones were removed.
+    pub fn create(work_dir: &Path) -> io::Result<(ShuffleDir, usize)> {
+        let stale = sweep_stale(work_dir)?;
+        // Made under a temp name and renamed once locked, so that a sweep running at the
+        // same time never sees it unlocked.
+        let prefix = format!("{}shuffle-", mr::atomic::TEMP_PREFIX);
+        let tmp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(work_dir)?;
+        let lock = File::create(tmp.path().join(LOCK))?;
+        if !try_lock(&lock)? {
+            return Err(io::Error::other("cannot lock a fresh directory"));
+        }
+        let random = tmp.path().file_name().unwrap_or_default().to_string_lossy();
+        let random = random.strip_prefix(&prefix).unwrap_or(&random);
+        let path = work_dir.join(format!("{DIR_PREFIX}{}-{random}", std::process::id()));
+        std::fs::rename(tmp.keep(), &path)?;
+        Ok((ShuffleDir { path, _lock: lock }, stale))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ShuffleDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            warn!(dir = %self.path.display(), error = %e, "cannot remove map output");
+        }
+    }
+}
+
+/// Takes an exclusive lock on `file` without waiting; false if another holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on a valid, open file descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Removes every `mr-shuffle-*` directory in `work_dir` whose worker is gone.
+fn sweep_stale(work_dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(work_dir)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX)
+            || !entry.file_type()?.is_dir()
+        {
+            continue;
+        }
+        let dir = entry.path();
+        let dead = match File::open(dir.join(LOCK)) {
+            Ok(f) => try_lock(&f)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(e),
+        };
+        if dead {
+            info!(dir = %dir.display(), "removing map output of a worker that is gone");
+            std::fs::remove_dir_all(&dir)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Serves the map output files in `dir` to reducers that prove `token`, until dropped.
+pub async fn serve(listener: TcpListener, dir: PathBuf, token: Token) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (mut io, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "data server: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            warn!(%peer, "data server: too many connections; refusing one");
+            continue;
+        };
+        let (dir, token) = (dir.clone(), token.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, auth::server(&mut io, &token)).await
+            {
+                Ok(Ok(Channel::Data)) => {}
+                Ok(Ok(Channel::Control)) => {
+                    warn!(%peer, "data server: a control connection; this is a worker, not the coordinator");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    warn!(%peer, error = %e, "data server: connection refused");
+                    return;
+                }
+                Err(_) => {
+                    warn!(%peer, "data server: no handshake in time; connection dropped");
+                    return;
+                }
+            }
+            if let Err(e) = answer(&mut io, &dir).await {
+                debug!(%peer, error = %e, "data server: transfer failed");
+            }
+        });
+    }
+}
+
+async fn answer(io: &mut tokio::net::TcpStream, dir: &Path) -> io::Result<()> {
+    let req: DataRequest = data::read_frame(io).await?;
+    let name = match req {
+        DataRequest::MapOutput { name } if data::is_map_output_name(&name) => name,
+        other => {
+            let why = format!("a worker serves only map output files, not {other:?}");
+            return data::write_frame(io, &DataReply::Refused(why)).await;
+        }
+    };
+    let file = match tokio::fs::File::open(dir.join(&name)).await {
+        Ok(f) => f,
+        Err(e) => {
+            let why = format!("{name}: {e}");
+            return data::write_frame(io, &DataReply::Refused(why)).await;
+        }
+    };
+    let len = file.metadata().await?.len();
+    debug!(file = %name, len, "serving map output");
+    data::send_file(io, file, len).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_workers_directory_is_swept_and_a_live_ones_is_kept() {
+        let work = tempfile::tempdir().unwrap();
+        let (live, stale) = ShuffleDir::create(work.path()).unwrap();
+        assert_eq!(stale, 0);
+        std::fs::write(live.path().join("mr-0-0"), b"x").unwrap();
+        // A killed worker's directory: its lock file is there but nobody holds it.
+        let dead = work.path().join(format!("{DIR_PREFIX}999-abc"));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(LOCK), b"").unwrap();
+        std::fs::write(dead.join("mr-1-0"), b"x").unwrap();
+        let (other, stale) = ShuffleDir::create(work.path()).unwrap();
+        assert_eq!(stale, 1);
+        assert!(!dead.exists());
+        assert!(
+            live.path().join("mr-0-0").exists(),
+            "a live worker's output was removed"
+        );
+        let (p1, p2) = (live.path().to_path_buf(), other.path().to_path_buf());
+        drop(live);
+        drop(other);
+        assert!(!p1.exists() && !p2.exists());
+        assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_data_server_serves_map_output_only_to_token_holders() {
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("mr-3-1"), b"the bytes").unwrap();
+        std::fs::write(work.path().join("secret"), b"no").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap().to_string();
+        let token = Token::new("t");
+        let task = tokio::spawn(serve(listener, work.path().to_path_buf(), token.clone()));
+        let get = |name: &str, token: Token| {
+            let (server, name) = (server.clone(), name.to_string());
+            async move {
+                let mut out = Vec::new();
+                data::get(&server, &token, &DataRequest::MapOutput { name }, &mut out)
+                    .await
+                    .map(|_| out)
+            }
+        };
+        assert_eq!(get("mr-3-1", token.clone()).await.unwrap(), b"the bytes");
+        let e = get("secret", token.clone()).await.unwrap_err();
+        assert!(matches!(e, data::DataError::Refused { .. }), "{e}");
+        let e = get("mr-9-9", token.clone()).await.unwrap_err();
+        assert!(matches!(e, data::DataError::Refused { .. }), "{e}");
+        let e = get("mr-3-1", Token::new("wrong")).await.unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
+        task.abort();
+    }
+}

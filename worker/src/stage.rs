@@ -1,0 +1,142 @@
+//! Moving a task's bytes between machines, around the local computation in
+//! [`crate::exec`]: before it, the split from the coordinator and map output from the
+//! workers that hold it; after it, the reduce output back to the coordinator. In a
+//! shared directory none of this happens: every location is a path.
+
+use futures::{StreamExt, TryStreamExt};
+use mr::atomic::TEMP_PREFIX;
+use mr::auth::Token;
+use mr::data::{self, DataError, DataRequest};
+use mr::ids::WorkerId;
+use mr::task::{Assignment, Location, MapOutput, Split, TaskFailure};
+use std::path::{Path, PathBuf};
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+/// Map outputs fetched at once by one reduce task.
+const PARALLEL_FETCHES: usize = 4;
+
+/// This worker's own data server and the directory it serves.
+#[derive(Debug, Clone)]
+pub struct Own {
+    /// The advertised address, as it appears in [`Location::Remote`].
+    pub server: String,
+    /// The map output directory.
+    pub dir: PathBuf,
+}
+
+/// Streams the lines of `split` from the coordinator's data plane.
+pub async fn fetch_split(
+    coordinator: &str,
+    token: &Token,
+    split: &Split,
+) -> Result<Vec<u8>, TaskFailure> {
+    let mut bytes = Vec::with_capacity(split.len.min(1 << 30) as usize + 4096);
+    data::get(
+        coordinator,
+        token,
+        &DataRequest::Split(split.clone()),
+        &mut bytes,
+    )
+    .await
+    .map_err(|e| TaskFailure::Input {
+        path: split.path.clone(),
+        error: format!("cannot stream it from the coordinator: {e}"),
+    })?;
+    Ok(bytes)
+}
+
+/// A reduce task's inputs as local paths; fetched copies are deleted when dropped.
+pub struct LocalInputs {
+    /// One per map task, in map order.
+    pub inputs: Vec<MapOutput>,
+    _copies: Vec<TempPath>,
+}
+
+/// Makes every input of a reduce task readable here: paths stay as they are, this
+/// worker's own map output is read in place, and the rest is fetched into `dir`. An input
+/// that cannot be fetched is lost map output, so that its map runs again.
+pub async fn fetch_map_outputs(
+    inputs: &[MapOutput],
+    own: Option<&Own>,
+    dir: &Path,
+    token: &Token,
+) -> Result<LocalInputs, TaskFailure> {
+    let fetches: Vec<_> = inputs
+        .iter()
+        .map(|input| fetch_one(input, own, dir, token))
+        .collect();
+    let fetched: Vec<(MapOutput, Option<TempPath>)> = futures::stream::iter(fetches)
+        .buffered(PARALLEL_FETCHES)
+        .try_collect()
+        .await?;
+    let (inputs, copies) = fetched.into_iter().unzip::<_, _, Vec<_>, Vec<_>>();
+    Ok(LocalInputs {
+        inputs,
+        _copies: copies.into_iter().flatten().collect(),
+    })
+}
+
+async fn fetch_one(
+    input: &MapOutput,
+    own: Option<&Own>,
+    dir: &Path,
+    token: &Token,
+) -> Result<(MapOutput, Option<TempPath>), TaskFailure> {
+    let (server, name) = match &input.location {
+        Location::Path(_) => return Ok((input.clone(), None)),
+        Location::Remote { server, name } => (server, name),
+    };
+    let local = |path: PathBuf| MapOutput {
+        map: input.map,
+        location: Location::Path(path),
+    };
+    if let Some(own) = own.filter(|o| &o.server == server) {
+        return Ok((local(own.dir.join(name)), None));
+    }
+    let lost = |error: String| TaskFailure::LostMapOutput {
+        map: input.map,
+        location: input.location.clone(),
+        error,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| TaskFailure::Output {
+            error: format!("cannot create a file in {}: {e}", dir.display()),
+        })?;
+    let (file, path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let req = DataRequest::MapOutput { name: name.clone() };
+    data::get(server, token, &req, &mut file)
+        .await
+        .map_err(|e| lost(e.to_string()))?;
+    file.flush().await.map_err(|e| TaskFailure::Output {
+        error: e.to_string(),
+    })?;
+    Ok((local(path.to_path_buf()), Some(path)))
+}
+
+/// Sends the reduce output at `path` to the coordinator, which stores it if `a` is still
+/// the task's current attempt. Returns where the coordinator stored it.
+pub async fn upload_output(
+    coordinator: &str,
+    token: &Token,
+    worker: WorkerId,
+    a: &Assignment,
+    path: &Path,
+) -> Result<PathBuf, DataError> {
+    let failed = |e: std::io::Error| DataError::Failed {
+        server: coordinator.to_string(),
+        error: format!("{}: {e}", path.display()),
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
+    let len = file.metadata().await.map_err(failed)?.len();
+    let req = DataRequest::PutOutput {
+        worker,
+        task: a.task,
+        attempt: a.attempt,
+        len,
+    };
+    data::put(coordinator, token, &req, &mut file, len).await
+}
