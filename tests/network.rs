@@ -1,0 +1,133 @@
+//! Network mode on one machine: coordinator and workers over TCP, each worker in its own
+//! work directory, sharing nothing but loopback. Map output stays with its worker and is
+//! fetched by reducers; splits stream from the coordinator; outputs come back to it.
+//! (tests/cluster/run.sh does the same across network namespaces, with isolated disks.)
+
+use mr_tests::*;
+use std::path::Path;
+use std::time::Duration;
+
+const TOKEN: &str = "network-test-token";
+
+/// A TCP coordinator with a token, writing into `out/`.
+fn coordinator(dir: &Dir, addr: &str, inputs: &[String], extra: &[&str]) -> Proc {
+    let mut c = dir.command("coordinator");
+    c.env("MR_TOKEN", TOKEN)
+        .args(["--listen", addr, "--no-journal", "--output", "out"])
+        .args(extra)
+        .args(inputs);
+    let mut p = dir.spawn("coordinator", c);
+    wait_until(Duration::from_secs(10), "the coordinator to listen", || {
+        assert!(
+            p.try_wait().is_none(),
+            "coordinator exited:\n{}",
+            p.stderr()
+        );
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    p
+}
+
+/// A worker in its own directory `work` (created if needed).
+fn worker(dir: &Dir, addr: &str, work: &str, extra: &[&str]) -> Proc {
+    std::fs::create_dir_all(dir.join(work)).expect("mkdir");
+    let mut w = dir.command("worker");
+    w.env("MR_TOKEN", TOKEN)
+        .args(["--coordinator", addr, "--work-dir", work])
+        .args(extra)
+        .arg(app("wc"));
+    dir.spawn("worker", w)
+}
+
+fn sorted_output(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .expect("read out/")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let want: Vec<String> = (0..10).map(|y| format!("mr-out-{y}")).collect();
+    assert_eq!(names, want, "out/ must hold exactly the final outputs");
+    let mut all: Vec<String> = names.iter().flat_map(|n| lines_of(&out.join(n))).collect();
+    all.sort();
+    all
+}
+
+#[track_caller]
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("read work dir")
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
+}
+
+#[test]
+fn workers_in_separate_directories_share_nothing_and_clean_up() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.sequential("wc", &inputs);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(&dir, &addr, &inputs, &[]);
+    let mut ws: Vec<Proc> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|w| worker(&dir, &addr, w, &[]))
+        .collect();
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in &mut ws {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+    }
+    assert_same_lines(&sorted_output(&dir.join("out")), &want);
+    let log = c.stderr();
+    // Every split streamed from the coordinator, every output sent back to it.
+    assert_eq!(
+        log.matches("stored reduce output").count(),
+        10,
+        "{}",
+        tail(&log, 40)
+    );
+    for w in ["w1", "w2", "w3"] {
+        assert_empty(&dir.join(w));
+    }
+    assert!(dir.intermediates().is_empty() && dir.temp_leftovers().is_empty());
+    for p in std::iter::once(&c).chain(&ws) {
+        assert!(!p.stderr().contains(TOKEN), "the token leaked into a log");
+    }
+}
+
+#[test]
+fn a_killed_workers_map_output_is_made_again() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.sequential("wc", &inputs);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(&dir, &addr, &inputs, &["--worker-timeout", "1"]);
+    // One slow worker does every map (each task starts 0.3 s late, which leaves time to
+    // kill it after the last map and before it can run the reduces)...
+    let mut w1 = worker(&dir, &addr, "w1", &["--task-delay", "0.3"]);
+    wait_until(Duration::from_secs(30), "all 8 maps to complete", || {
+        let log = c.stderr();
+        (0..8).all(|m| {
+            log.lines()
+                .any(|l| l.contains("completed") && l.contains(&format!("task=map-{m} ")))
+        })
+    });
+    // ...and dies with all the map output on its disk.
+    w1.kill();
+    let stale: Vec<_> = std::fs::read_dir(dir.join("w1")).unwrap().collect();
+    assert_eq!(stale.len(), 1, "the killed worker's map output directory");
+    // A replacement in the same directory clears the dead one's files; two more help.
+    let mut ws: Vec<Proc> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|w| worker(&dir, &addr, w, &[]))
+        .collect();
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in &mut ws {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+    }
+    assert_same_lines(&sorted_output(&dir.join("out")), &want);
+    let log = c.stderr();
+    assert!(log.contains("re-running the map"), "{}", tail(&log, 60));
+    for w in ["w1", "w2", "w3"] {
+        assert_empty(&dir.join(w));
+    }
+}
