@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test: lints, unit and integration tests
-# (cargo test), the 6.824 suite (test-mr.sh), and the status page's browser test.
+# (cargo test), the 6.824 suite (test-mr.sh), the cluster test in network namespaces
+# (needs root), and the status page's browser test.
 # This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,9 @@ cargo test --workspace --release
 
 step "test-mr.sh (the 6.824 suite)"
 ./test-mr.sh
+
+step "cluster in network namespaces (tests/cluster/run.sh)"
+tests/cluster/run.sh
 
 if [ -x tests/browser/run.sh ]; then
   step "status page in headless Chromium"

@@ -162,7 +162,7 @@ pub enum AuthError {
     BadClient,
     /// The server refused our proof.
     #[error(
-        "refused: the token does not match (give both sides the same --token-file or MR_TOKEN)"
+        "the token does not match (give both sides the same --token-file or MR_TOKEN)"
     )]
     Refused,
     /// The server could not prove it holds our token.

@@ -51,7 +51,7 @@ for arg in "$@"; do
   case "$arg" in
     --self-check) SELF_CHECK=1 ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    -h | --help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     wc | indexer | lost-map | wrong-token) SCENARIOS+=("$arg") ;;
     *) echo "run.sh: unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; --self-check, --keep)" >&2; exit 2 ;;
   esac
@@ -126,12 +126,19 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   kill_all
+  # Check that nothing is left: processes, namespaces, their mounts, our tmpfs mounts.
+  for n in "${NAMESPACES[@]}"; do
+    for i in $(seq 20); do
+      [ -z "$(ip netns pids "$n" 2>/dev/null)" ] && break
+      sleep 0.1
+    done
+    [ -z "$(ip netns pids "$n" 2>/dev/null)" ] || left+=" processes in $n:$(ip netns pids "$n" | tr '\n' ' ')"
+  done
   for ((i = ${#NAMESPACES[@]} - 1; i >= 0; i--)); do
     ip netns delete "${NAMESPACES[i]}" 2>/dev/null || true
   done
-  # Check that nothing is left: namespaces, their mounts, our tmpfs mounts, processes.
   for n in "${NAMESPACES[@]}"; do
-    if [ -e "/run/netns/$n" ] || ip netns list 2>/dev/null | grep -q "^$n\b"; then left+=" namespace:$n"; fi
+    if [ -e "/run/netns/$n" ] || ip netns list 2>/dev/null | grep "^$n\b" >/dev/null; then left+=" namespace:$n"; fi
   done
   if grep -qE "/run/netns/$ID-|(^| )$ID-hidden " /proc/self/mountinfo; then left+=" mounts"; fi
   if [ -n "$left" ]; then
@@ -139,7 +146,7 @@ cleanup() {
     rc=1
   fi
   if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-    if [ "$rc" -eq 0 ] && [ "$KEEP" != 1 ]; then
+    if [ "$KEEP" != 1 ] && { [ "$rc" -eq 0 ] || [ -z "$(ls -A "$TMP/logs" 2>/dev/null)" ]; }; then
       rm -rf "$TMP"
     else
       rm -rf "$TMP/coord/in"   # the books are 3 MB; the logs are what matters
@@ -271,7 +278,7 @@ else
   echo "--- connectivity: skipped (neither ping nor perl is installed); the jobs below test it"
 fi
 # The root namespace must not be on the test network.
-if ip -o addr show 2>/dev/null | grep -q ' 10\.200\.0\.'; then
+if ip -o addr show 2>/dev/null | grep ' 10\.200\.0\.' >/dev/null; then
   die "the root namespace has an address in 10.200.0.0/24; the test network must stay isolated"
 fi
 
@@ -376,6 +383,14 @@ SCEN_LOGS=()
 fail() { echo "--- $SCEN: $*"; SCEN_FAIL=1; }
 plain() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }   # tracing without ANSI colours
 
+# log_has FILE TEXT [TEXT2]: whether a line of FILE holds TEXT (and TEXT2). Never
+# `... | grep -q` here: with pipefail, grep quitting early fails the writer (SIGPIPE).
+log_has() {
+  local n
+  n=$({ plain "$1" | grep -F -- "$2" | grep -cF -- "${3:-$2}"; } 2>/dev/null) || true
+  [ "${n:-0}" -gt 0 ]
+}
+
 # start NAME HOST LIMIT CMD...: runs CMD on HOST under `timeout LIMIT`, stdout and stderr
 # to logs/SCEN-NAME.log; LAST_PID is the timeout's pid, whose only child is CMD.
 LAST_PID=""
@@ -396,7 +411,7 @@ start_coordinator() {
   COORD_LOG=$LOGS/$SCEN-coord.log
   local i
   for i in $(seq 100); do
-    if ip netns exec "$(ns coord)" ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then return 0; fi
+    if ip netns exec "$(ns coord)" ss -Hltn "sport = :$PORT" 2>/dev/null | grep . >/dev/null; then return 0; fi
     alive "$COORD_PID" || { fail "the coordinator exited at start"; return 1; }
     sleep 0.1
   done
@@ -412,13 +427,13 @@ start_worker() {
     --work-dir "$TMP/$host" --token-file "$TMP/$host/token" "$@" "$BIN/lib$app.so"
 }
 
-# wait_exit PID SECS: waits up to SECS for PID to end; RC is its status. Fails (RC
-# empty) if it is still running.
+# wait_exit PID DEADLINE: waits until $SECONDS reaches DEADLINE for PID to end; RC is
+# its status. Fails (RC empty) if it is still running.
 RC=""
 wait_exit() {
-  local pid=$1 i
+  local pid=$1
   RC=""
-  for ((i = 0; i < $2 * 10; i++)); do
+  while [ "$SECONDS" -lt "$2" ]; do
     alive "$pid" || break
     sleep 0.1
   done
@@ -435,15 +450,16 @@ completed() {
 # Waits for the coordinator (bounded by its timeout), then for each worker NAME=PID
 # given, which must exit with 0 within EXIT_GRACE seconds.
 finish_job() {
-  local rc=0 w
+  local rc=0 w deadline
   wait "$COORD_PID" || rc=$?
+  deadline=$((SECONDS + EXIT_GRACE))
   case $rc in
     0) ;;
     124 | 137) fail "the coordinator did not finish within $JOB_TIMEOUT s" ;;
     *) fail "the coordinator exited with status $rc" ;;
   esac
   for w in "$@"; do
-    if ! wait_exit "${w#*=}" "$EXIT_GRACE"; then
+    if ! wait_exit "${w#*=}" "$deadline"; then
       fail "worker ${w%%=*} still running $EXIT_GRACE s after the coordinator exited"
     elif [ "$RC" -ne 0 ]; then
       fail "worker ${w%%=*} exited with status $RC"
@@ -466,9 +482,7 @@ check_output() {
   fi
 }
 
-# After every job (once its processes are gone): no intermediate file on any host,
-# coord/ holds only in/, its token and out/ with exactly mr-out-0..9; no token in logs;
-# no authentication failure but the intruder's.
+# After every job, before anything is killed: no process left on any host.
 check_no_processes() {
   local h pid left=""
   for h in "${HOSTS[@]}"; do
@@ -479,9 +493,12 @@ check_no_processes() {
   [ -z "$left" ] || fail "processes still running after the job:$left"
 }
 
+# After every job (once its processes are gone): no intermediate file on any host,
+# coord/ holds only in/, its token and out/ with exactly mr-out-0..9; no token in logs;
+# no authentication failure but the intruder's.
 check_after_job() {
   local found want got
-  found=$(cd "$TMP" && find w1 w2 w3 w4 \( -name 'mr-*-*' -o -name 'mr-shuffle-*' \) -print | head -n 20)
+  found=$(cd "$TMP" && find w1 w2 w3 w4 \( -name 'mr-*-*' -o -name 'mr-shuffle-*' \) -print | head -n 20) || true
   [ -z "$found" ] || fail "intermediate files left on the worker hosts: $(echo "$found" | tr '\n' ' ')"
   got=$(entries "$TMP/coord")
   [ "$got" = "in out token " ] || fail "coord/ holds [$got], not [in out token]"
@@ -533,7 +550,7 @@ run_scenario() {
 #########################################################
 # scenarios
 
-# A job over the books with 3 workers; FLAGS3 are extra flags for w3.
+# three_workers APP [FLAGS...]: a job over the books with w1, w2, w3 (FLAGS for w3).
 three_workers() {
   local app=$1
   shift
@@ -554,7 +571,7 @@ scenario_lost_map() {
   start_coordinator || return 1
   # w1 must not finish the reduces before it is killed: slow it down (a pause before
   # each task), or else shape its link; the kill follows the 8th map within 50 ms.
-  if "$BIN/worker" --help 2>/dev/null | grep -q -- '--task-delay'; then
+  if "$BIN/worker" --help 2>/dev/null | grep -e '--task-delay' >/dev/null; then
     slow=(--task-delay 1)
   elif ip netns exec "$(ns w1)" tc qdisc add dev eth0 root tbf rate 256kbit burst 16kb latency 1s 2>/dev/null; then
     slowed=tbf
@@ -574,7 +591,7 @@ scenario_lost_map() {
     return 1
   fi
   child=$(tr -d ' ' <"/proc/$a/task/$a/children" 2>/dev/null) || child=""
-  if [ -z "$child" ] || ! tr '\0' '\n' <"/proc/$child/cmdline" | grep -qxF "$BIN/worker"; then
+  if [ -z "$child" ] || ! tr '\0' '\n' <"/proc/$child/cmdline" | grep -xF "$BIN/worker" >/dev/null; then
     fail "cannot find w1's worker process (child of $a: '${child:-none}')"
     return 1
   fi
@@ -594,24 +611,25 @@ scenario_lost_map() {
   start_worker w3 w3 wc; p3=$LAST_PID
   finish_job "w1-second=$p1" "w2=$p2" "w3=$p3"
   check_output wc
-  plain "$COORD_LOG" | grep -qF "$LOG_RERUN" || fail "the coordinator log has no '$LOG_RERUN'"
+  log_has "$COORD_LOG" "$LOG_RERUN" || fail "the coordinator log has no '$LOG_RERUN'"
 }
 
 scenario_wrong_token() {
-  local i p1 p2 p3 intruder log=$LOGS/wrong-token-intruder.log
+  local i p1 p2 p3 intruder started log=$LOGS/wrong-token-intruder.log
   start_coordinator || return 1
   # The intruder first, so it meets a running job; the good workers once it was refused.
+  started=$SECONDS
   start intruder w4 "$INTRUDER_LIMIT" "$BIN/worker" --coordinator "$COORD_ADDR" \
     --work-dir "$TMP/w4" --token-file "$TMP/w4/token" "$BIN/libwc.so"
   intruder=$LAST_PID
   for ((i = 0; i < INTRUDER_LIMIT * 10; i++)); do
-    plain "$COORD_LOG" | grep -F "$LOG_AUTH_FAILED" | grep -qF "peer=${IP[w4]}:" && break
+    log_has "$COORD_LOG" "$LOG_AUTH_FAILED" "peer=${IP[w4]}:" && break
     sleep 0.1
   done
   start_worker w1 w1 wc; p1=$LAST_PID
   start_worker w2 w2 wc; p2=$LAST_PID
   start_worker w3 w3 wc; p3=$LAST_PID
-  if ! wait_exit "$intruder" "$((INTRUDER_LIMIT + 6))"; then
+  if ! wait_exit "$intruder" "$((started + INTRUDER_LIMIT + 6))"; then
     fail "the intruder is still running"
   elif [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
     fail "the intruder did not exit within $INTRUDER_LIMIT s"
@@ -621,7 +639,7 @@ scenario_wrong_token() {
     grep -qiF "$WORKER_TOKEN_WORD" "$log" || fail "the intruder's message does not mention the token: $(tail -n 2 "$log")"
     echo "    intruder exited with status $RC: $(grep -iF "$WORKER_TOKEN_WORD" "$log" | tail -n 1 | cut -c1-160)"
   fi
-  plain "$COORD_LOG" | grep -F "$LOG_AUTH_FAILED" | grep -qF "peer=${IP[w4]}:" ||
+  log_has "$COORD_LOG" "$LOG_AUTH_FAILED" "peer=${IP[w4]}:" ||
     fail "the coordinator log has no '$LOG_AUTH_FAILED' line with peer=${IP[w4]}:PORT"
   finish_job "w1=$p1" "w2=$p2" "w3=$p3"
   check_output wc

@@ -100,12 +100,12 @@ pub enum WorkerError {
         source: LinkError,
     },
     /// The coordinator refused our token.
-    #[error("the coordinator at {addr} refused this worker: {source}")]
+    #[error("the coordinator at {addr} refused this worker: {reason}")]
     Refused {
         /// Where.
         addr: Addr,
         /// Why (a token mismatch).
-        source: LinkError,
+        reason: String,
     },
     /// The work directory is unusable.
     #[error("work directory {0}: {1}")]
@@ -245,7 +245,11 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         .map_err(|source| {
             let addr = ctx.config.coordinator.clone();
             if source.is_refused() {
-                WorkerError::Refused { addr, source }
+                let reason = match source {
+                    LinkError::Connect { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                WorkerError::Refused { addr, reason }
             } else {
                 WorkerError::Unreachable { addr, source }
             }
