@@ -17,19 +17,27 @@ const KEY_OVERHEAD: usize = 64;
 /// A combiner as a plain closure: `(key, values, out)`.
 pub type CombineFn<'a, E> = dyn FnMut(&[u8], &[&[u8]], &mut Vec<u8>) -> Result<(), E> + 'a;
 
-/// The pending values of one key: runs of equal values, each stored once as
-/// `len:u32 | count:u32 | bytes` (map output repeats values a lot: wc's "1"). The
-/// last run's length and count live in the struct until the run closes.
+/// The pending values of one key, as runs of equal values (map output repeats values a
+/// lot: wc's "1"). Closed runs are stored once each in `closed` as
+/// `len:u32 | count:u32 | bytes`. The open run (the one the next equal value extends)
+/// keeps its count here, and its value too when short, so that the common case, a value
+/// equal to the last, touches nothing but the table entry. A longer open value is the
+/// tail of `closed`, its header's count written when the run closes.
 #[derive(Default)]
 struct Group {
-    vals: Vec<u8>,
-    /// Offset of the last run's bytes.
-    last: usize,
-    last_len: usize,
-    last_count: u32,
-    /// Values pending (the sum of the counts).
+    closed: Vec<u8>,
+    /// The open run's value when it is at most [`SMALL`] bytes long.
+    small: [u8; SMALL],
+    /// The open run's value length.
+    run_len: u32,
+    /// The open run's count; 0 when there is no open run.
+    run_count: u32,
+    /// Values pending (the sum of all counts).
     n: u32,
 }
+
+/// Values up to this long are kept in the group itself while their run is open.
+const SMALL: usize = 4;
 
 fn read_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
@@ -38,66 +46,103 @@ fn read_u32(b: &[u8], at: usize) -> u32 {
 impl Group {
     #[inline]
     fn push(&mut self, v: &[u8]) {
-        if self.n > 0 && self.last_len == v.len() && bytes_eq(&self.vals[self.last..], v) {
-            self.last_count += 1;
+        if self.run_count > 0 && self.run_len as usize == v.len() && key_eq(self.open_value(), v) {
+            self.run_count += 1;
             self.n += 1;
             return;
         }
         self.close_run();
-        self.vals.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        self.vals.extend_from_slice(&0u32.to_le_bytes());
-        self.last = self.vals.len();
-        self.last_len = v.len();
-        self.last_count = 1;
-        self.vals.extend_from_slice(v);
+        self.run_len = v.len() as u32;
+        self.run_count = 1;
         self.n += 1;
-    }
-
-    /// Writes the last run's count into its header.
-    fn close_run(&mut self) {
-        if self.n > 0 {
-            let at = self.last - 4;
-            self.vals[at..at + 4].copy_from_slice(&self.last_count.to_le_bytes());
+        if v.len() <= SMALL {
+            self.small[..v.len()].copy_from_slice(v);
+        } else {
+            self.closed.extend_from_slice(&self.run_len.to_le_bytes());
+            self.closed.extend_from_slice(&0u32.to_le_bytes());
+            self.closed.extend_from_slice(v);
         }
     }
 
+    /// The open run's value.
+    #[inline]
+    fn open_value(&self) -> &[u8] {
+        let len = self.run_len as usize;
+        if len <= SMALL {
+            &self.small[..len]
+        } else {
+            &self.closed[self.closed.len() - len..]
+        }
+    }
+
+    /// Moves the open run, if any, into `closed`.
+    fn close_run(&mut self) {
+        if self.run_count == 0 {
+            return;
+        }
+        let len = self.run_len as usize;
+        if len <= SMALL {
+            self.closed.extend_from_slice(&self.run_len.to_le_bytes());
+            self.closed.extend_from_slice(&self.run_count.to_le_bytes());
+            self.closed.extend_from_slice(&self.small[..len]);
+        } else {
+            let at = self.closed.len() - len - 4;
+            self.closed[at..at + 4].copy_from_slice(&self.run_count.to_le_bytes());
+        }
+        self.run_count = 0;
+    }
+
+    /// Bytes held outside the table entry.
+    fn heap_bytes(&self) -> usize {
+        self.closed.len()
+    }
+
     fn clear(&mut self) {
-        self.vals.clear();
+        self.closed.clear();
+        self.run_count = 0;
         self.n = 0;
     }
 
     fn values<'a>(&'a self, out: &mut Vec<&'a [u8]>) {
         out.clear();
+        // A long open run is the tail of `closed`, with a count of 0 in its header.
+        let open_long = self.run_count > 0 && self.run_len as usize > SMALL;
         let mut i = 0;
-        while i < self.vals.len() {
-            let len = read_u32(&self.vals, i) as usize;
-            // The last run's count is still in the struct.
-            let count = if i + 8 == self.last {
-                self.last_count
+        while i < self.closed.len() {
+            let len = read_u32(&self.closed, i) as usize;
+            let v = &self.closed[i + 8..i + 8 + len];
+            let last = i + 8 + len == self.closed.len();
+            let count = if last && open_long {
+                self.run_count
             } else {
-                read_u32(&self.vals, i + 4)
-            } as usize;
-            let v = &self.vals[i + 8..i + 8 + len];
-            out.extend(std::iter::repeat_n(v, count));
+                read_u32(&self.closed, i + 4)
+            };
+            out.extend(std::iter::repeat_n(v, count as usize));
             i += 8 + len;
+        }
+        if self.run_count > 0 && !open_long {
+            out.extend(std::iter::repeat_n(
+                self.open_value(),
+                self.run_count as usize,
+            ));
         }
     }
 }
 
-/// Whether `v` is a prefix of `hay`, without a `memcmp` call for short values.
-#[inline]
-fn bytes_eq(hay: &[u8], v: &[u8]) -> bool {
-    hay.len() >= v.len() && hay.iter().zip(v).all(|(x, y)| x == y)
-}
-
 /// Keys up to this long are stored in the table entry itself, so a lookup compares
-/// them without chasing a pointer (profiles show that miss dominating otherwise).
-const INLINE_KEY: usize = 22;
+/// them without chasing a pointer (profiles show that miss dominating otherwise). Sized
+/// so that an entry fills one cache line; nearly every word of a text is this short.
+const INLINE_KEY: usize = 14;
 
-/// A key, inline when short.
+/// A key, inline when short. A long one sits behind a thin pointer (a box of a boxed
+/// slice), which keeps the whole enum at 16 bytes.
 enum Key {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<[u8]>),
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY],
+    },
+    #[allow(clippy::box_collection, clippy::redundant_allocation)]
+    Heap(Box<Box<[u8]>>),
 }
 
 impl Key {
@@ -110,7 +155,7 @@ impl Key {
                 bytes,
             }
         } else {
-            Key::Heap(k.into())
+            Key::Heap(Box::new(k.into()))
         }
     }
 
@@ -118,18 +163,22 @@ impl Key {
     fn as_slice(&self) -> &[u8] {
         match self {
             Key::Inline { len, bytes } => &bytes[..*len as usize],
-            Key::Heap(b) => b,
+            Key::Heap(b) => &b[..],
         }
     }
 }
 
+/// One key and its pending values: one cache line, so the common push (the key found,
+/// its value equal to the last) reads and writes a single line.
+#[repr(align(64))]
 struct Entry {
-    hash: u64,
+    /// The key's `ihash`; the table hash is derived from it when the table grows.
+    ihash: u32,
     key: Key,
     group: Group,
 }
 
-/// Key equality without a `memcmp` call for the short keys that dominate text.
+/// Equality without a `memcmp` call for the short keys (and values) that dominate text.
 #[inline]
 fn key_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
@@ -205,14 +254,17 @@ impl CombineBuffer {
             None => {
                 self.bytes += key.len() + KEY_OVERHEAD;
                 let entry = Entry {
-                    hash,
+                    ihash,
                     key: Key::new(key),
                     group: Group::default(),
                 };
-                &mut part.insert_unique(hash, entry, |e| e.hash).into_mut().group
+                &mut part
+                    .insert_unique(hash, entry, |e| table_hash(e.ihash))
+                    .into_mut()
+                    .group
             }
         };
-        let before = group.vals.len();
+        let before = group.heap_bytes();
         group.push(value);
         if group.n >= EAGER {
             let mut values = Vec::with_capacity(group.n as usize);
@@ -224,7 +276,7 @@ impl CombineBuffer {
             group.push(&combined);
             self.scratch = combined;
         }
-        self.bytes = self.bytes + group.vals.len() - before;
+        self.bytes = self.bytes + group.heap_bytes() - before;
         Ok(())
     }
 
@@ -238,7 +290,7 @@ impl CombineBuffer {
         // Sort references, not the entries themselves (they are large).
         let mut entries: Vec<&Entry> = part.iter().collect();
         for e in &entries {
-            self.bytes -= e.key.as_slice().len() + KEY_OVERHEAD + e.group.vals.len();
+            self.bytes -= e.key.as_slice().len() + KEY_OVERHEAD + e.group.heap_bytes();
         }
         entries.sort_unstable_by(|a, b| a.key.as_slice().cmp(b.key.as_slice()));
         let mut values = Vec::new();
@@ -283,6 +335,31 @@ mod tests {
             .sum();
         out.extend_from_slice(total.to_string().as_bytes());
         Ok(())
+    }
+
+    #[test]
+    fn an_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Key>(), 16);
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+    }
+
+    #[test]
+    fn runs_of_short_and_long_values_come_back_in_order() {
+        let long_a: &[u8] = b"a value longer than SMALL";
+        let long_b: &[u8] = b"another long one";
+        let seq: Vec<&[u8]> = vec![
+            b"1", b"1", long_a, long_a, b"22", long_b, b"1", b"1", b"1", long_b, b"",
+        ];
+        for cut in 0..=seq.len() {
+            let mut g = Group::default();
+            for v in &seq[..cut] {
+                g.push(v);
+            }
+            let mut out = Vec::new();
+            g.values(&mut out);
+            assert_eq!(out, &seq[..cut], "after {cut} pushes");
+            assert_eq!(g.n as usize, cut);
+        }
     }
 
     #[test]
