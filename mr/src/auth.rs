@@ -161,9 +161,7 @@ pub enum AuthError {
     #[error("authentication failed: the client does not hold this job's token")]
     BadClient,
     /// The server refused our proof.
-    #[error(
-        "the token does not match (give both sides the same --token-file or MR_TOKEN)"
-    )]
+    #[error("the token does not match (give both sides the same --token-file or MR_TOKEN)")]
     Refused,
     /// The server could not prove it holds our token.
     #[error("the server does not hold this job's token (give both sides the same --token-file or MR_TOKEN)")]

@@ -27,6 +27,34 @@ pub fn partition(key: &[u8], n_reduce: u32) -> u32 {
     ihash(key) % n_reduce
 }
 
+/// `h % n` for a fixed `n` without a division per call: a map task partitions every
+/// record, and a hardware divide costs more than the rest of the partitioning. Lemire's
+/// exact "fastmod" (Lemire, Kaser, Kurz 2019): with `m = ceil(2^64 / n)`, the remainder
+/// is the high 64 bits of `(m * h mod 2^64) * n`, exact for every 32-bit `h` and `n`.
+#[derive(Debug, Clone, Copy)]
+pub struct Modulo {
+    n: u32,
+    m: u64,
+}
+
+impl Modulo {
+    /// Remainders of division by `n` (at least 1).
+    pub fn new(n: u32) -> Self {
+        assert!(n > 0, "modulo by zero");
+        Modulo {
+            n,
+            m: (u64::MAX / u64::from(n)).wrapping_add(1),
+        }
+    }
+
+    /// `h % n`.
+    #[inline]
+    pub fn of(&self, h: u32) -> u32 {
+        let low = self.m.wrapping_mul(u64::from(h));
+        ((u128::from(low) * u128::from(self.n)) >> 64) as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +75,24 @@ mod tests {
         assert_eq!(ihash(b"a"), 0x640c292c);
         assert_eq!(ihash(b"foobar"), 0x3f9cf968);
         assert_eq!(partition(b"a", 10), 0x640c292c % 10);
+    }
+
+    #[test]
+    fn fast_modulo_equals_the_remainder() {
+        let divisors = [1, 2, 3, 7, 10, 16, 1000, 65_537, 0x7fff_ffff, u32::MAX];
+        let mut h: u32 = 0x1234_5678;
+        for n in divisors {
+            let m = Modulo::new(n);
+            for x in [0, 1, n - 1, n, n.wrapping_add(1), 0x7fff_ffff, u32::MAX] {
+                assert_eq!(m.of(x), x % n, "{x} % {n}");
+            }
+            for _ in 0..10_000 {
+                h ^= h << 13;
+                h ^= h >> 17;
+                h ^= h << 5;
+                assert_eq!(m.of(h), h % n, "{h} % {n}");
+            }
+        }
     }
 
     #[test]

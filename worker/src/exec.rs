@@ -12,7 +12,7 @@
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{MergeError, Merger, Reader, Writer};
-use mr::partition::ihash;
+use mr::partition::{ihash, Modulo};
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskStats};
@@ -66,14 +66,23 @@ impl Buffer {
         }
     }
 
-    fn push(&mut self, app: &App, n_reduce: u32, k: &[u8], v: &[u8]) -> Result<(), TaskFailure> {
+    /// Adds one record. Called once per record, so it returns a small error (a boxed
+    /// failure) rather than a whole `TaskFailure` by value.
+    #[inline]
+    fn push(
+        &mut self,
+        app: &App,
+        parts: &Modulo,
+        k: &[u8],
+        v: &[u8],
+    ) -> Result<(), Box<TaskFailure>> {
         let h = ihash(k);
-        let p = h % n_reduce;
+        let p = parts.of(h);
         match self {
-            Buffer::Sort(b) => b.push(p, k, v).map_err(output_err),
+            Buffer::Sort(b) => b.push(p, k, v).map_err(|e| Box::new(output_err(e))),
             Buffer::Combine(b) => b
                 .push_hashed(p, h, k, v, &mut |k, vs, out| app.combine(k, vs, out))
-                .map_err(app_err),
+                .map_err(|e| Box::new(app_err(e))),
         }
     }
 
@@ -161,26 +170,26 @@ pub fn run_map(
     let contents = mr::split::decode_input(bytes);
 
     let mut buf = Buffer::new(app, n_reduce);
+    let parts = Modulo::new(n_reduce);
     let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
     let mut records_in = 0u64;
-    let mut failed: Option<TaskFailure> = None;
+    let mut failed: Option<Box<TaskFailure>> = None;
     app.map(filename, &contents, |k, v| {
         if failed.is_some() {
             return;
         }
         records_in += 1;
-        let pushed = buf.push(app, n_reduce, k, v);
-        let spilled = match pushed {
-            Ok(()) if buf.bytes() > memory => buf.spill(app, dir, &mut runs),
-            other => other,
-        };
-        if let Err(e) = spilled {
+        if let Err(e) = buf.push(app, &parts, k, v) {
             failed = Some(e);
+        } else if buf.bytes() > memory {
+            if let Err(e) = buf.spill(app, dir, &mut runs) {
+                failed = Some(Box::new(e));
+            }
         }
     })
     .map_err(app_err)?;
     if let Some(f) = failed {
-        return Err(f);
+        return Err(*f);
     }
     drop(contents);
 
