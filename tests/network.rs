@@ -61,6 +61,26 @@ fn assert_empty(dir: &Path) {
     assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
 }
 
+/// Starts workers in w1, w2 and w3 and lets the job end; checks that everyone exits 0,
+/// the output equals `want`, and every work directory is left empty. Returns the workers.
+fn run_to_the_end(dir: &Dir, addr: &str, c: &mut Proc, want: &[String]) -> Vec<Proc> {
+    let mut ws: Vec<Proc> = WORK_DIRS
+        .iter()
+        .map(|w| worker(dir, addr, w, &[]))
+        .collect();
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in &mut ws {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+    }
+    assert_same_lines(&sorted_output(&dir.join("out")), want);
+    for w in WORK_DIRS {
+        assert_empty(&dir.join(w));
+    }
+    ws
+}
+
+const WORK_DIRS: [&str; 3] = ["w1", "w2", "w3"];
+
 #[test]
 fn workers_in_separate_directories_share_nothing_and_clean_up() {
     let dir = Dir::new();
@@ -68,15 +88,7 @@ fn workers_in_separate_directories_share_nothing_and_clean_up() {
     let want = dir.sequential("wc", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = coordinator(&dir, &addr, &inputs, &[]);
-    let mut ws: Vec<Proc> = ["w1", "w2", "w3"]
-        .iter()
-        .map(|w| worker(&dir, &addr, w, &[]))
-        .collect();
-    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
-    for w in &mut ws {
-        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
-    }
-    assert_same_lines(&sorted_output(&dir.join("out")), &want);
+    let ws = run_to_the_end(&dir, &addr, &mut c, &want);
     let log = c.stderr();
     // Every split streamed from the coordinator, every output sent back to it.
     assert_eq!(
@@ -85,9 +97,6 @@ fn workers_in_separate_directories_share_nothing_and_clean_up() {
         "{}",
         tail(&log, 40)
     );
-    for w in ["w1", "w2", "w3"] {
-        assert_empty(&dir.join(w));
-    }
     assert!(dir.intermediates().is_empty() && dir.temp_leftovers().is_empty());
     for p in std::iter::once(&c).chain(&ws) {
         assert!(!p.stderr().contains(TOKEN), "the token leaked into a log");
@@ -116,18 +125,7 @@ fn a_killed_workers_map_output_is_made_again() {
     let stale: Vec<_> = std::fs::read_dir(dir.join("w1")).unwrap().collect();
     assert_eq!(stale.len(), 1, "the killed worker's map output directory");
     // A replacement in the same directory clears the dead one's files; two more help.
-    let mut ws: Vec<Proc> = ["w1", "w2", "w3"]
-        .iter()
-        .map(|w| worker(&dir, &addr, w, &[]))
-        .collect();
-    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
-    for w in &mut ws {
-        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
-    }
-    assert_same_lines(&sorted_output(&dir.join("out")), &want);
+    run_to_the_end(&dir, &addr, &mut c, &want);
     let log = c.stderr();
     assert!(log.contains("re-running the map"), "{}", tail(&log, 60));
-    for w in ["w1", "w2", "w3"] {
-        assert_empty(&dir.join(w));
-    }
 }
