@@ -129,3 +129,27 @@ fn a_killed_workers_map_output_is_made_again() {
     let log = c.stderr();
     assert!(log.contains("re-running the map"), "{}", tail(&log, 60));
 }
+
+#[test]
+fn a_worker_with_the_wrong_token_leaves_no_trace() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(&dir, &addr, &inputs, &[]);
+    std::fs::create_dir(dir.join("intruder")).unwrap();
+    let mut w = dir.command("worker");
+    w.env("MR_TOKEN", "not-the-token")
+        .args(["--coordinator", &addr, "--work-dir", "intruder"])
+        .arg(app("wc"));
+    let (exit, err) = dir.run("intruder", w, Duration::from_secs(10));
+    assert_eq!(exit, Exit::Code(1), "{err}");
+    assert_one_line(
+        &err,
+        &["worker:", "refused this worker", "token does not match"],
+    );
+    // Refused before it opened a data port or wrote anything.
+    assert!(!err.contains("serving map output"), "{err}");
+    assert_empty(&dir.join("intruder"));
+    c.kill();
+    assert!(c.stderr().contains("authentication failed"));
+}

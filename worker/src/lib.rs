@@ -203,6 +203,23 @@ fn hostname() -> String {
 pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError> {
     config.work_dir = std::fs::canonicalize(&config.work_dir)
         .map_err(|e| WorkerError::WorkDir(config.work_dir.clone(), e))?;
+    // Reach the coordinator and prove the token before opening anything to the network
+    // or writing anything: a worker that is refused leaves no trace.
+    let link = Link::new(config.coordinator.clone(), config.token.clone());
+    let unreachable = |addr: Addr, source: LinkError| {
+        if source.is_refused() {
+            let reason = match source {
+                LinkError::Connect { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            WorkerError::Refused { addr, reason }
+        } else {
+            WorkerError::Unreachable { addr, source }
+        }
+    };
+    link.connect(config.connect_timeout)
+        .await
+        .map_err(|e| unreachable(config.coordinator.clone(), e))?;
     // Over TCP nothing is shared: serve our map output ourselves. The directory is
     // removed when this function returns, whatever the reason.
     let mut shuffle = None;
@@ -233,7 +250,7 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         shuffle = Some((dir, AbortOnDrop(tokio::spawn(serving))));
     }
     let ctx = Arc::new(Ctx {
-        link: Link::new(config.coordinator.clone(), config.token.clone()),
+        link,
         config,
         own,
         worker: Mutex::new(WorkerId(0)),
@@ -242,18 +259,7 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
     let interval = ctx
         .register(ctx.config.connect_timeout)
         .await
-        .map_err(|source| {
-            let addr = ctx.config.coordinator.clone();
-            if source.is_refused() {
-                let reason = match source {
-                    LinkError::Connect { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
-                WorkerError::Refused { addr, reason }
-            } else {
-                WorkerError::Unreachable { addr, source }
-            }
-        })?;
+        .map_err(|source| unreachable(ctx.config.coordinator.clone(), source))?;
     let (exit_tx, mut exit_rx) = watch::channel(None);
     let heartbeat = tokio::spawn(heartbeat_loop(ctx.clone(), interval, exit_tx));
     let exit = tokio::select! {

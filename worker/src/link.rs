@@ -83,6 +83,26 @@ impl Link {
         Ok(c)
     }
 
+    /// Connects (and proves the token) now, retrying with backoff for up to `limit`;
+    /// a refused token is not retried.
+    pub async fn connect(&self, limit: std::time::Duration) -> Result<(), LinkError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            match self.client().await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_refused() || tokio::time::Instant::now() >= deadline => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "coordinator not reachable yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
     /// Makes one call; on failure the connection is dropped so the next call redials.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
     where
