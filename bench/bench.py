@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of mr word count against the hardware and the sequential reference.
 
-Makes a corpus with ../shared/tools/make-corpus (cached under --corpus-dir), then
+Makes a corpus with tools/make-corpus from the bundled books (cached under --corpus-dir), then
 measures, --runs times each, wall time, CPU time and peak RSS of every process:
   1. cat of the corpus to /dev/null          (read-speed reference)
   2. mrsequential wc                         (one process, same app code)
@@ -27,7 +27,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
-MAKE_CORPUS = os.path.join(ROOT, "..", "shared", "tools", "make-corpus")
+MAKE_CORPUS = os.environ.get("MR_CORPUS_TOOL", os.path.join(ROOT, "tools", "make-corpus"))
 
 
 def spawn(cmd, cwd, log):
@@ -109,7 +109,7 @@ def main():
         print(f"bench: making a {mib} MiB corpus in {corpus}", flush=True)
         shutil.rmtree(corpus, ignore_errors=True)
         subprocess.run([sys.executable, MAKE_CORPUS, "--out", corpus, "--total-mb", str(mib),
-                        "--files", str(args.files)], check=True)
+                        "--files", str(args.files), "--src", os.path.join(ROOT, "data")], check=True)
         inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
     size = sum(os.path.getsize(f) for f in inputs)
     books = sorted(glob.glob(os.path.join(ROOT, "data", "pg-*.txt")))

@@ -1,5 +1,6 @@
-//! The input of every run: a wc corpus made by `shared/tools/make-corpus` in a temp dir
-//! (once per invocation), and the reference answer computed once by `mrsequential`.
+//! The input of every run: a wc corpus made by `tools/make-corpus` from the bundled books
+//! in a temp dir (once per invocation), and the reference answer computed once by
+//! `mrsequential`.
 
 use crate::Bins;
 use anyhow::{bail, Context, Result};
@@ -12,12 +13,16 @@ const CORPUS_SEED: u64 = 1;
 /// How many files the corpus is cut into.
 const CORPUS_FILES: u32 = 8;
 
-/// Where make-corpus lives: `$MR_CORPUS_TOOL`, else `shared/tools/make-corpus` next to
-/// the repository.
+/// The repository's root.
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Where make-corpus lives: `$MR_CORPUS_TOOL`, else the repository's `tools/make-corpus`.
 pub fn default_tool() -> PathBuf {
     match std::env::var_os("MR_CORPUS_TOOL") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/make-corpus"),
+        None => repo().join("tools/make-corpus"),
     }
 }
 
@@ -50,6 +55,7 @@ pub fn prepare(tool: &Path, mb: u32, bins: &Bins) -> Result<Corpus> {
         .args(["--total-mb", &mb.to_string()])
         .args(["--files", &CORPUS_FILES.to_string()])
         .args(["--seed", &CORPUS_SEED.to_string()])
+        .args(["--src".as_ref(), repo().join("data").as_os_str()])
         .output()
         .with_context(|| format!("cannot run python3 {}", tool.display()))?;
     if !made.status.success() {

@@ -9,11 +9,11 @@ fn five_seeds_of_chaos() {
     let root = manifest.parent().expect("chaos/ has a parent");
     let tool = std::env::var_os("MR_CORPUS_TOOL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../../shared/tools/make-corpus"));
+        .unwrap_or_else(|| manifest.join("../tools/make-corpus"));
     assert!(
         tool.is_file(),
         "the corpus tool {} is missing: the chaos test cannot run without it \
-         (check out shared/ next to the repository, or set MR_CORPUS_TOOL)",
+         (it is tools/make-corpus in the repository; or set MR_CORPUS_TOOL)",
         tool.display()
     );
     let built = Command::new(env!("CARGO"))
