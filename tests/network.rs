@@ -153,3 +153,42 @@ fn a_worker_with_the_wrong_token_leaves_no_trace() {
     c.kill();
     assert!(c.stderr().contains("authentication failed"));
 }
+
+#[test]
+fn with_shared_inputs_a_worker_that_cannot_read_them_streams_them() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.sequential("wc", &inputs);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(&dir, &addr, &inputs, &["--shared-inputs"]);
+    // w2 runs elsewhere, where the (relative) input paths do not exist: it must stream
+    // them. Once it has, w1 joins from the job's directory and reads them itself.
+    std::fs::create_dir(dir.join("elsewhere")).unwrap();
+    let mut w2 = dir.command("worker");
+    w2.current_dir(dir.join("elsewhere"))
+        .env("MR_TOKEN", TOKEN)
+        .args([
+            "--coordinator",
+            &addr,
+            "--work-dir",
+            ".",
+            "--task-delay",
+            "0.05",
+        ])
+        .arg(app("wc"));
+    let mut w2 = dir.spawn("worker", w2);
+    w2.wait_for_line(Duration::from_secs(20), |l| {
+        l.contains("streaming it from the coordinator")
+    });
+    let mut w1 = worker(&dir, &addr, "w1", &["--task-delay", "0.05"]);
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in [&mut w1, &mut w2] {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+    }
+    assert_same_lines(&sorted_output(&dir.join("out")), &want);
+    let log1 = w1.stderr();
+    assert!(
+        !log1.contains("streaming it from the coordinator"),
+        "{log1}"
+    );
+}

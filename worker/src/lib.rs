@@ -410,14 +410,21 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             source,
             n_reduce,
         } => {
-            let bytes = match source {
-                SplitSource::Coordinator => {
-                    match stage::fetch_split(&coordinator, token, split).await {
-                        Ok(b) => Some(b),
-                        Err(f) => return Some(Err(f)),
-                    }
+            // A worker on another machine that cannot open the path (the "shared"
+            // inputs are not shared with it after all) streams the split instead.
+            let unreadable = ctx.own.is_some()
+                && *source == SplitSource::Path
+                && std::fs::File::open(&split.path).is_err();
+            if unreadable {
+                info!(task = %a.task, input = %split.path.display(), "cannot read the input here; streaming it from the coordinator");
+            }
+            let bytes = if *source == SplitSource::Coordinator || unreadable {
+                match stage::fetch_split(&coordinator, token, split).await {
+                    Ok(b) => Some(b),
+                    Err(f) => return Some(Err(f)),
                 }
-                SplitSource::Path => None,
+            } else {
+                None
             };
             Work::Map {
                 split: split.clone(),
