@@ -95,6 +95,22 @@ pub enum DataError {
     },
 }
 
+impl DataError {
+    fn failed(server: &str, error: impl std::fmt::Display) -> Self {
+        DataError::Failed {
+            server: server.to_string(),
+            error: error.to_string(),
+        }
+    }
+
+    fn refused(server: &str, reason: String) -> Self {
+        DataError::Refused {
+            server: server.to_string(),
+            reason,
+        }
+    }
+}
+
 /// Writes one frame.
 pub async fn write_frame<W, T>(w: &mut W, msg: &T) -> io::Result<()>
 where
@@ -171,10 +187,7 @@ where
 
 /// Opens an authenticated data connection to `server` (`HOST:PORT` or `unix:PATH`).
 pub async fn open(server: &str, token: &Token) -> Result<Box<dyn Io>, DataError> {
-    let failed = |error: String| DataError::Failed {
-        server: server.to_string(),
-        error,
-    };
+    let failed = |error: String| DataError::failed(server, error);
     let addr: Addr = server.parse().map_err(failed)?;
     let mut io = timeout(CONNECT_TIMEOUT, dial(&addr))
         .await
@@ -197,10 +210,7 @@ pub async fn get<W>(
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let failed = |e: io::Error| DataError::Failed {
-        server: server.to_string(),
-        error: e.to_string(),
-    };
+    let failed = |e: io::Error| DataError::failed(server, e);
     let mut io = open(server, token).await?;
     write_frame(&mut io, req).await.map_err(failed)?;
     match read_frame(&mut io).await.map_err(failed)? {
@@ -208,10 +218,7 @@ where
             copy_exact(&mut io, out, len).await.map_err(failed)?;
             Ok(len)
         }
-        DataReply::Refused(reason) => Err(DataError::Refused {
-            server: server.to_string(),
-            reason,
-        }),
+        DataReply::Refused(reason) => Err(DataError::refused(server, reason)),
         other => Err(failed(unexpected(&other))),
     }
 }
@@ -228,14 +235,8 @@ pub async fn put<R>(
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let failed = |e: io::Error| DataError::Failed {
-        server: server.to_string(),
-        error: e.to_string(),
-    };
-    let refused = |reason| DataError::Refused {
-        server: server.to_string(),
-        reason,
-    };
+    let failed = |e: io::Error| DataError::failed(server, e);
+    let refused = |reason| DataError::refused(server, reason);
     let mut io = open(server, token).await?;
     write_frame(&mut io, req).await.map_err(failed)?;
     match read_frame(&mut io).await.map_err(failed)? {
