@@ -7,49 +7,18 @@ use mr_tests::*;
 use std::path::Path;
 use std::time::Duration;
 
-const TOKEN: &str = "network-test-token";
-
-/// A TCP coordinator with a token, writing into `out/`.
+/// A TCP coordinator with the test token, writing into `out/`.
 fn coordinator(dir: &Dir, addr: &str, inputs: &[String], extra: &[&str]) -> Proc {
-    let mut c = dir.command("coordinator");
-    c.env("MR_TOKEN", TOKEN)
-        .args(["--listen", addr, "--no-journal", "--output", "out"])
-        .args(extra)
-        .args(inputs);
-    let mut p = dir.spawn("coordinator", c);
-    wait_until(Duration::from_secs(10), "the coordinator to listen", || {
-        assert!(
-            p.try_wait().is_none(),
-            "coordinator exited:\n{}",
-            p.stderr()
-        );
-        std::net::TcpStream::connect(addr).is_ok()
-    });
-    p
+    dir.tcp_coordinator(addr, inputs, extra)
 }
 
-/// A worker in its own directory `work` (created if needed).
+/// A wc worker in its own directory `work` (created if needed).
 fn worker(dir: &Dir, addr: &str, work: &str, extra: &[&str]) -> Proc {
-    std::fs::create_dir_all(dir.join(work)).expect("mkdir");
-    let mut w = dir.command("worker");
-    w.env("MR_TOKEN", TOKEN)
-        .args(["--coordinator", addr, "--work-dir", work])
-        .args(extra)
-        .arg(app("wc"));
-    dir.spawn("worker", w)
+    dir.tcp_worker(addr, work, "wc", extra, &[])
 }
 
 fn sorted_output(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
-        .expect("read out/")
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let want: Vec<String> = (0..10).map(|y| format!("mr-out-{y}")).collect();
-    assert_eq!(names, want, "out/ must hold exactly the final outputs");
-    let mut all: Vec<String> = names.iter().flat_map(|n| lines_of(&out.join(n))).collect();
-    all.sort();
-    all
+    sorted_outputs(out, 10)
 }
 
 #[track_caller]

@@ -459,6 +459,46 @@ impl Dir {
         self.spawn("worker", c)
     }
 
+    /// A TCP coordinator (nothing shared with its workers) on `addr` with the test token
+    /// [`TOKEN`], no journal, writing into `out/`; waits until it listens.
+    pub fn tcp_coordinator(&self, addr: &str, inputs: &[String], extra: &[&str]) -> Proc {
+        let mut c = self.command("coordinator");
+        c.env("MR_TOKEN", TOKEN)
+            .args(["--listen", addr, "--no-journal", "--output", "out"])
+            .args(extra)
+            .args(inputs);
+        let mut p = self.spawn("coordinator", c);
+        wait_until(Duration::from_secs(10), "the coordinator to listen", || {
+            assert!(
+                p.try_wait().is_none(),
+                "coordinator exited:\n{}",
+                p.stderr()
+            );
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        p
+    }
+
+    /// A TCP worker of `app_name` in its own directory `work` (created if needed), with
+    /// extra `args` and environment `env`.
+    pub fn tcp_worker(
+        &self,
+        addr: &str,
+        work: &str,
+        app_name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
+        fs::create_dir_all(self.join(work)).expect("mkdir");
+        let mut w = self.command("worker");
+        w.env("MR_TOKEN", TOKEN)
+            .envs(env.iter().copied())
+            .args(["--coordinator", addr, "--work-dir", work])
+            .args(args)
+            .arg(app(app_name));
+        self.spawn("worker", w)
+    }
+
     /// Runs mrsequential over `inputs` into `mr-correct` (not an mr-out-* name) and
     /// returns its lines, sorted.
     pub fn sequential(&self, app_name: &str, inputs: &[String]) -> Vec<String> {
@@ -626,3 +666,98 @@ pub fn send_after_handshake(
 
 /// Standard timeout for a whole small job.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The token of the TCP tests.
+pub const TOKEN: &str = "network-test-token";
+
+/// The sorted lines of `mr-out-0` … `mr-out-(r-1)` in `out`, checking that `out` holds
+/// exactly those files.
+pub fn sorted_outputs(out: &Path, r: u32) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(out)
+        .expect("read out/")
+        .map(|e| {
+            e.expect("out/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..r).map(|y| format!("mr-out-{y}")).collect();
+    want.sort();
+    assert_eq!(names, want, "out/ must hold exactly the final outputs");
+    let mut all: Vec<String> = names.iter().flat_map(|n| lines_of(&out.join(n))).collect();
+    all.sort();
+    all
+}
+
+/// Whether this process runs as root (the tmpfs and namespace tests need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Limits `cmd`'s open files to `n`, soft and hard (what `ulimit -n` does in a shell
+/// that cannot raise it again).
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    let lim = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches only this child's limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A small tmpfs mounted at a directory (as root), unmounted when dropped: a disk that
+/// fills up.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"1m"`) at `path` (created if needed).
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(path).expect("mkdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("cannot run mount");
+        assert!(st.success(), "mount tmpfs at {} failed", path.display());
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Fills it up, leaving `left` bytes or fewer free.
+    pub fn fill(&self, left: u64) {
+        let mut f = fs::File::create(self.path.join("filler")).expect("create filler");
+        let chunk = vec![0u8; 4096];
+        loop {
+            // SAFETY: statvfs writes into the struct we pass.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            let c = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes()).unwrap();
+            assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+            if (st.f_bavail as u64) * (st.f_frsize as u64) <= left {
+                return;
+            }
+            if f.write_all(&chunk).and_then(|_| f.flush()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

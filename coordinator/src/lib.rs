@@ -199,6 +199,7 @@ pub async fn run(
         workers: Registry::new(config.worker_timeout),
         timeline: timeline::Timeline::new(std::time::Instant::now()),
         shared_inputs: config.shared_inputs,
+        all_excluded_since: None,
     };
     let journal = match &config.journal {
         Some(path) => Some(open_journal(path, &config, &splits_key, &mut job)?),
@@ -408,6 +409,12 @@ async fn sweep_loop(shared: Arc<Shared>) {
             }
             if !sweep.revoked.is_empty() || !sweep.reopened.is_empty() {
                 shared.work.notify_waiters();
+            }
+            if job.end().is_some() && shared.end.borrow().is_none() {
+                if let Some(f) = job.tasks.failure() {
+                    tracing::error!("giving up: {f}");
+                }
+                shared.publish_end(&job);
             }
             job.next_deadline()
         };

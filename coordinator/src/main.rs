@@ -64,6 +64,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Reduces merge many files and data servers serve many peers: use what the
+    // administrator allows, not the soft default. Failing to raise it is not fatal.
+    let _ = mr::limits::raise_open_files();
     coordinator::progress::init_logging("info,tarpc=warn");
     let token = match mr::auth::Token::resolve(args.token_file.as_deref()) {
         Ok(t) => t,

@@ -1,10 +1,24 @@
-//! The registry of workers: who joined, when each was last heard from, and whether it
-//! has been declared lost. Pure like the task table: time comes in as `now`.
+//! The registry of workers: who joined, when each was last heard from, whether it has
+//! been declared lost, and the strikes that exclude a bad machine from the job. Pure like
+//! the task table: time comes in as `now`.
+//!
+//! Exclusion (Hadoop's per-tracker task failures, Spark's `excludeOnFailure`): a worker
+//! is excluded once it has failed [`STRIKES_TO_EXCLUDE`] distinct tasks through its own
+//! fault, or [`STRIKES_TO_EXCLUDE`] times in a row through its machine. A failure blamed
+//! on the machine (its disk, its file descriptors) is a strike at once; a failure blamed
+//! on the task (the app failed) becomes a strike only when another worker then finishes
+//! that task, which proves the task could be done. So an app that fails on one record
+//! everywhere excludes nobody, while a worker whose copy of the app fails on everything
+//! is excluded. An excluded worker gets no more tasks; it stays registered, so its
+//! finished map output is still served, and it is told to exit with the others.
 
-use mr::ids::WorkerId;
+use mr::ids::{TaskId, WorkerId};
 use mr::rpc::WorkerInfo;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+/// Strikes that exclude a worker.
+pub const STRIKES_TO_EXCLUDE: usize = 3;
 
 /// One worker.
 #[derive(Debug, Clone)]
@@ -19,6 +33,33 @@ pub struct Worker {
     pub told_exit: bool,
     /// Tasks it completed (accepted reports).
     pub tasks_done: u64,
+    /// Distinct tasks it failed through its own fault.
+    pub strikes: BTreeSet<TaskId>,
+    /// Failures blamed on its machine since its last finished task.
+    pub faults_in_a_row: u32,
+    /// Failed attempts, of any kind.
+    pub failures: u64,
+    /// Its last error.
+    pub last_error: Option<String>,
+    /// Excluded from the job: it gets no more tasks.
+    pub excluded: bool,
+}
+
+impl Worker {
+    /// Whether it may be given a task: alive and not excluded.
+    pub fn eligible(&self) -> bool {
+        !self.lost && !self.excluded
+    }
+
+    fn check_exclusion(&mut self) -> bool {
+        let exclude = !self.excluded
+            && (self.strikes.len() >= STRIKES_TO_EXCLUDE
+                || self.faults_in_a_row as usize >= STRIKES_TO_EXCLUDE);
+        if exclude {
+            self.excluded = true;
+        }
+        exclude
+    }
 }
 
 /// All workers that ever registered.
@@ -58,9 +99,19 @@ impl Registry {
                 lost: false,
                 told_exit: false,
                 tasks_done: 0,
+                strikes: BTreeSet::new(),
+                faults_in_a_row: 0,
+                failures: 0,
+                last_error: None,
+                excluded: false,
             },
         );
         id
+    }
+
+    /// How long a worker may be silent before it is lost.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Notes that `id` is alive. False if the id is unknown (it must register again).
@@ -88,6 +139,72 @@ impl Registry {
     /// Every worker.
     pub fn iter(&self) -> impl Iterator<Item = (&WorkerId, &Worker)> {
         self.workers.iter()
+    }
+
+    /// Notes a failed attempt of `task` on `id`; `machine` says whether it was blamed on
+    /// the worker's machine (a strike at once). True if the worker is now excluded.
+    pub fn failed(&mut self, id: WorkerId, task: TaskId, machine: bool, error: String) -> bool {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return false;
+        };
+        w.failures += 1;
+        w.last_error = Some(error);
+        if machine {
+            w.strikes.insert(task);
+            w.faults_in_a_row += 1;
+        }
+        w.check_exclusion()
+    }
+
+    /// Notes that `id` finished a task; `proven_wrong` are the workers on which that
+    /// task had failed through the task's apparent fault, each of which now earns a
+    /// strike. Returns the workers newly excluded.
+    pub fn finished(
+        &mut self,
+        id: WorkerId,
+        task: TaskId,
+        proven_wrong: impl IntoIterator<Item = WorkerId>,
+    ) -> Vec<WorkerId> {
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.tasks_done += 1;
+            w.faults_in_a_row = 0;
+        }
+        let mut excluded = Vec::new();
+        for other in proven_wrong {
+            if other == id {
+                continue;
+            }
+            if let Some(w) = self.workers.get_mut(&other) {
+                w.strikes.insert(task);
+                if w.check_exclusion() {
+                    excluded.push(other);
+                }
+            }
+        }
+        excluded
+    }
+
+    /// Workers that may be given tasks.
+    pub fn eligible(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.eligible())
+            .map(|(id, _)| *id)
+    }
+
+    /// If no live worker is left but excluded ones, those workers with their last
+    /// errors: the job cannot go on.
+    pub fn all_excluded(&self) -> Option<Vec<(WorkerId, String)>> {
+        if self.workers.values().any(Worker::eligible) {
+            return None;
+        }
+        let excluded: Vec<(WorkerId, String)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.excluded && !w.lost)
+            .map(|(id, w)| (*id, w.last_error.clone().unwrap_or_default()))
+            .collect();
+        (!excluded.is_empty()).then_some(excluded)
     }
 
     /// Declares lost every worker silent for the timeout; returns the newly lost.

@@ -66,6 +66,19 @@ impl PhaseReport {
     }
 }
 
+/// A worker excluded from the job, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExcludedWorker {
+    /// `w2`.
+    pub id: String,
+    /// Its host.
+    pub host: String,
+    /// Its failed attempts.
+    pub failures: u64,
+    /// Its last error.
+    pub last_error: Option<String>,
+}
+
 /// How a job went.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -77,6 +90,8 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// Workers that registered.
     pub workers: usize,
+    /// Workers excluded for failing too many tasks.
+    pub excluded_workers: Vec<ExcludedWorker>,
     /// The map phase.
     pub map: PhaseReport,
     /// The reduce phase.
@@ -92,6 +107,17 @@ impl Report {
             failure: job.tasks.failure().map(|f| f.to_string()),
             elapsed_secs: tl.elapsed(now).as_secs_f64(),
             workers: job.workers.iter().count(),
+            excluded_workers: job
+                .workers
+                .iter()
+                .filter(|(_, w)| w.excluded)
+                .map(|(id, w)| ExcludedWorker {
+                    id: id.to_string(),
+                    host: w.info.host.clone(),
+                    failures: w.failures,
+                    last_error: w.last_error.clone(),
+                })
+                .collect(),
             map: PhaseReport::of(job.tasks.maps(), tl.map_wall(now)),
             reduce: PhaseReport::of(job.tasks.reduces(), tl.reduce_wall(now)),
         }
@@ -132,6 +158,16 @@ impl fmt::Display for Report {
         )?;
         if let Some(why) = &self.failure {
             writeln!(f, "  failure: {why}")?;
+        }
+        for w in &self.excluded_workers {
+            writeln!(
+                f,
+                "  excluded worker {} on {} after {} failures, last error: {}",
+                w.id,
+                w.host,
+                w.failures,
+                w.last_error.as_deref().unwrap_or("-")
+            )?;
         }
         writeln!(
             f,

@@ -191,8 +191,8 @@ impl Coordinator for Service {
         job.workers.touch(worker, now);
         let since = Timeline::running_since(&job.tasks, task);
         let reply = match outcome {
-            Ok(result) => match job.tasks.complete(worker, task, attempt, result.clone()) {
-                Ok(()) => {
+            Ok(result) => match job.complete(worker, task, attempt, result.clone(), now) {
+                Ok(excluded) => {
                     // On disk before the worker hears "accepted".
                     self.0.record(
                         &Record::Done {
@@ -204,10 +204,8 @@ impl Coordinator for Service {
                         true,
                     );
                     job.timeline.completed(task, since, now);
-                    if let Some(w) = job.workers.get_mut(worker) {
-                        w.tasks_done += 1;
-                    }
                     info!(%req, %worker, %task, %attempt, "completed");
+                    log_excluded(job, &excluded);
                     ReportReply::Accepted
                 }
                 Err(refusal) => {
@@ -217,11 +215,12 @@ impl Coordinator for Service {
                     ReportReply::Refused(refusal.to_string())
                 }
             },
-            Err(failure) => match job.tasks.fail(worker, task, attempt, &failure) {
-                Ok(after) => {
-                    match &after {
+            Err(failure) => match job.fail(worker, task, attempt, &failure, now) {
+                Ok(failed) => {
+                    let blame = failure.blame();
+                    match &failed.after {
                         AfterFailure::Retry => {
-                            warn!(%req, %worker, %task, %attempt, %failure, "attempt failed; will retry")
+                            warn!(%req, %worker, %task, %attempt, %failure, ?blame, "attempt failed; will retry")
                         }
                         AfterFailure::RerunMap(m) => {
                             self.0.record(
@@ -232,8 +231,17 @@ impl Coordinator for Service {
                             );
                             warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
                         }
+                        AfterFailure::StaleLoss(m) => {
+                            info!(%req, %worker, %task, %attempt, %failure, map = m, "loss report about replaced map output; retrying the reduce only")
+                        }
                         AfterFailure::JobFailed(f) => {
                             tracing::error!(%req, %worker, %task, %attempt, "giving up: {f}")
+                        }
+                    }
+                    log_excluded(job, &failed.excluded);
+                    if let Some(f) = job.tasks.failure() {
+                        if !matches!(failed.after, AfterFailure::JobFailed(_)) {
+                            tracing::error!(%req, "giving up: {f}");
                         }
                     }
                     ReportReply::Accepted
@@ -248,5 +256,22 @@ impl Coordinator for Service {
         self.0.publish_end(job);
         self.0.changed();
         reply
+    }
+}
+
+/// Logs each newly excluded worker with what it last failed on.
+fn log_excluded(job: &Job, excluded: &[WorkerId]) {
+    for w in excluded {
+        let (host, error) = job
+            .workers
+            .get(*w)
+            .map(|x| {
+                (
+                    x.info.host.clone(),
+                    x.last_error.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        warn!(worker = %w, %host, last_error = %error, "worker excluded: it failed too many tasks; it gets no more");
     }
 }

@@ -24,6 +24,8 @@ pub struct Counts {
     pub running: usize,
     /// Workers not declared lost.
     pub workers_alive: usize,
+    /// Workers excluded for failing too many tasks.
+    pub workers_excluded: usize,
     /// Workers that ever registered.
     pub workers: usize,
     /// Attempts taken back (timed out, or their worker was lost), over all tasks.
@@ -58,6 +60,7 @@ impl Counts {
                 .filter(|t| matches!(t.state, TaskState::InProgress { .. }))
                 .count(),
             workers_alive: job.workers.iter().filter(|(_, w)| !w.lost).count(),
+            workers_excluded: job.workers.iter().filter(|(_, w)| w.excluded).count(),
             workers: job.workers.iter().count(),
             reassignments: all().map(|t| u64::from(t.reassignments)).sum(),
             failures: all().map(|t| u64::from(t.failures)).sum(),
@@ -123,6 +126,12 @@ pub struct WorkerStatus {
     pub current_task: Option<String>,
     /// Tasks it finished.
     pub tasks_done: u64,
+    /// Excluded from the job for failing too many tasks (see the registry).
+    pub excluded: bool,
+    /// Its failed attempts.
+    pub failures: u64,
+    /// Its last error.
+    pub last_error: Option<String>,
 }
 
 /// Everything the status page shows.
@@ -186,6 +195,9 @@ impl Status {
                 alive: !w.lost,
                 current_task: current.get(id).cloned(),
                 tasks_done: w.tasks_done,
+                excluded: w.excluded,
+                failures: w.failures,
+                last_error: w.last_error.clone(),
             })
             .collect();
         Status {
@@ -225,6 +237,7 @@ pub(crate) mod tests {
             workers: Registry::new(Duration::from_secs(3)),
             timeline: Timeline::new(t0),
             shared_inputs: false,
+            all_excluded_since: None,
         };
         let info = |pid| WorkerInfo {
             host: "box".into(),

@@ -18,8 +18,8 @@
 
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::task::{
-    Assignment, Location, MapOutput, OutputTarget, Split, SplitSource, TaskFailure, TaskResult,
-    TaskSpec, TaskStats,
+    Assignment, Blame, Location, MapOutput, OutputTarget, Split, SplitSource, TaskFailure,
+    TaskResult, TaskSpec, TaskStats,
 };
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -56,8 +56,13 @@ pub struct Task {
     pub state: TaskState,
     /// Attempts handed out so far (the current attempt's number).
     pub attempts: u32,
-    /// Attempts that failed with an error (lost workers do not count).
+    /// Attempts that failed in a way that counts towards the task's limit: the task's
+    /// own fault (see [`Blame`]); lost workers and faulty machines do not count.
     pub failures: u32,
+    /// Every failed attempt's worker, and whether the failure was blamed on the task
+    /// (true) or on the machine (false): a retry goes elsewhere, and a worker whose
+    /// failure another worker then proves wrong by finishing the task earns a strike.
+    pub failed_on: Vec<(WorkerId, bool)>,
     /// Times its attempt was revoked (timeout or lost worker).
     pub reassignments: u32,
     /// The last error reported.
@@ -73,10 +78,26 @@ impl Task {
             state: TaskState::Idle,
             attempts: 0,
             failures: 0,
+            failed_on: Vec::new(),
             reassignments: 0,
             last_error: None,
             stats: TaskStats::default(),
         }
+    }
+}
+
+impl Task {
+    /// Whether the task has failed on `worker`.
+    pub fn failed_on(&self, worker: WorkerId) -> bool {
+        self.failed_on.iter().any(|(w, _)| *w == worker)
+    }
+
+    /// How many distinct workers it has failed on.
+    pub fn failed_on_workers(&self) -> usize {
+        let mut ws: Vec<WorkerId> = self.failed_on.iter().map(|(w, _)| *w).collect();
+        ws.sort_unstable();
+        ws.dedup();
+        ws.len()
     }
 }
 
@@ -107,26 +128,46 @@ pub enum Refusal {
     },
 }
 
-/// The job gave up: a task failed `max_failures` times.
+/// Why the job gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFailure {
-    /// The task.
-    pub task: TaskId,
-    /// Its input (a split, or a partition).
-    pub input: String,
-    /// The last error.
-    pub error: String,
-    /// How many attempts failed.
-    pub failures: u32,
+pub enum JobFailure {
+    /// A task failed `max_failures` times (on at least two workers when there were two).
+    Task {
+        /// The task.
+        task: TaskId,
+        /// Its input (a split, or a partition).
+        input: String,
+        /// The last error.
+        error: String,
+        /// How many attempts failed.
+        failures: u32,
+    },
+    /// Every live worker was excluded for failing too often: nothing is left to run
+    /// the job on. Each with its last error.
+    NoWorkers(Vec<(WorkerId, String)>),
 }
 
 impl std::fmt::Display for JobFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} (input {}) failed {} times, last error: {}",
-            self.task, self.input, self.failures, self.error
-        )
+        match self {
+            JobFailure::Task {
+                task,
+                input,
+                error,
+                failures,
+            } => write!(
+                f,
+                "{task} (input {input}) failed {failures} times, last error: {error}"
+            ),
+            JobFailure::NoWorkers(workers) => {
+                write!(f, "every worker was excluded for failing tasks:")?;
+                for (i, (w, e)) in workers.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
+                    write!(f, "{sep}{w}: {e}")?;
+                }
+                write!(f, " (fix those machines, or start workers elsewhere)")
+            }
+        }
     }
 }
 
@@ -148,6 +189,9 @@ pub enum AfterFailure {
     Retry,
     /// A reduce found map output lost: the map re-runs, then the reduce.
     RerunMap(u32),
+    /// A reduce reported map output lost that has been replaced since (or was never
+    /// final): nothing changes but that the reduce runs again.
+    StaleLoss(u32),
     /// The limit was reached: the job has failed.
     JobFailed(JobFailure),
 }
@@ -278,20 +322,27 @@ impl TaskTable {
 
     /// Hands an idle task to `worker`, which shares the coordinator's filesystem.
     pub fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Assignment> {
-        self.assign_with(worker, Placement::SHARED, now)
+        self.assign_with(worker, Placement::SHARED, now, |_| false)
     }
 
     /// Hands an idle task to `worker`: maps first; reduces only once every map is done.
+    /// Tasks for which `skip` says yes are passed over (the job keeps a task away from
+    /// a worker it failed on while another worker could take it).
     pub fn assign_with(
         &mut self,
         worker: WorkerId,
         placement: Placement,
         now: Instant,
+        skip: impl Fn(&Task) -> bool,
     ) -> Option<Assignment> {
         if self.failed.is_some() {
             return None;
         }
-        let pick = |tasks: &[Task]| tasks.iter().position(|t| t.state == TaskState::Idle);
+        let pick = |tasks: &[Task]| {
+            tasks
+                .iter()
+                .position(|t| t.state == TaskState::Idle && !skip(t))
+        };
         let (kind, index) = if let Some(i) = pick(&self.maps) {
             (TaskKind::Map, i)
         } else if self.maps_done() {
@@ -407,52 +458,39 @@ impl TaskTable {
         Ok(())
     }
 
-    /// Records a failed attempt: retried until `max_failures`, then the job fails. A
-    /// reduce that found map output lost sends that map back to idle instead.
+    /// Records a failed attempt. A failure that `counts` (the task's own fault) is
+    /// retried until `max_failures`, then the job fails, unless every failure so far was
+    /// on one worker and `elsewhere` says another could try it. A reduce that found map
+    /// output lost sends that map back to idle instead, if the output it names is still
+    /// the map's current one.
     pub fn fail(
         &mut self,
         worker: WorkerId,
         id: TaskId,
         attempt: Attempt,
         failure: &TaskFailure,
+        counts: bool,
+        elsewhere: bool,
     ) -> Result<AfterFailure, Refusal> {
         self.check_current(worker, id, attempt)?;
-        let max = self.max_failures;
-        if let TaskFailure::LostMapOutput { map, .. } = failure {
-            // Not the reduce's fault: it goes back to idle without a failure counted, and
-            // the map re-runs (counted against the map, so endless loss still ends).
-            if let Some(task) = self.task_mut(id) {
-                task.state = TaskState::Idle;
-            }
-            let input = self.describe_input(TaskId::map(*map));
-            let Some(m) = self.maps.get_mut(*map as usize) else {
-                return Err(Refusal::UnknownTask);
-            };
-            if matches!(m.state, TaskState::Done { .. }) {
-                m.state = TaskState::Idle;
-                m.failures += 1;
-                m.last_error = Some(failure.to_string());
-                self.map_outputs[*map as usize] = None;
-                if m.failures >= max {
-                    let f = JobFailure {
-                        task: m.id,
-                        input,
-                        error: failure.to_string(),
-                        failures: m.failures,
-                    };
-                    self.failed = Some(f.clone());
-                    return Ok(AfterFailure::JobFailed(f));
-                }
-            }
-            return Ok(AfterFailure::RerunMap(*map));
+        if let (Blame::Map(map), TaskKind::Reduce) = (failure.blame(), id.kind) {
+            return self.lost_map_output(id, map, failure);
         }
+        // Any other failure, and a map that (wrongly) reports lost map output: the
+        // task's own attempt failed.
+        let max = self.max_failures;
         let input = self.describe_input(id);
         let task = self.task_mut(id).ok_or(Refusal::UnknownTask)?;
-        task.failures += 1;
+        task.failed_on
+            .push((worker, failure.blame() != Blame::Worker));
         task.last_error = Some(failure.to_string());
         task.state = TaskState::Idle;
-        if task.failures >= max {
-            let f = JobFailure {
+        if !counts {
+            return Ok(AfterFailure::Retry);
+        }
+        task.failures += 1;
+        if task.failures >= max && (task.failed_on_workers() >= 2 || !elsewhere) {
+            let f = JobFailure::Task {
                 task: id,
                 input,
                 error: failure.to_string(),
@@ -462,6 +500,60 @@ impl TaskTable {
             return Ok(AfterFailure::JobFailed(f));
         }
         Ok(AfterFailure::Retry)
+    }
+
+    /// Reduce `id` (whose attempt is current) could not read map `map`'s output.
+    fn lost_map_output(
+        &mut self,
+        id: TaskId,
+        map: u32,
+        failure: &TaskFailure,
+    ) -> Result<AfterFailure, Refusal> {
+        // Validate before changing anything.
+        let Some(m) = self.maps.get(map as usize) else {
+            return Err(Refusal::UnknownTask);
+        };
+        let TaskFailure::LostMapOutput { location, .. } = failure else {
+            return Err(Refusal::UnknownTask);
+        };
+        let current = self.map_outputs[map as usize]
+            .as_ref()
+            .and_then(|outs| outs.get(id.index as usize));
+        let is_current = matches!(m.state, TaskState::Done { .. }) && current == Some(location);
+        // Not the reduce's fault either way: it goes back to idle, nothing counted.
+        if let Some(task) = self.task_mut(id) {
+            task.state = TaskState::Idle;
+        }
+        if !is_current {
+            // The output was replaced (the map re-ran elsewhere) or is being re-made: a
+            // report about an output that no longer exists changes nothing.
+            return Ok(AfterFailure::StaleLoss(map));
+        }
+        let max = self.max_failures;
+        let input = self.describe_input(TaskId::map(map));
+        let m = &mut self.maps[map as usize];
+        m.state = TaskState::Idle;
+        m.failures += 1;
+        m.last_error = Some(failure.to_string());
+        self.map_outputs[map as usize] = None;
+        if m.failures >= max {
+            let f = JobFailure::Task {
+                task: m.id,
+                input,
+                error: failure.to_string(),
+                failures: m.failures,
+            };
+            self.failed = Some(f.clone());
+            return Ok(AfterFailure::JobFailed(f));
+        }
+        Ok(AfterFailure::RerunMap(map))
+    }
+
+    /// Ends the job as failed for a reason outside any one task.
+    pub fn fail_job(&mut self, failure: JobFailure) {
+        if self.failed.is_none() {
+            self.failed = Some(failure);
+        }
     }
 
     fn revoke_where(&mut self, mut pred: impl FnMut(WorkerId, Instant) -> bool) -> Vec<Revoked> {
@@ -694,7 +786,7 @@ mod tests {
         t.complete(W1, a.task, a.attempt, map_result(1, 0)).unwrap();
         let again = t.complete(W1, a.task, a.attempt, map_result(1, 0));
         assert!(matches!(again, Err(Refusal::Stale { .. })));
-        let fail_after_done = t.fail(W1, a.task, a.attempt, &app_failure());
+        let fail_after_done = t.fail(W1, a.task, a.attempt, &app_failure(), true, false);
         assert!(fail_after_done.is_err());
     }
 
@@ -725,17 +817,29 @@ mod tests {
             let a = t.assign(W1, now).unwrap();
             assert_eq!(a.attempt, Attempt(i));
             assert_eq!(
-                t.fail(W1, a.task, a.attempt, &app_failure()).unwrap(),
+                t.fail(W1, a.task, a.attempt, &app_failure(), true, false)
+                    .unwrap(),
                 AfterFailure::Retry
             );
         }
         let a = t.assign(W1, now).unwrap();
-        let AfterFailure::JobFailed(f) = t.fail(W1, a.task, a.attempt, &app_failure()).unwrap()
+        let AfterFailure::JobFailed(f) = t
+            .fail(W1, a.task, a.attempt, &app_failure(), true, false)
+            .unwrap()
         else {
             panic!("job should have failed")
         };
+        let JobFailure::Task {
+            task,
+            failures,
+            ref error,
+            ..
+        } = f
+        else {
+            panic!("not a task failure: {f:?}")
+        };
         assert_eq!(
-            (f.task, f.failures, f.error.as_str()),
+            (task, failures, error.as_str()),
             (TaskId::map(0), 4, "boom")
         );
         assert!(f.to_string().contains("in-0"), "{f}");
@@ -796,7 +900,7 @@ mod tests {
             split_source: SplitSource::Coordinator,
             ship_output: true,
         };
-        let a = t.assign_with(W1, remote, now).unwrap();
+        let a = t.assign_with(W1, remote, now, |_| false).unwrap();
         assert!(matches!(
             a.spec,
             TaskSpec::Map {
@@ -815,7 +919,7 @@ mod tests {
             len: 10
         }));
         t.complete(W1, a.task, a.attempt, map_result(1, 0)).unwrap();
-        let r = t.assign_with(W1, remote, now).unwrap();
+        let r = t.assign_with(W1, remote, now, |_| false).unwrap();
         assert!(matches!(
             r.spec,
             TaskSpec::Reduce {
@@ -841,7 +945,7 @@ mod tests {
             error: "missing".into(),
         };
         assert_eq!(
-            t.fail(W1, r.task, r.attempt, &lost).unwrap(),
+            t.fail(W1, r.task, r.attempt, &lost, false, true).unwrap(),
             AfterFailure::RerunMap(1)
         );
         assert_eq!(t.task(r.task).unwrap().failures, 0);

@@ -16,7 +16,7 @@
 use crate::auth::{self, Channel, Token};
 use crate::ids::{Attempt, TaskId, WorkerId};
 use crate::rpc::{dial, Addr, Io};
-use crate::task::Split;
+use crate::task::{LocalFault, Split};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::PathBuf;
@@ -93,6 +93,34 @@ pub enum DataError {
         /// What went wrong.
         error: String,
     },
+    /// This side's own file could not be written (a get) or read (a put): the peer is
+    /// not at fault.
+    #[error("{error}")]
+    Local {
+        /// The kind of fault.
+        fault: LocalFault,
+        /// The OS error.
+        error: String,
+    },
+}
+
+/// Which side of a copy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Reading the source (for a get: the network).
+    #[error("{0}")]
+    Read(io::Error),
+    /// Writing the sink (for a get: the local file).
+    #[error("{0}")]
+    Write(io::Error),
+}
+
+impl From<CopyError> for io::Error {
+    fn from(e: CopyError) -> io::Error {
+        match e {
+            CopyError::Read(e) | CopyError::Write(e) => e,
+        }
+    }
 }
 
 impl DataError {
@@ -100,6 +128,13 @@ impl DataError {
         DataError::Failed {
             server: server.to_string(),
             error: error.to_string(),
+        }
+    }
+
+    fn local(e: &io::Error) -> Self {
+        DataError::Local {
+            fault: LocalFault::of(e),
+            error: e.to_string(),
         }
     }
 
@@ -156,8 +191,9 @@ fn stalled() -> io::Error {
 }
 
 /// Copies exactly `len` bytes from `r` to `w`, giving up when a chunk takes longer than
-/// [`IDLE_TIMEOUT`].
-pub async fn copy_exact<R, W>(r: &mut R, w: &mut W, len: u64) -> io::Result<()>
+/// [`IDLE_TIMEOUT`]. The error says which side failed, so that a full local disk is
+/// never taken for a broken peer.
+pub async fn copy_exact<R, W>(r: &mut R, w: &mut W, len: u64) -> Result<(), CopyError>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
@@ -168,21 +204,24 @@ where
         let want = left.min(buf.len() as u64) as usize;
         let n = timeout(IDLE_TIMEOUT, r.read(&mut buf[..want]))
             .await
-            .map_err(|_| stalled())??;
+            .map_err(|_| CopyError::Read(stalled()))?
+            .map_err(CopyError::Read)?;
         if n == 0 {
-            return Err(io::Error::new(
+            return Err(CopyError::Read(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("cut off after {} of {len} bytes", len - left),
-            ));
+            )));
         }
         timeout(IDLE_TIMEOUT, w.write_all(&buf[..n]))
             .await
-            .map_err(|_| stalled())??;
+            .map_err(|_| CopyError::Write(stalled()))?
+            .map_err(CopyError::Write)?;
         left -= n as u64;
     }
     timeout(IDLE_TIMEOUT, w.flush())
         .await
-        .map_err(|_| stalled())?
+        .map_err(|_| CopyError::Write(stalled()))?
+        .map_err(CopyError::Write)
 }
 
 /// Opens an authenticated data connection to `server` (`HOST:PORT` or `unix:PATH`).
@@ -214,10 +253,11 @@ where
     let mut io = open(server, token).await?;
     write_frame(&mut io, req).await.map_err(failed)?;
     match read_frame(&mut io).await.map_err(failed)? {
-        DataReply::Ok { len } => {
-            copy_exact(&mut io, out, len).await.map_err(failed)?;
-            Ok(len)
-        }
+        DataReply::Ok { len } => match copy_exact(&mut io, out, len).await {
+            Ok(()) => Ok(len),
+            Err(CopyError::Read(e)) => Err(failed(e)),
+            Err(CopyError::Write(e)) => Err(DataError::local(&e)),
+        },
         DataReply::Refused(reason) => Err(DataError::refused(server, reason)),
         other => Err(failed(unexpected(&other))),
     }
@@ -244,7 +284,11 @@ where
         DataReply::Refused(reason) => return Err(refused(reason)),
         other => return Err(failed(unexpected(&other))),
     }
-    copy_exact(input, &mut io, len).await.map_err(failed)?;
+    match copy_exact(input, &mut io, len).await {
+        Ok(()) => {}
+        Err(CopyError::Read(e)) => return Err(DataError::local(&e)),
+        Err(CopyError::Write(e)) => return Err(failed(e)),
+    }
     match read_frame(&mut io).await.map_err(failed)? {
         DataReply::Stored { path } => Ok(path),
         DataReply::Refused(reason) => Err(refused(reason)),
@@ -266,7 +310,7 @@ where
 {
     write_frame(w, &DataReply::Ok { len }).await?;
     let mut file = tokio::io::BufReader::with_capacity(1 << 20, file);
-    copy_exact(&mut file, w, len).await
+    Ok(copy_exact(&mut file, w, len).await?)
 }
 
 /// Whether `name` is a map output file name, `mr-X-Y`: the only names a worker's data
@@ -322,7 +366,7 @@ mod tests {
         a.write_all(b"12345").await.unwrap();
         drop(a);
         let mut out = Vec::new();
-        let e = copy_exact(&mut b, &mut out, 10).await.unwrap_err();
+        let e = io::Error::from(copy_exact(&mut b, &mut out, 10).await.unwrap_err());
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(e.to_string().contains("5 of 10"), "{e}");
     }
@@ -331,7 +375,7 @@ mod tests {
     async fn a_stalled_peer_times_out() {
         let (_a, mut b) = tokio::io::duplex(1024);
         let mut out = Vec::new();
-        let e = copy_exact(&mut b, &mut out, 10).await.unwrap_err();
+        let e = io::Error::from(copy_exact(&mut b, &mut out, 10).await.unwrap_err());
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 }

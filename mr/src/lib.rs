@@ -17,6 +17,7 @@
 //! - [`combinebuf`]: the map-side buffer for apps with a combiner (hash grouping).
 //! - [`plugin`]: loading an app library and calling it through the C ABI.
 //! - [`atomic`]: writing a file so that it appears whole or not at all.
+//! - [`limits`]: raising the open-file limit at start.
 //! - [`logging`]: the `tracing` setup shared by the binaries.
 //! - [`units`]: parsing sizes and durations given on command lines.
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod combinebuf;
 pub mod data;
 pub mod ids;
 pub mod intermediate;
+pub mod limits;
 pub mod logging;
 pub mod partition;
 pub mod plugin;

@@ -149,6 +149,75 @@ pub enum TaskResult {
     },
 }
 
+/// What went wrong on a worker's own machine, classified from the OS error, so that
+/// the coordinator can blame the machine rather than the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LocalFault {
+    /// The disk (or a quota) is full.
+    NoSpace,
+    /// The file system is read-only.
+    ReadOnly,
+    /// Permission denied.
+    Permission,
+    /// The process or the system is out of file descriptors.
+    TooManyFiles,
+    /// Out of memory.
+    NoMemory,
+    /// Any other I/O error (a bad disk, say).
+    Io,
+}
+
+impl LocalFault {
+    /// Classifies an OS error.
+    pub fn of(e: &std::io::Error) -> LocalFault {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => LocalFault::NoSpace,
+            Some(libc::EROFS) => LocalFault::ReadOnly,
+            Some(libc::EACCES | libc::EPERM) => LocalFault::Permission,
+            Some(libc::EMFILE | libc::ENFILE) => LocalFault::TooManyFiles,
+            Some(libc::ENOMEM) => LocalFault::NoMemory,
+            _ if e.kind() == std::io::ErrorKind::OutOfMemory => LocalFault::NoMemory,
+            _ => LocalFault::Io,
+        }
+    }
+
+    /// Whether the error is a shortage of a local resource (files, memory) rather than
+    /// a fault of a file: such an error is never evidence that a map output is lost.
+    pub fn is_resource_shortage(e: &std::io::Error) -> bool {
+        matches!(
+            LocalFault::of(e),
+            LocalFault::TooManyFiles | LocalFault::NoMemory | LocalFault::NoSpace
+        )
+    }
+}
+
+impl fmt::Display for LocalFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LocalFault::NoSpace => "no space",
+            LocalFault::ReadOnly => "read-only file system",
+            LocalFault::Permission => "permission denied",
+            LocalFault::TooManyFiles => "too many open files",
+            LocalFault::NoMemory => "out of memory",
+            LocalFault::Io => "I/O error",
+        })
+    }
+}
+
+/// Who a failure is held against: the coordinator decides on this, never on message
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The task itself (the app failed on its input, or the input cannot be read): it
+    /// would fail anywhere, so it counts towards the task's failure limit.
+    Task,
+    /// The machine that ran it (its disk, its file descriptors, its network): the task
+    /// is retried elsewhere without counting, and the worker collects a strike.
+    Worker,
+    /// Another task's output (a reduce found map X's output lost): map X re-runs.
+    Map(u32),
+}
+
 /// Why a task failed, as an enum so the coordinator can act on the kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TaskFailure {
@@ -176,12 +245,46 @@ pub enum TaskFailure {
         /// What was wrong.
         error: String,
     },
-    /// Writing output failed (disk full, permissions).
-    #[error("cannot write output: {error}")]
-    Output {
+    /// The worker's own machine failed it: its work directory cannot be written, it ran
+    /// out of file descriptors or memory.
+    #[error("{what}: {error}")]
+    Local {
+        /// The kind of fault.
+        fault: LocalFault,
+        /// What the worker was doing ("cannot write output", ...).
+        what: String,
         /// The OS error.
         error: String,
     },
+    /// The worker could not move bytes to or from the coordinator (the data plane
+    /// broke off); the worker's link is blamed, the task is retried.
+    #[error("{what}: {error}")]
+    Network {
+        /// What the worker was doing.
+        what: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+impl TaskFailure {
+    /// A local I/O error while doing `what`, classified.
+    pub fn local(what: impl Into<String>, e: &std::io::Error) -> Self {
+        TaskFailure::Local {
+            fault: LocalFault::of(e),
+            what: what.into(),
+            error: e.to_string(),
+        }
+    }
+
+    /// Who the failure is held against.
+    pub fn blame(&self) -> Blame {
+        match self {
+            TaskFailure::App { .. } | TaskFailure::Input { .. } => Blame::Task,
+            TaskFailure::LostMapOutput { map, .. } => Blame::Map(*map),
+            TaskFailure::Local { .. } | TaskFailure::Network { .. } => Blame::Worker,
+        }
+    }
 }
 
 /// The outcome a worker reports for one attempt.

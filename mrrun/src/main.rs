@@ -61,6 +61,9 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let Command::Run(args) = Cli::parse().command;
+    // Reduces merge many files and data servers serve many peers: use what the
+    // administrator allows, not the soft default. Failing to raise it is not fatal.
+    let _ = mr::limits::raise_open_files();
     // Check everything a user can get wrong before starting anything.
     let app = match App::load(&args.app) {
         Ok(app) => Arc::new(app),

@@ -11,17 +11,25 @@
 
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
-use mr::intermediate::{MergeError, Merger, Reader, Writer};
+use mr::intermediate::{FormatError, MergeError, Merger, Reader, Writer};
 use mr::partition::{ihash, Modulo};
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
-use mr::task::{Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskStats};
+use mr::task::{
+    LocalFault, Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskStats,
+};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use tempfile::TempPath;
 
-/// Memory for the read buffers of a reduce task's merge, shared by its M inputs.
+/// Memory for the read buffers of a reduce task's merge, shared by the inputs of one
+/// merge pass.
 const MERGE_BUFFERS: usize = 32 << 20;
+
+/// Files merged at once by a reduce task (Hadoop's `io.sort.factor`). A reduce of more
+/// map outputs merges them in passes, `MERGE_FAN_IN` at a time, into sorted runs, so
+/// that it never holds more than this many files open whatever M is.
+pub const MERGE_FAN_IN: usize = 100;
 
 /// Name of map task X's output for partition Y.
 pub fn intermediate_name(map: u32, partition: u32) -> String {
@@ -33,9 +41,20 @@ pub fn output_name(partition: u32) -> String {
     format!("mr-out-{partition}")
 }
 
-fn output_err(e: impl std::fmt::Display) -> TaskFailure {
-    TaskFailure::Output {
-        error: e.to_string(),
+/// Writing this worker's own files failed: its machine is blamed, not the task.
+fn output_err(e: io::Error) -> TaskFailure {
+    TaskFailure::local("cannot write output", &e)
+}
+
+/// Reading back a file this task wrote itself (a spill or a merge run) failed.
+fn scratch_err(e: FormatError) -> TaskFailure {
+    match e {
+        FormatError::Io(e) => TaskFailure::local("cannot read back a temporary run", &e),
+        FormatError::Corrupt(error) => TaskFailure::Local {
+            fault: LocalFault::Io,
+            what: "a temporary run came back damaged".into(),
+            error,
+        },
     }
 }
 
@@ -231,8 +250,11 @@ fn merge_runs<W: Write>(
         .iter()
         .map(|path| Reader::open(path))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(output_err)?;
-    let merger = Merger::new(readers).map_err(output_err)?;
+        .map_err(scratch_err)?;
+    let merger = Merger::new(readers).map_err(|e| match e {
+        MergeError::Input { error, .. } => scratch_err(error),
+        MergeError::Consumer(never) => match never {},
+    })?;
     let mut out = Vec::new();
     merger
         .for_each_group(|k, vs| -> Result<(), TaskFailure> {
@@ -246,36 +268,34 @@ fn merge_runs<W: Write>(
         })
         .map_err(|e| match e {
             MergeError::Consumer(f) => f,
-            MergeError::Input { error, .. } => output_err(error),
+            MergeError::Input { error, .. } => scratch_err(error),
         })?;
     Ok(())
 }
 
 /// Runs reduce task `partition` over the map outputs `inputs`, writing
-/// `mr-out-{partition}` into `out_dir`.
-pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Path) -> TaskOutcome {
-    let lost = |input: &MapOutput, error: String| TaskFailure::LostMapOutput {
-        map: input.map,
-        location: input.location.clone(),
-        error,
+/// `mr-out-{partition}` into `out_dir`. More than `fan_in` inputs are first merged in
+/// passes into sorted runs in `scratch` (deleted when done).
+pub fn run_reduce(
+    app: &App,
+    partition: u32,
+    inputs: &[MapOutput],
+    out_dir: &Path,
+    scratch: &Path,
+    fan_in: usize,
+) -> TaskOutcome {
+    let fan_in = fan_in.max(2);
+    let bytes_read = inputs
+        .iter()
+        .filter_map(|i| local_path(i).ok())
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let runs = merge_passes(inputs, scratch, fan_in)?;
+    let sources: Vec<Source<'_>> = match &runs {
+        Some(runs) => runs.iter().map(Source::Run).collect(),
+        None => inputs.iter().map(Source::Input).collect(),
     };
-    let mut readers = Vec::with_capacity(inputs.len());
-    let mut bytes_read = 0;
-    // Read buffers share a fixed budget, so memory does not grow with M.
-    let buffer = (MERGE_BUFFERS / inputs.len().max(1)).clamp(8 << 10, 256 << 10);
-    for input in inputs {
-        let path = local_path(input)?;
-        bytes_read += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        readers.push(Reader::open_buffered(path, buffer).map_err(|e| lost(input, e.to_string()))?);
-    }
-    let merge_err = |e: MergeError<TaskFailure>| match e {
-        MergeError::Consumer(f) => f,
-        MergeError::Input { index, error } => lost(&inputs[index], error.to_string()),
-    };
-    let merger = Merger::new(readers).map_err(|e| match e {
-        MergeError::Input { index, error } => lost(&inputs[index], error.to_string()),
-        MergeError::Consumer(never) => match never {},
-    })?;
+    let merger = open_merger(&sources)?;
     let dest = out_dir.join(output_name(partition));
     let mut out = AtomicFile::create(&dest).map_err(output_err)?;
     let mut result = Vec::new();
@@ -290,11 +310,17 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
             bytes_written += key.len() as u64 + result.len() as u64 + 2;
             Ok(())
         })
-        .map_err(|e| match merge_err(e) {
+        .map_err(|e| match e {
+            MergeError::Consumer(f) => f,
+            MergeError::Input { index, error } => sources[index].failure(error),
+        })
+        .map_err(|f| match f {
             // Damaged input can make the app fail (a corrupt key is not UTF-8) before the
             // checksum at the end of that input is reached: blame the input, so that its
             // map re-runs, rather than the app, which would fail the same way every time.
-            f @ TaskFailure::App { .. } => first_damaged(inputs).unwrap_or(f),
+            // (With merge passes, damage is found while writing the runs, before any
+            // app call.)
+            f @ TaskFailure::App { .. } if runs.is_none() => first_damaged(inputs).unwrap_or(f),
             f => f,
         })?;
     out.commit(true).map_err(output_err)?;
@@ -307,6 +333,117 @@ pub fn run_reduce(app: &App, partition: u32, inputs: &[MapOutput], out_dir: &Pat
             records_out: lines,
         },
     })
+}
+
+/// One input of a merge: a map output (whose damage means the map must re-run) or a
+/// run this task wrote itself (whose damage is this machine's fault).
+enum Source<'a> {
+    Input(&'a MapOutput),
+    Run(&'a TempPath),
+}
+
+impl Source<'_> {
+    fn open(&self, buffer: usize) -> Result<Reader<io::BufReader<std::fs::File>>, TaskFailure> {
+        match self {
+            Source::Input(input) => {
+                Reader::open_buffered(local_path(input)?, buffer).map_err(|e| input_err(input, e))
+            }
+            Source::Run(path) => Reader::open_buffered(path, buffer).map_err(scratch_err),
+        }
+    }
+
+    fn failure(&self, e: FormatError) -> TaskFailure {
+        match self {
+            Source::Input(input) => input_err(input, e),
+            Source::Run(_) => scratch_err(e),
+        }
+    }
+}
+
+/// A map output that cannot be read: lost (the map re-runs), unless the error is this
+/// machine running short of a resource (file descriptors, memory), which says nothing
+/// about the file and is this worker's own failure.
+fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
+    match e {
+        FormatError::Io(e) if LocalFault::is_resource_shortage(&e) => {
+            TaskFailure::local(format!("cannot open the output of map-{}", input.map), &e)
+        }
+        e => TaskFailure::LostMapOutput {
+            map: input.map,
+            location: input.location.clone(),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// Opens every source of one merge, sharing the read-buffer budget.
+fn open_merger(
+    sources: &[Source<'_>],
+) -> Result<Merger<io::BufReader<std::fs::File>>, TaskFailure> {
+    // Read buffers share a fixed budget, so memory does not grow with the fan-in.
+    let buffer = (MERGE_BUFFERS / sources.len().max(1)).clamp(8 << 10, 256 << 10);
+    let readers = sources
+        .iter()
+        .map(|s| s.open(buffer))
+        .collect::<Result<Vec<_>, _>>()?;
+    Merger::new(readers).map_err(|e| match e {
+        MergeError::Input { index, error } => sources[index].failure(error),
+        MergeError::Consumer(never) => match never {},
+    })
+}
+
+/// Merges `inputs` down to at most `fan_in` sorted runs, `fan_in` files at a time, or
+/// returns None when there are few enough to merge in one pass. Runs are made of
+/// consecutive inputs, and the final merge keeps them in order, so every key's values
+/// reach reduce in map order, exactly as a single pass would give them.
+fn merge_passes(
+    inputs: &[MapOutput],
+    scratch: &Path,
+    fan_in: usize,
+) -> Result<Option<Vec<TempPath>>, TaskFailure> {
+    if inputs.len() <= fan_in {
+        return Ok(None);
+    }
+    let mut level: Vec<TempPath> = inputs
+        .chunks(fan_in)
+        .map(|chunk| {
+            let sources: Vec<Source<'_>> = chunk.iter().map(Source::Input).collect();
+            merge_to_run(&sources, scratch)
+        })
+        .collect::<Result<_, _>>()?;
+    while level.len() > fan_in {
+        level = level
+            .chunks(fan_in)
+            .map(|chunk| {
+                let sources: Vec<Source<'_>> = chunk.iter().map(Source::Run).collect();
+                merge_to_run(&sources, scratch)
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(Some(level))
+}
+
+/// Merges `sources` record by record (no app call) into one sorted run in `scratch`.
+fn merge_to_run(sources: &[Source<'_>], scratch: &Path) -> Result<TempPath, TaskFailure> {
+    let merger = open_merger(sources)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(scratch)
+        .map_err(output_err)?;
+    let (file, path) = tmp.into_parts();
+    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
+    merger
+        .for_each_group(|k, vs| vs.iter().try_for_each(|v| w.push(k, v)))
+        .map_err(|e| match e {
+            MergeError::Consumer(e) => output_err(e),
+            MergeError::Input { index, error } => sources[index].failure(error),
+        })?;
+    w.finish()
+        .map_err(output_err)?
+        .0
+        .flush()
+        .map_err(output_err)?;
+    Ok(path)
 }
 
 /// The path of a map output on this machine (the worker fetches remote ones first).
@@ -343,4 +480,108 @@ fn write_line(out: &mut impl Write, key: &[u8], value: &[u8]) -> io::Result<()> 
     out.write_all(b" ")?;
     out.write_all(value)?;
     out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every group (key, values) a merge of `sources` yields, in order.
+    fn groups(sources: &[Source<'_>]) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+        let mut out = Vec::new();
+        open_merger(sources)
+            .unwrap()
+            .for_each_group(|k, vs| -> Result<(), TaskFailure> {
+                out.push((k.to_vec(), vs.iter().map(|v| v.to_vec()).collect()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    /// `n` sorted map outputs in `dir`: keys overlap across inputs, and each value names
+    /// its input, so the order of a key's values is checked too.
+    fn inputs(dir: &Path, n: u32) -> Vec<MapOutput> {
+        (0..n)
+            .map(|m| {
+                let path = dir.join(intermediate_name(m, 0));
+                let mut keys: Vec<String> = (0..(m % 7 + 1))
+                    .map(|i| format!("k{:03}", (m * 31 + i * 17) % 50))
+                    .collect();
+                keys.sort();
+                let file = std::fs::File::create(&path).unwrap();
+                let mut w = Writer::new(BufWriter::new(file)).unwrap();
+                for k in &keys {
+                    w.push(k.as_bytes(), format!("m{m}").as_bytes()).unwrap();
+                }
+                w.finish().unwrap();
+                MapOutput {
+                    map: m,
+                    location: Location::Path(path),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_in_passes_gives_exactly_the_single_pass_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let inputs = inputs(dir.path(), 250);
+        let single: Vec<Source<'_>> = inputs.iter().map(Source::Input).collect();
+        let want = groups(&single);
+        assert!(want.iter().any(|(_, vs)| vs.len() > 3), "keys must repeat");
+        for fan_in in [2, 3, 7, MERGE_FAN_IN] {
+            let runs = merge_passes(&inputs, scratch.path(), fan_in)
+                .unwrap()
+                .expect("more inputs than the fan-in");
+            assert!(runs.len() <= fan_in, "fan-in {fan_in}: {} runs", runs.len());
+            let sources: Vec<Source<'_>> = runs.iter().map(Source::Run).collect();
+            assert_eq!(groups(&sources), want, "fan-in {fan_in}");
+            drop(runs);
+            let left = std::fs::read_dir(scratch.path()).unwrap().count();
+            assert_eq!(left, 0, "runs are deleted once dropped");
+        }
+        assert!(merge_passes(&inputs, scratch.path(), 250)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_missing_input_is_lost_map_output_even_in_a_merge_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = inputs(dir.path(), 10);
+        std::fs::remove_file(dir.path().join(intermediate_name(6, 0))).unwrap();
+        let Err(f) = merge_passes(&inputs, dir.path(), 3) else {
+            panic!("a missing input must fail the merge")
+        };
+        assert!(
+            matches!(f, TaskFailure::LostMapOutput { map: 6, .. }),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn running_out_of_file_descriptors_is_the_workers_fault_not_a_lost_map() {
+        let input = MapOutput {
+            map: 3,
+            location: Location::Path("mr-3-0".into()),
+        };
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let f = input_err(&input, FormatError::Io(emfile));
+        assert!(
+            matches!(
+                f,
+                TaskFailure::Local {
+                    fault: LocalFault::TooManyFiles,
+                    ..
+                }
+            ),
+            "{f:?}"
+        );
+        assert_eq!(f.blame(), mr::task::Blame::Worker);
+        let gone = io::Error::from(io::ErrorKind::NotFound);
+        let f = input_err(&input, FormatError::Io(gone));
+        assert_eq!(f.blame(), mr::task::Blame::Map(3));
+    }
 }

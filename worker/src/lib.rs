@@ -56,6 +56,8 @@ pub struct Config {
     pub coordinator_timeout: Duration,
     /// Fault testing: sleep this long before running each task (a slow worker).
     pub task_delay: Duration,
+    /// Files a reduce merges at once; more are merged in passes.
+    pub merge_fan_in: usize,
     /// The job's shared secret, proven on every connection.
     pub token: Token,
     /// Where the data server listens when connected over TCP; port 0 picks one, and an
@@ -73,6 +75,7 @@ impl Config {
             connect_timeout: Duration::from_secs(2),
             coordinator_timeout: Duration::from_secs(10),
             task_delay: Duration::ZERO,
+            merge_fan_in: exec::MERGE_FAN_IN,
             token: Token::none(),
             data_addr: "0.0.0.0:0".into(),
         }
@@ -444,11 +447,12 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             };
             let out_dir = match output {
                 OutputTarget::Dir(d) => d.clone(),
-                OutputTarget::Coordinator => dir,
+                OutputTarget::Coordinator => dir.clone(),
             };
             let work = Work::Reduce {
                 inputs: local.inputs.clone(),
                 out_dir,
+                scratch: dir,
             };
             inputs = Some((wanted, local));
             work
@@ -462,8 +466,10 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
         })
         .await
         .unwrap_or_else(|e| {
-            Err(TaskFailure::Output {
-                error: format!("worker thread died: {e}"),
+            Err(TaskFailure::Local {
+                fault: mr::task::LocalFault::Io,
+                what: "the task's thread died".into(),
+                error: e.to_string(),
             })
         })
     };
@@ -499,8 +505,14 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
                     info!(task = %a.task, attempt = %a.attempt, %reason, "output refused (attempt was revoked)");
                     None
                 }
-                Err(e) => Some(Err(TaskFailure::Output {
-                    error: format!("cannot send the output to the coordinator: {e}"),
+                Err(mr::data::DataError::Local { fault, error }) => Some(Err(TaskFailure::Local {
+                    fault,
+                    what: "cannot read back the output to send it".into(),
+                    error,
+                })),
+                Err(e) => Some(Err(TaskFailure::Network {
+                    what: "cannot send the output to the coordinator".into(),
+                    error: e.to_string(),
                 })),
             }
         }
@@ -549,6 +561,8 @@ enum Work {
     Reduce {
         inputs: Vec<MapOutput>,
         out_dir: PathBuf,
+        /// Where merge passes put their runs.
+        scratch: PathBuf,
     },
 }
 
@@ -577,9 +591,18 @@ impl Work {
                     config.map_memory,
                 )
             }
-            Work::Reduce { inputs, out_dir } => {
-                exec::run_reduce(app, a.task.index, &inputs, Path::new(&out_dir))
-            }
+            Work::Reduce {
+                inputs,
+                out_dir,
+                scratch,
+            } => exec::run_reduce(
+                app,
+                a.task.index,
+                &inputs,
+                Path::new(&out_dir),
+                &scratch,
+                config.merge_fan_in,
+            ),
         }
     }
 }

@@ -32,6 +32,10 @@ struct Args {
     /// Map-side memory budget before sorted runs spill to disk (e.g. 256MiB).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     map_memory: u64,
+    /// Files a reduce task merges at once (at least 2); more map outputs are merged in
+    /// passes through sorted runs, so the open-file limit is never reached.
+    #[arg(long, default_value_t = worker::exec::MERGE_FAN_IN, value_parser = parse_fan_in)]
+    merge_fan_in: usize,
     /// Seconds to keep trying to reach the coordinator at start.
     #[arg(long, default_value = "2", value_parser = parse_secs)]
     connect_timeout: Duration,
@@ -45,6 +49,13 @@ struct Args {
     app: PathBuf,
 }
 
+fn parse_fan_in(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 2")),
+    }
+}
+
 fn parse_delay(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         Ok(Duration::ZERO)
@@ -55,6 +66,9 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Reduces merge many files and data servers serve many peers: use what the
+    // administrator allows, not the soft default. Failing to raise it is not fatal.
+    let _ = mr::limits::raise_open_files();
     // Load and check the app before anything else, so a bad plugin fails at once.
     let app = match App::load(&args.app) {
         Ok(app) => Arc::new(app),
@@ -79,6 +93,7 @@ fn main() -> ExitCode {
     config.connect_timeout = args.connect_timeout;
     config.coordinator_timeout = args.coordinator_timeout;
     config.task_delay = args.task_delay;
+    config.merge_fan_in = args.merge_fan_in;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

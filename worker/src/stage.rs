@@ -39,9 +39,24 @@ pub async fn fetch_split(
         &mut bytes,
     )
     .await
-    .map_err(|e| TaskFailure::Input {
-        path: split.path.clone(),
-        error: format!("cannot stream it from the coordinator: {e}"),
+    .map_err(|e| match e {
+        // The coordinator answered, and said no: the input itself is the problem.
+        DataError::Refused { reason, .. } => TaskFailure::Input {
+            path: split.path.clone(),
+            error: reason,
+        },
+        DataError::Local { fault, error } => TaskFailure::Local {
+            fault,
+            what: format!("cannot hold the split of {}", split.path.display()),
+            error,
+        },
+        DataError::Failed { .. } => TaskFailure::Network {
+            what: format!(
+                "cannot stream {} from the coordinator",
+                split.path.display()
+            ),
+            error: e.to_string(),
+        },
     })?;
     Ok(bytes)
 }
@@ -102,18 +117,26 @@ async fn fetch_one(
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
-        .map_err(|e| TaskFailure::Output {
-            error: format!("cannot create a file in {}: {e}", dir.display()),
+        .map_err(|e| {
+            TaskFailure::local(format!("cannot create a file in {}", dir.display()), &e)
         })?;
     let (file, path) = tmp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
     let req = DataRequest::MapOutput { name: name.clone() };
     data::get(server, token, &req, &mut file)
         .await
-        .map_err(|e| lost(e.to_string()))?;
-    file.flush().await.map_err(|e| TaskFailure::Output {
-        error: e.to_string(),
-    })?;
+        .map_err(|e| match e {
+            // Our own disk failed, not the map output: never re-run a map for that.
+            DataError::Local { fault, error } => TaskFailure::Local {
+                fault,
+                what: format!("cannot store a fetched copy in {}", dir.display()),
+                error,
+            },
+            e => lost(e.to_string()),
+        })?;
+    file.flush()
+        .await
+        .map_err(|e| TaskFailure::local("cannot store a fetched copy", &e))?;
     Ok((local(path.to_path_buf()), Some(path)))
 }
 

@@ -1,0 +1,57 @@
+//! Process resource limits. A reduce task merges many files and a data server serves
+//! many peers, so every binary raises its soft open-file limit to the hard limit at
+//! start, as servers commonly do (the soft default of 1024 is a relic; the hard limit
+//! is what the administrator actually allows).
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit. Returns the limit now in force.
+pub fn raise_open_files() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        lim = raised;
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// The soft open-file limit now in force.
+pub fn open_files() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_soft_limit_ends_at_the_hard_limit() {
+        let now = super::raise_open_files().unwrap();
+        assert_eq!(now, super::open_files());
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in the module.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+    }
+}
