@@ -55,7 +55,9 @@ fn crash_and_resume(
     first.kill();
     let before = maps_done(&d);
 
-    let mut second = d.coordinator(&args);
+    let mut again = vec!["--report", "report.json"];
+    again.extend(&args);
+    let mut second = d.coordinator(&again);
     second.assert_exit(Duration::from_secs(90), Exit::Code(0));
     for w in &mut workers {
         w.assert_exit(Duration::from_secs(20), Exit::Code(0));
@@ -66,6 +68,16 @@ fn crash_and_resume(
         "no resume:\n{log}"
     );
     mr_tests::assert_same_lines(&d.output_lines(), &want);
+    // Each worker registered with the new coordinator once: its heartbeat and its task
+    // loop both heard "register again", and only one of them did.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["workers"],
+        2,
+        "ghost workers after the restart:\n{log}",
+        log = second.stderr()
+    );
     assert!(
         d.temp_leftovers().is_empty(),
         "temp files left: {:?}",

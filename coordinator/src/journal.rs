@@ -102,22 +102,32 @@ pub enum JournalError {
     NothingToResume(PathBuf),
 }
 
-fn read_records(path: &Path) -> io::Result<Vec<Record>> {
+/// Reads the whole records of a journal, and the length in bytes of the part of the
+/// file they fill: a line cut short by a crash (no newline, or not a record) can only be
+/// the last, and everything from it on is not part of the journal.
+fn read_records(path: &Path) -> io::Result<(Vec<Record>, u64)> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
+    let mut reader = BufReader::new(file);
     let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        match serde_json::from_str(&line) {
+    let mut good = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        match serde_json::from_slice(&line[..n - 1]) {
             Ok(r) => out.push(r),
-            // A line cut short by a crash can only be the last; stop there.
             Err(_) => break,
         }
+        good += n as u64;
     }
-    Ok(out)
+    Ok((out, good))
 }
 
 /// Folds the records of one job into a replay, or `None` if they are not a resumable
@@ -169,9 +179,14 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
-        let records = read_records(path).map_err(io_err)?;
+        let (records, good) = read_records(path).map_err(io_err)?;
         let (file, replay) = match replay(&records, key) {
             Some(replay) => {
+                // Cut a torn last line off before appending: a record glued to it would
+                // be unreadable, and with it everything this run records.
+                let file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
+                file.set_len(good).map_err(io_err)?;
+                drop(file);
                 let file = OpenOptions::new().append(true).open(path).map_err(io_err)?;
                 (file, replay)
             }
@@ -217,6 +232,119 @@ impl Journal {
             self.file.sync_data()?;
         }
         Ok(())
+    }
+}
+
+/// The journal's own writer thread: records are handed to it in order (the callers hold
+/// the job lock, so the order of records is the order of the changes) and it writes
+/// them, fsyncing once per batch. So no fsync ever runs under the job lock (a heartbeat
+/// or a poll never waits behind a completion's disk flush), and completions arriving
+/// together share one flush (group commit).
+pub struct Writer {
+    tx: Option<std::sync::mpsc::Sender<Entry>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Entry {
+    record: Record,
+    /// For a synced record: told once it is on disk.
+    durable: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A synced record on its way to disk; [`Durable::wait`] returns once it is there (or
+/// once writing it failed, which is logged: the job goes on, it could just not be
+/// resumed after a crash).
+#[must_use = "a synced record is durable only once wait() returns"]
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<()>>);
+
+impl Durable {
+    /// Nothing to wait for (no journal, or an unsynced record).
+    pub fn none() -> Durable {
+        Durable(None)
+    }
+
+    /// Waits until the record is on disk.
+    pub async fn wait(self) {
+        if let Some(rx) = self.0 {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread for `journal`.
+    pub fn spawn(mut journal: Journal) -> Writer {
+        let (tx, rx) = std::sync::mpsc::channel::<Entry>();
+        let thread = std::thread::Builder::new()
+            .name("mr-journal".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let batch: Vec<Entry> = std::iter::once(first).chain(rx.try_iter()).collect();
+                    let sync = batch.iter().any(|e| e.durable.is_some());
+                    let mut result = Ok(());
+                    for e in &batch {
+                        result = result.and_then(|()| journal.append(&e.record, false));
+                    }
+                    if sync {
+                        result = result.and_then(|()| journal.file.sync_data());
+                    }
+                    if let Err(e) = result {
+                        tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
+                    }
+                    for e in batch {
+                        if let Some(done) = e.durable {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Writer {
+                tx: Some(tx),
+                thread: Some(thread),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the journal writer; the job will not be resumable");
+                Writer {
+                    tx: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Queues `record`; with `sync`, the returned handle resolves once it is on disk.
+    pub fn append(&self, record: Record, sync: bool) -> Durable {
+        let Some(tx) = &self.tx else {
+            return Durable::none();
+        };
+        let (durable, rx) = if sync {
+            let (t, r) = tokio::sync::oneshot::channel();
+            (Some(t), Durable(Some(r)))
+        } else {
+            (None, Durable::none())
+        };
+        match tx.send(Entry { record, durable }) {
+            Ok(()) => rx,
+            Err(_) => Durable::none(),
+        }
+    }
+
+    /// Writes out everything queued and stops the thread.
+    pub fn close(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -350,6 +478,62 @@ mod tests {
         drop(f);
         let (_, replay) = Journal::open(&path, &key(), true).unwrap();
         assert_eq!(replay.done.len(), 1);
+    }
+
+    #[test]
+    fn what_a_run_records_after_a_torn_line_survives_the_next_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, &key(), false).unwrap();
+        j.append(&map_done(dir.path(), 0), true).unwrap();
+        drop(j);
+        // The first run crashes in the middle of a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"event\":\"done\",\"task\":").unwrap();
+        drop(f);
+        // The second run finishes map 1, then crashes too.
+        let (mut j, replay) = Journal::open(&path, &key(), true).unwrap();
+        assert_eq!(replay.incarnation, 2);
+        j.append(&map_done(dir.path(), 1), true).unwrap();
+        drop(j);
+        // The third run sees both maps done, and is incarnation 3.
+        let (_, replay) = Journal::open(&path, &key(), true).unwrap();
+        assert_eq!(replay.incarnation, 3);
+        assert_eq!(
+            replay.done.keys().copied().collect::<Vec<_>>(),
+            vec![TaskId::map(0), TaskId::map(1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_writer_keeps_order_and_a_synced_record_is_on_disk_when_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, &key(), false).unwrap();
+        let w = Writer::spawn(j);
+        for a in 1..=50 {
+            let _ = w.append(
+                Record::Assigned {
+                    task: TaskId::map(0),
+                    attempt: Attempt(a),
+                },
+                false,
+            );
+        }
+        w.append(map_done(dir.path(), 0), true).wait().await;
+        // Durable means readable by a restarted coordinator, with nothing lost or out
+        // of order.
+        let (records, _) = read_records(&path).unwrap();
+        let attempts: Vec<u32> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Assigned { attempt, .. } => Some(attempt.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(attempts, (1..=50).collect::<Vec<_>>());
+        assert!(matches!(records.last(), Some(Record::Done { .. })));
+        w.close();
     }
 
     #[test]

@@ -287,6 +287,8 @@ pub async fn run(
         }
     }
     let report = monitor.finish(&shared).await;
+    // Everything journaled, the end included, is on disk before the process exits.
+    shared.close_journal();
     let failure = shared.lock().tasks.failure().cloned();
     Ok(Outcome {
         end,
@@ -396,7 +398,9 @@ async fn sweep_loop(shared: Arc<Shared>) {
                 warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; task is idle again");
             }
             for m in &sweep.reopened {
-                shared.record(
+                // Nobody waits for this one: a restart that missed it finds the
+                // output unfetchable and re-runs the map then.
+                let _ = shared.record(
                     &journal::Record::Reopened {
                         task: mr::ids::TaskId::map(*m),
                     },

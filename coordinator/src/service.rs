@@ -4,7 +4,7 @@
 //! block the runtime thread).
 
 use crate::job::Job;
-use crate::journal::{Journal, Record};
+use crate::journal::{Durable, Journal, Record, Writer};
 use crate::task::AfterFailure;
 use crate::timeline::Timeline;
 use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
@@ -34,7 +34,7 @@ pub struct Shared {
     pub changes: watch::Sender<u64>,
     heartbeat_interval: Duration,
     /// Where task state changes are recorded for a restart, if anywhere.
-    journal: Mutex<Option<Journal>>,
+    journal: Mutex<Option<Writer>>,
 }
 
 impl Shared {
@@ -52,21 +52,34 @@ impl Shared {
         })
     }
 
-    /// Records task state changes in `journal` from now on.
+    /// Records task state changes in `journal` from now on, through its own writer
+    /// thread.
     pub fn set_journal(&self, journal: Journal) {
-        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = Some(journal);
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Writer::spawn(journal));
     }
 
-    /// Appends to the journal, if there is one. Called with the job locked, so the
-    /// journal's order is the order of the changes; `sync` records are on disk before
+    /// Writes out what the journal has queued and closes it.
+    pub fn close_journal(&self) {
+        let writer = self
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(w) = writer {
+            w.close();
+        }
+    }
+
+    /// Queues a record for the journal, if there is one. Called with the job locked, so
+    /// the journal's order is the order of the changes. Nothing waits for the disk here:
+    /// a `sync` record's [`Durable`] is awaited after the lock is released and before
     /// the caller answers. A failing journal is logged, not fatal: the job goes on, it
     /// just could not be resumed after a crash.
-    pub fn record(&self, record: &Record, sync: bool) {
-        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(j) = journal.as_mut() {
-            if let Err(e) = j.append(record, sync) {
-                warn!(journal = %j.path().display(), error = %e, "cannot write the journal");
-            }
+    pub fn record(&self, record: &Record, sync: bool) -> Durable {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        match journal.as_ref() {
+            Some(w) => w.append(record.clone(), sync),
+            None => Durable::none(),
         }
     }
 
@@ -81,11 +94,12 @@ impl Shared {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Publishes the end of the job if it has ended, and wakes everyone waiting.
+    /// Publishes the end of the job if it has ended, and wakes everyone waiting. (The
+    /// end record is made durable by [`Shared::close_journal`] before the process exits.)
     pub fn publish_end(&self, job: &Job) {
         if let Some(end) = job.end() {
             if self.end.borrow().is_none() {
-                self.record(
+                let _ = self.record(
                     &Record::Finished {
                         succeeded: end == JobEnd::Succeeded,
                     },
@@ -156,7 +170,7 @@ impl Coordinator for Service {
                 }
                 if let Some(a) = job.assign(worker, now) {
                     info!(%req, %worker, task = %a.task, attempt = %a.attempt, "assigned");
-                    self.0.record(
+                    let _ = self.0.record(
                         &Record::Assigned {
                             task: a.task,
                             attempt: a.attempt,
@@ -185,76 +199,82 @@ impl Coordinator for Service {
         attempt: Attempt,
         outcome: TaskOutcome,
     ) -> ReportReply {
-        let mut guard = self.0.lock();
-        let job = &mut *guard;
-        let now = Instant::now();
-        job.workers.touch(worker, now);
-        let since = Timeline::running_since(&job.tasks, task);
-        let reply = match outcome {
-            Ok(result) => match job.complete(worker, task, attempt, result.clone(), now) {
-                Ok(excluded) => {
-                    // On disk before the worker hears "accepted".
-                    self.0.record(
-                        &Record::Done {
-                            task,
-                            attempt,
-                            worker,
-                            result,
-                        },
-                        true,
-                    );
-                    job.timeline.completed(task, since, now);
-                    info!(%req, %worker, %task, %attempt, "completed");
-                    log_excluded(job, &excluded);
-                    ReportReply::Accepted
-                }
-                Err(refusal) => {
-                    // Harmless by design: see `worker::exec` on why a late rename of
-                    // deterministic output cannot change what readers see.
-                    warn!(%req, %worker, %task, %attempt, %refusal, "completion refused");
-                    ReportReply::Refused(refusal.to_string())
-                }
-            },
-            Err(failure) => match job.fail(worker, task, attempt, &failure, now) {
-                Ok(failed) => {
-                    let blame = failure.blame();
-                    match &failed.after {
-                        AfterFailure::Retry => {
-                            warn!(%req, %worker, %task, %attempt, %failure, ?blame, "attempt failed; will retry")
-                        }
-                        AfterFailure::RerunMap(m) => {
-                            self.0.record(
-                                &Record::Reopened {
-                                    task: TaskId::map(*m),
-                                },
-                                true,
-                            );
-                            warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
-                        }
-                        AfterFailure::StaleLoss(m) => {
-                            info!(%req, %worker, %task, %attempt, %failure, map = m, "loss report about replaced map output; retrying the reduce only")
-                        }
-                        AfterFailure::JobFailed(f) => {
-                            tracing::error!(%req, %worker, %task, %attempt, "giving up: {f}")
-                        }
+        let mut durable = Durable::none();
+        let reply = {
+            let mut guard = self.0.lock();
+            let job = &mut *guard;
+            let now = Instant::now();
+            job.workers.touch(worker, now);
+            let since = Timeline::running_since(&job.tasks, task);
+            let reply = match outcome {
+                Ok(result) => match job.complete(worker, task, attempt, result.clone(), now) {
+                    Ok(excluded) => {
+                        // On disk before the worker hears "accepted" (waited for below,
+                        // with the lock released).
+                        durable = self.0.record(
+                            &Record::Done {
+                                task,
+                                attempt,
+                                worker,
+                                result,
+                            },
+                            true,
+                        );
+                        job.timeline.completed(task, since, now);
+                        info!(%req, %worker, %task, %attempt, "completed");
+                        log_excluded(job, &excluded);
+                        ReportReply::Accepted
                     }
-                    log_excluded(job, &failed.excluded);
-                    if let Some(f) = job.tasks.failure() {
-                        if !matches!(failed.after, AfterFailure::JobFailed(_)) {
-                            tracing::error!(%req, "giving up: {f}");
-                        }
+                    Err(refusal) => {
+                        // Harmless by design: see `worker::exec` on why a late rename of
+                        // deterministic output cannot change what readers see.
+                        warn!(%req, %worker, %task, %attempt, %refusal, "completion refused");
+                        ReportReply::Refused(refusal.to_string())
                     }
-                    ReportReply::Accepted
-                }
-                Err(refusal) => {
-                    warn!(%req, %worker, %task, %attempt, %refusal, %failure, "failure report refused");
-                    ReportReply::Refused(refusal.to_string())
-                }
-            },
+                },
+                Err(failure) => match job.fail(worker, task, attempt, &failure, now) {
+                    Ok(failed) => {
+                        let blame = failure.blame();
+                        match &failed.after {
+                            AfterFailure::Retry => {
+                                warn!(%req, %worker, %task, %attempt, %failure, ?blame, "attempt failed; will retry")
+                            }
+                            AfterFailure::RerunMap(m) => {
+                                durable = self.0.record(
+                                    &Record::Reopened {
+                                        task: TaskId::map(*m),
+                                    },
+                                    true,
+                                );
+                                warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
+                            }
+                            AfterFailure::StaleLoss(m) => {
+                                info!(%req, %worker, %task, %attempt, %failure, map = m, "loss report about replaced map output; retrying the reduce only")
+                            }
+                            AfterFailure::JobFailed(f) => {
+                                tracing::error!(%req, %worker, %task, %attempt, "giving up: {f}")
+                            }
+                        }
+                        log_excluded(job, &failed.excluded);
+                        if let Some(f) = job.tasks.failure() {
+                            if !matches!(failed.after, AfterFailure::JobFailed(_)) {
+                                tracing::error!(%req, "giving up: {f}");
+                            }
+                        }
+                        ReportReply::Accepted
+                    }
+                    Err(refusal) => {
+                        warn!(%req, %worker, %task, %attempt, %refusal, %failure, "failure report refused");
+                        ReportReply::Refused(refusal.to_string())
+                    }
+                },
+            };
+            job.timeline.observe(&job.tasks, now);
+            self.0.publish_end(job);
+            self.0.changed();
+            reply
         };
-        job.timeline.observe(&job.tasks, now);
-        self.0.publish_end(job);
-        self.0.changed();
+        durable.wait().await;
         reply
     }
 }

@@ -130,6 +130,9 @@ struct Ctx {
     own: Option<Own>,
     worker: Mutex<WorkerId>,
     last_contact: Mutex<Instant>,
+    /// Held while re-registering: the heartbeat loop and the task loop both hear
+    /// "register again", and only one of them may do it.
+    registering: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
@@ -178,6 +181,19 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    /// Registers again because the coordinator does not know `seen`, the id the caller
+    /// used (it restarted, or forgot us). Both loops hear it at about the same time; the
+    /// first registers, the second finds the id already changed and keeps the new one.
+    /// Registering twice would leave a ghost worker behind, and the report of a task
+    /// running under the first new id would be refused as coming from another worker.
+    async fn reregister(&self, seen: WorkerId, limit: Duration) -> Result<(), LinkError> {
+        let _one_at_a_time = self.registering.lock().await;
+        if self.worker() != seen {
+            return Ok(());
+        }
+        self.register(limit).await.map(|_| ())
     }
 
     /// After a failed call: wait a little, or give up if silent for too long.
@@ -258,6 +274,7 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         own,
         worker: Mutex::new(WorkerId(0)),
         last_contact: Mutex::new(Instant::now()),
+        registering: tokio::sync::Mutex::new(()),
     });
     let interval = ctx
         .register(ctx.config.connect_timeout)
@@ -329,7 +346,7 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, interval: Duration, exit: watch::Sender<O
             Ok(Directive::Continue) => ctx.contact(),
             Ok(Directive::Reregister) => {
                 ctx.contact();
-                if let Err(e) = ctx.register(ctx.config.coordinator_timeout).await {
+                if let Err(e) = ctx.reregister(worker, ctx.config.coordinator_timeout).await {
                     warn!(error = %e, "re-registration failed");
                 }
             }
@@ -385,7 +402,7 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
             }
             TaskReply::Wait => {}
             TaskReply::Reregister => {
-                if let Err(e) = ctx.register(ctx.config.coordinator_timeout).await {
+                if let Err(e) = ctx.reregister(worker, ctx.config.coordinator_timeout).await {
                     warn!(error = %e, "re-registration failed");
                     return Exit::CoordinatorGone;
                 }
@@ -635,5 +652,40 @@ async fn report(ctx: &Ctx, a: &Assignment, outcome: TaskOutcome) -> Option<Exit>
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(dir: &Path) -> Ctx {
+        // A coordinator address where nothing listens: any registration attempt fails.
+        let addr: Addr = format!("unix:{}", dir.join("nobody.sock").display())
+            .parse()
+            .unwrap();
+        Ctx {
+            link: Link::new(addr.clone(), Token::none()),
+            config: Config::new(addr),
+            own: None,
+            worker: Mutex::new(WorkerId(7)),
+            last_contact: Mutex::new(Instant::now()),
+            registering: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_first_loop_to_hear_register_again_registers() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = ctx(dir.path());
+        // The other loop already registered again (the id moved on from 5 to 7): this
+        // one must keep the new id, not register a second time.
+        ctx.reregister(WorkerId(5), Duration::ZERO)
+            .await
+            .expect("no second registration");
+        assert_eq!(ctx.worker(), WorkerId(7));
+        // The id it used is still the current one: it does register (and here fails,
+        // since no coordinator listens).
+        assert!(ctx.reregister(WorkerId(7), Duration::ZERO).await.is_err());
     }
 }
