@@ -147,19 +147,9 @@ impl Buffer {
             "map buffer over budget; spilling a sorted run"
         );
         for (p, run) in runs.iter_mut().enumerate() {
-            let tmp = tempfile::Builder::new()
-                .prefix(TEMP_PREFIX)
-                .tempfile_in(dir)
-                .map_err(output_err)?;
-            let (file, path) = tmp.into_parts();
-            let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
-            self.write_partition(app, p as u32, &mut w)?;
-            w.finish()
-                .map_err(output_err)?
-                .0
-                .flush()
-                .map_err(output_err)?;
-            run.push(path);
+            run.push(write_run(dir, |w| {
+                self.write_partition(app, p as u32, w).map(|_| ())
+            })?);
         }
         Ok(())
     }
@@ -426,18 +416,30 @@ fn merge_passes(
 /// Merges `sources` record by record (no app call) into one sorted run in `scratch`.
 fn merge_to_run(sources: &[Source<'_>], scratch: &Path) -> Result<TempPath, TaskFailure> {
     let merger = open_merger(sources)?;
+    write_run(scratch, |w| {
+        merger
+            .for_each_group(|k, vs| vs.iter().try_for_each(|v| w.push(k, v)))
+            .map(|_| ())
+            .map_err(|e| match e {
+                MergeError::Consumer(e) => output_err(e),
+                MergeError::Input { index, error } => sources[index].failure(error),
+            })
+    })
+}
+
+/// A temporary sorted run in `dir` (a map's spill, a reduce's merge pass), filled by
+/// `fill`; deleted when the returned path is dropped, so a failed task leaves none.
+fn write_run(
+    dir: &Path,
+    fill: impl FnOnce(&mut Writer<BufWriter<std::fs::File>>) -> Result<(), TaskFailure>,
+) -> Result<TempPath, TaskFailure> {
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        .tempfile_in(scratch)
+        .tempfile_in(dir)
         .map_err(output_err)?;
     let (file, path) = tmp.into_parts();
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file)).map_err(output_err)?;
-    merger
-        .for_each_group(|k, vs| vs.iter().try_for_each(|v| w.push(k, v)))
-        .map_err(|e| match e {
-            MergeError::Consumer(e) => output_err(e),
-            MergeError::Input { index, error } => sources[index].failure(error),
-        })?;
+    fill(&mut w)?;
     w.finish()
         .map_err(output_err)?
         .0
