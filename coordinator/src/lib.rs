@@ -401,7 +401,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
                 // Nobody waits for this one: a restart that missed it finds the
                 // output unfetchable and re-runs the map then.
                 let _ = shared.record(
-                    &journal::Record::Reopened {
+                    journal::Record::Reopened {
                         task: mr::ids::TaskId::map(*m),
                     },
                     true,

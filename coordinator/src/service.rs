@@ -75,10 +75,10 @@ impl Shared {
     /// a `sync` record's [`Durable`] is awaited after the lock is released and before
     /// the caller answers. A failing journal is logged, not fatal: the job goes on, it
     /// just could not be resumed after a crash.
-    pub fn record(&self, record: &Record, sync: bool) -> Durable {
+    pub fn record(&self, record: Record, sync: bool) -> Durable {
         let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         match journal.as_ref() {
-            Some(w) => w.append(record.clone(), sync),
+            Some(w) => w.append(record, sync),
             None => Durable::none(),
         }
     }
@@ -100,7 +100,7 @@ impl Shared {
         if let Some(end) = job.end() {
             if self.end.borrow().is_none() {
                 let _ = self.record(
-                    &Record::Finished {
+                    Record::Finished {
                         succeeded: end == JobEnd::Succeeded,
                     },
                     true,
@@ -171,7 +171,7 @@ impl Coordinator for Service {
                 if let Some(a) = job.assign(worker, now) {
                     info!(%req, %worker, task = %a.task, attempt = %a.attempt, "assigned");
                     let _ = self.0.record(
-                        &Record::Assigned {
+                        Record::Assigned {
                             task: a.task,
                             attempt: a.attempt,
                         },
@@ -212,7 +212,7 @@ impl Coordinator for Service {
                         // On disk before the worker hears "accepted" (waited for below,
                         // with the lock released).
                         durable = self.0.record(
-                            &Record::Done {
+                            Record::Done {
                                 task,
                                 attempt,
                                 worker,
@@ -241,7 +241,7 @@ impl Coordinator for Service {
                             }
                             AfterFailure::RerunMap(m) => {
                                 durable = self.0.record(
-                                    &Record::Reopened {
+                                    Record::Reopened {
                                         task: TaskId::map(*m),
                                     },
                                     true,
