@@ -1,17 +1,22 @@
 //! The whole state of a running job: the task table and the worker registry, and the
 //! rules that join them (a lost worker's tasks are revoked; the job ends when every
-//! task is done or one failed too often). Pure; the service locks it briefly per call.
+//! task is done or one failed too often). Pure: time comes in as `now`, and each call a
+//! worker makes ([`Job::register`], [`Job::heartbeat`], [`Job::poll`], [`Job::report`])
+//! and each sweep ([`Job::tick`]) returns its reply with the [`Effect`]s it implies,
+//! which the service applies.
 
+use crate::effect::{Effect, Event, Step};
+use crate::journal::Record;
 use crate::registry::Registry;
 use crate::task::{AfterFailure, JobFailure, Placement, Refusal, Revoked, TaskTable};
 use crate::timeline::Timeline;
-use mr::ids::{Attempt, TaskId, WorkerId};
-use mr::rpc::JobEnd;
-use mr::task::{Assignment, Blame, SplitSource, TaskFailure, TaskResult};
+use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
+use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
+use mr::task::{Assignment, Blame, SplitSource, TaskFailure, TaskOutcome, TaskResult};
 use std::time::Instant;
 
 /// Task table plus registry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Job {
     /// Every task.
     pub tasks: TaskTable,
@@ -27,6 +32,8 @@ pub struct Job {
     /// cluster that is still starting to join, short enough to end a hopeless job in
     /// seconds.
     pub all_excluded_since: Option<Instant>,
+    /// Whether the end has been announced (journaled, published): once.
+    announced: bool,
 }
 
 /// What a failure report led to.
@@ -50,6 +57,18 @@ pub struct Sweep {
 }
 
 impl Job {
+    /// A job of `tasks` run by the workers that will join `workers`, starting at `now`.
+    pub fn new(tasks: TaskTable, workers: Registry, shared_inputs: bool, now: Instant) -> Job {
+        Job {
+            tasks,
+            workers,
+            timeline: Timeline::new(now),
+            shared_inputs,
+            all_excluded_since: None,
+            announced: false,
+        }
+    }
+
     /// How the job ended, once it has.
     pub fn end(&self) -> Option<JobEnd> {
         if self.tasks.failure().is_some() {
@@ -58,6 +77,230 @@ impl Job {
             Some(JobEnd::Succeeded)
         } else {
             None
+        }
+    }
+
+    /// A worker joins.
+    pub fn register(&mut self, info: WorkerInfo, now: Instant) -> Step<WorkerId> {
+        let (host, pid) = (info.host.clone(), info.pid);
+        let worker = self.workers.register(info, now);
+        let mut effects = vec![
+            Effect::Log(Event::Registered { worker, host, pid }),
+            Effect::Rearm,
+        ];
+        self.check_workers_left(now);
+        self.finish(now, &mut effects);
+        Step {
+            reply: worker,
+            effects,
+        }
+    }
+
+    /// A worker says it is alive; it hears whether to go on, register again, or exit.
+    pub fn heartbeat(&mut self, worker: WorkerId, now: Instant) -> Step<Directive> {
+        let mut effects = Vec::new();
+        let reply = if !self.workers.touch(worker, now) {
+            effects.push(Effect::Log(Event::Unknown { worker }));
+            Directive::Reregister
+        } else {
+            match self.exit_directive(worker, &mut effects) {
+                Some(end) => Directive::Exit(end),
+                None => Directive::Continue,
+            }
+        };
+        Step { reply, effects }
+    }
+
+    /// A worker asks for a task. `Wait` means nothing now: the shell waits for a
+    /// [`Effect::WakePolls`] and asks again (a long poll).
+    pub fn poll(&mut self, worker: WorkerId, now: Instant) -> Step<TaskReply> {
+        let mut effects = Vec::new();
+        let reply = if !self.workers.touch(worker, now) {
+            effects.push(Effect::Log(Event::Unknown { worker }));
+            TaskReply::Reregister
+        } else if let Some(end) = self.exit_directive(worker, &mut effects) {
+            TaskReply::Exit(end)
+        } else if let Some(a) = self.assign(worker, now) {
+            effects.push(Effect::Journal {
+                record: Record::Assigned {
+                    task: a.task,
+                    attempt: a.attempt,
+                },
+                sync: false,
+            });
+            effects.push(Effect::Log(Event::Assigned {
+                worker,
+                task: a.task,
+                attempt: a.attempt,
+            }));
+            effects.push(Effect::Rearm);
+            self.timeline.assigned(a.task, now);
+            TaskReply::Task(a)
+        } else {
+            TaskReply::Wait
+        };
+        Step { reply, effects }
+    }
+
+    /// A worker reports how an attempt went.
+    pub fn report(
+        &mut self,
+        worker: WorkerId,
+        task: TaskId,
+        attempt: Attempt,
+        outcome: TaskOutcome,
+        now: Instant,
+    ) -> Step<ReportReply> {
+        let mut effects = Vec::new();
+        self.workers.touch(worker, now);
+        let since = Timeline::running_since(&self.tasks, task);
+        let refused = |refusal: Refusal, failure: Option<TaskFailure>| {
+            Effect::Log(Event::Refused {
+                worker,
+                task,
+                attempt,
+                refusal,
+                failure,
+            })
+        };
+        let reply = match outcome {
+            Ok(result) => match self.complete(worker, task, attempt, result.clone(), now) {
+                Ok(excluded) => {
+                    // On disk before the worker hears "accepted".
+                    effects.push(Effect::Journal {
+                        record: Record::Done {
+                            task,
+                            attempt,
+                            worker,
+                            result,
+                        },
+                        sync: true,
+                    });
+                    effects.push(Effect::Log(Event::Completed {
+                        worker,
+                        task,
+                        attempt,
+                    }));
+                    self.timeline.completed(task, since, now);
+                    self.log_excluded(&excluded, &mut effects);
+                    // Done maps may release the reduces.
+                    effects.push(Effect::WakePolls);
+                    ReportReply::Accepted
+                }
+                Err(refusal) => {
+                    effects.push(refused(refusal.clone(), None));
+                    ReportReply::Refused(refusal)
+                }
+            },
+            Err(failure) => match self.fail(worker, task, attempt, &failure, now) {
+                Ok(failed) => {
+                    if let AfterFailure::RerunMap(m) = failed.after {
+                        effects.push(Effect::Journal {
+                            record: Record::Reopened {
+                                task: TaskId::map(m),
+                            },
+                            sync: true,
+                        });
+                    }
+                    effects.push(Effect::Log(Event::Failed {
+                        worker,
+                        task,
+                        attempt,
+                        failure,
+                        after: failed.after,
+                    }));
+                    self.log_excluded(&failed.excluded, &mut effects);
+                    effects.push(Effect::WakePolls);
+                    ReportReply::Accepted
+                }
+                Err(refusal) => {
+                    effects.push(refused(refusal.clone(), Some(failure)));
+                    ReportReply::Refused(refusal)
+                }
+            },
+        };
+        self.finish(now, &mut effects);
+        Step { reply, effects }
+    }
+
+    /// Declares silent workers lost, takes back their tasks and the ones that timed
+    /// out, and reopens the maps whose output was on a lost worker's disk.
+    pub fn tick(&mut self, now: Instant) -> Step<()> {
+        let sweep = self.sweep(now);
+        let mut effects = Vec::new();
+        for w in sweep.lost {
+            effects.push(Effect::Log(Event::Lost { worker: w }));
+        }
+        let changed = !sweep.revoked.is_empty() || !sweep.reopened.is_empty();
+        for r in sweep.revoked {
+            effects.push(Effect::Log(Event::Revoked(r)));
+        }
+        for m in sweep.reopened {
+            // Nobody waits for this one: a restart that missed it finds the output
+            // unfetchable and re-runs the map then.
+            effects.push(Effect::Journal {
+                record: Record::Reopened {
+                    task: TaskId::map(m),
+                },
+                sync: false,
+            });
+            effects.push(Effect::Log(Event::Reopened { map: m }));
+        }
+        if changed {
+            effects.push(Effect::WakePolls);
+        }
+        self.finish(now, &mut effects);
+        Step { reply: (), effects }
+    }
+
+    /// After every call: the phase ends reached, and the end of the job, announced
+    /// once (journaled, published, everyone woken).
+    fn finish(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        self.timeline.observe(&self.tasks, now);
+        let Some(end) = self.end() else {
+            return;
+        };
+        if std::mem::replace(&mut self.announced, true) {
+            return;
+        }
+        if let Some(f) = self.tasks.failure() {
+            effects.push(Effect::Log(Event::GaveUp(f.clone())));
+        }
+        effects.push(Effect::Journal {
+            record: Record::Finished {
+                succeeded: end == JobEnd::Succeeded,
+            },
+            sync: true,
+        });
+        effects.push(Effect::Ended(end));
+        effects.push(Effect::WakePolls);
+    }
+
+    /// If the job is over, marks `worker` as told.
+    fn exit_directive(&mut self, worker: WorkerId, effects: &mut Vec<Effect>) -> Option<JobEnd> {
+        let end = self.end()?;
+        self.workers.update(worker, |w| w.told_exit = true);
+        effects.push(Effect::ToldExit);
+        Some(end)
+    }
+
+    fn log_excluded(&self, excluded: &[WorkerId], effects: &mut Vec<Effect>) {
+        for w in excluded {
+            let (host, last_error) = self
+                .workers
+                .get(*w)
+                .map(|x| {
+                    (
+                        x.info.host.clone(),
+                        x.last_error.clone().unwrap_or_default(),
+                    )
+                })
+                .unwrap_or_default();
+            effects.push(Effect::Log(Event::Excluded {
+                worker: *w,
+                host,
+                last_error,
+            }));
         }
     }
 
@@ -74,7 +317,7 @@ impl Job {
     /// worker gets nothing, and a task that failed on `worker` goes to another worker
     /// whenever some eligible worker has not failed it yet.
     pub fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Assignment> {
-        if !self.workers.get(worker).is_some_and(|w| w.eligible()) {
+        if !self.workers.is_eligible(worker) {
             return None;
         }
         let remote = !self.shares_files(worker);
@@ -89,9 +332,21 @@ impl Job {
                 ship_output: true,
             },
         };
-        let eligible: Vec<WorkerId> = self.workers.eligible().collect();
+        let workers = &self.workers;
         self.tasks.assign_with(worker, placement, now, |t| {
-            t.failed_on(worker) && eligible.iter().any(|w| !t.failed_on(*w))
+            // Another eligible worker has not failed it: the eligible workers it failed
+            // on are fewer than all eligible workers. (O(failures), not O(workers).)
+            t.failed_on(worker) && {
+                let mut tried: Vec<WorkerId> = t
+                    .failed_on
+                    .iter()
+                    .map(|(w, _)| *w)
+                    .filter(|w| workers.is_eligible(*w))
+                    .collect();
+                tried.sort_unstable();
+                tried.dedup();
+                tried.len() < workers.eligible_count()
+            }
         })
     }
 
@@ -141,7 +396,7 @@ impl Job {
             Blame::Worker => self.shares_files(worker),
             // Only a reduce reads map output: from a map, such a report is the task's
             // own failure.
-            Blame::Map(_) => id.kind == mr::ids::TaskKind::Map,
+            Blame::Map(_) => id.kind == TaskKind::Map,
         };
         let elsewhere = self.workers.eligible().any(|w| w != worker);
         let after = self
@@ -226,13 +481,12 @@ mod tests {
                 len: 1,
             })
             .collect();
-        let job = Job {
-            tasks: TaskTable::new(splits, reduces, "out".into(), Duration::from_secs(10), 4),
-            workers: Registry::new(Duration::from_secs(3)),
-            timeline: Timeline::new(t0),
-            shared_inputs: false,
-            all_excluded_since: None,
-        };
+        let job = Job::new(
+            TaskTable::new(splits, reduces, "out".into(), Duration::from_secs(10), 4),
+            Registry::new(Duration::from_secs(3)),
+            false,
+            t0,
+        );
         (job, t0)
     }
 
@@ -458,7 +712,7 @@ mod tests {
         let late = remote(&mut job, t0 + Duration::from_secs(1));
         job.check_workers_left(t0 + Duration::from_secs(1));
         assert_eq!(job.all_excluded_since, None, "a new worker can go on");
-        job.workers.get_mut(late).unwrap().excluded = true;
+        job.workers.update(late, |w| w.excluded = true);
         // ...then the job fails, naming them.
         for w in [w1, w2, late] {
             job.workers.touch(w, grace);
@@ -496,6 +750,7 @@ mod tests {
         let r1 = job.assign(w2, t0).unwrap();
         let lost = |y: u32| TaskFailure::LostMapOutput {
             map: 0,
+            attempt: Attempt(1),
             location: Location::Remote {
                 server: "a:1".into(),
                 name: format!("mr-0-{y}"),
@@ -519,6 +774,7 @@ mod tests {
         let r = job.assign(w2, t0).unwrap();
         let bogus = TaskFailure::LostMapOutput {
             map: 99,
+            attempt: Attempt(1),
             location: Location::Path("x".into()),
             error: "x".into(),
         };
@@ -536,6 +792,7 @@ mod tests {
         let a = job.assign(w, t0).unwrap();
         let lost = TaskFailure::LostMapOutput {
             map: 0,
+            attempt: Attempt(1),
             location: Location::Path("x".into()),
             error: "x".into(),
         };
@@ -551,13 +808,12 @@ mod tests {
             offset: 0,
             len: 1,
         }];
-        let mut job = Job {
-            tasks: TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
-            workers: Registry::new(Duration::from_secs(3)),
-            timeline: Timeline::new(t0),
-            shared_inputs: false,
-            all_excluded_since: None,
-        };
+        let mut job = Job::new(
+            TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
+            Registry::new(Duration::from_secs(3)),
+            false,
+            t0,
+        );
         let info = WorkerInfo {
             host: "h".into(),
             pid: 1,

@@ -355,7 +355,7 @@ impl Drop for Writer {
 /// Map output on a worker's own disk cannot be checked from here: it counts as intact,
 /// and if it is gone, the reduce that cannot fetch it reports it lost and the map runs
 /// again.
-fn outputs_intact(result: &TaskResult) -> bool {
+pub fn outputs_intact(result: &TaskResult) -> bool {
     let intact = |l: &Location, check: &dyn Fn(&Path) -> bool| match l {
         Location::Path(p) => check(p),
         Location::Remote { .. } => true,
@@ -371,6 +371,16 @@ fn outputs_intact(result: &TaskResult) -> bool {
 /// Applies a replay to a fresh task table: attempt counters continue, and done tasks
 /// whose files are intact are done again. Returns the tasks restored as done.
 pub fn restore(tasks: &mut TaskTable, replay: &Replay) -> Vec<TaskId> {
+    restore_with(tasks, replay, outputs_intact)
+}
+
+/// [`restore`], with `intact` saying whether a finished task's files are still there
+/// (the simulator's disks are not the file system).
+pub fn restore_with(
+    tasks: &mut TaskTable,
+    replay: &Replay,
+    intact: impl Fn(&TaskResult) -> bool,
+) -> Vec<TaskId> {
     for (task, attempts) in &replay.attempts {
         tasks.set_attempts(*task, *attempts);
     }
@@ -388,7 +398,7 @@ pub fn restore(tasks: &mut TaskTable, replay: &Replay) -> Vec<TaskId> {
                 .filter(|(t, _)| t.kind == TaskKind::Reduce),
         );
     for (task, (attempt, worker, result)) in ordered {
-        if outputs_intact(result) && tasks.restore_done(*task, *attempt, *worker, result.clone()) {
+        if intact(result) && tasks.restore_done(*task, *attempt, *worker, result.clone()) {
             restored.push(*task);
         }
     }

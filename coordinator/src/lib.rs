@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`task`]: the task table and its state machine (pure, clock passed in).
 //! - [`registry`]: the workers and their heartbeats (pure).
-//! - [`job`]: both together, with the rules that join them.
+//! - [`job`]: both together, with the rules that join them; each call returns the
+//!   [`effect`]s it implies.
 //! - [`service`]: the tarpc handlers over the shared job.
 //! - [`data`]: the data plane for workers that share no filesystem with the
 //!   coordinator: input splits out, reduce output in.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod effect;
 pub mod http;
 pub mod job;
 pub mod journal;
@@ -188,19 +190,18 @@ pub async fn run(
             config.out_dir.display()
         )
     })?;
-    let mut job = Job {
-        tasks: TaskTable::new(
+    let mut job = Job::new(
+        TaskTable::new(
             splits,
             config.n_reduce,
             config.out_dir.clone(),
             config.task_timeout,
             config.max_failures,
         ),
-        workers: Registry::new(config.worker_timeout),
-        timeline: timeline::Timeline::new(std::time::Instant::now()),
-        shared_inputs: config.shared_inputs,
-        all_excluded_since: None,
-    };
+        Registry::new(config.worker_timeout),
+        config.shared_inputs,
+        std::time::Instant::now(),
+    );
     let journal = match &config.journal {
         Some(path) => Some(open_journal(path, &config, &splits_key, &mut job)?),
         None => None,
@@ -366,9 +367,8 @@ fn open_journal(
     job: &mut Job,
 ) -> anyhow::Result<journal::Journal> {
     let (j, replay) = journal::Journal::open(path, key, config.resume)?;
-    job.workers.set_incarnation(replay.incarnation);
+    let restored = resume(job, &replay, journal::outputs_intact);
     if replay.incarnation > 1 {
-        let restored = journal::restore(&mut job.tasks, &replay);
         let maps = restored
             .iter()
             .filter(|t| t.kind == mr::ids::TaskKind::Map)
@@ -384,42 +384,32 @@ fn open_journal(
     Ok(j)
 }
 
+/// Picks a job up where an earlier run's journal left it: worker ids continue from the
+/// new incarnation, attempt numbers continue, and done tasks whose files `intact`
+/// finds are done again. Returns the tasks restored as done. (The simulator restarts
+/// its coordinator through this too.)
+pub fn resume(
+    job: &mut Job,
+    replay: &journal::Replay,
+    intact: impl Fn(&mr::task::TaskResult) -> bool,
+) -> Vec<mr::ids::TaskId> {
+    job.workers.set_incarnation(replay.incarnation);
+    if replay.incarnation > 1 {
+        journal::restore_with(&mut job.tasks, replay, intact)
+    } else {
+        Vec::new()
+    }
+}
+
 /// Sleeps until the next deadline (a task timeout or a worker going silent), then takes
 /// back what expired. Woken early when new deadlines appear.
 async fn sweep_loop(shared: Arc<Shared>) {
     loop {
         let next = {
             let mut job = shared.lock();
-            let sweep = job.sweep(std::time::Instant::now());
-            for w in &sweep.lost {
-                warn!(worker = %w, "worker missed its heartbeats; declared lost");
-            }
-            for r in &sweep.revoked {
-                warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; task is idle again");
-            }
-            for m in &sweep.reopened {
-                // Nobody waits for this one: a restart that missed it finds the
-                // output unfetchable and re-runs the map then.
-                let _ = shared.record(
-                    journal::Record::Reopened {
-                        task: mr::ids::TaskId::map(*m),
-                    },
-                    true,
-                );
-                warn!(
-                    map = m,
-                    "map output lived on a lost worker; re-running the map"
-                );
-            }
-            if !sweep.revoked.is_empty() || !sweep.reopened.is_empty() {
-                shared.work.notify_waiters();
-            }
-            if job.end().is_some() && shared.end.borrow().is_none() {
-                if let Some(f) = job.tasks.failure() {
-                    tracing::error!("giving up: {f}");
-                }
-                shared.publish_end(&job);
-            }
+            let step = job.tick(std::time::Instant::now());
+            // Nobody waits for a sweep's records.
+            let _ = shared.apply(None, step.effects);
             job.next_deadline()
         };
         let wake = shared.sweep.notified();

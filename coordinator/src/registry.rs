@@ -11,6 +11,10 @@
 //! everywhere excludes nobody, while a worker whose copy of the app fails on everything
 //! is excluded. An excluded worker gets no more tasks; it stays registered, so its
 //! finished map output is still served, and it is told to exit with the others.
+//!
+//! Every operation is O(log n) in the number of workers: live workers are indexed by
+//! when they were last heard from, and the eligible ones are kept as a set, both kept in
+//! step by [`Registry::update`], the one place a worker changes.
 
 use mr::ids::{TaskId, WorkerId};
 use mr::rpc::WorkerInfo;
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 pub const STRIKES_TO_EXCLUDE: usize = 3;
 
 /// One worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Worker {
     /// Host and pid it gave.
     pub info: WorkerInfo,
@@ -51,6 +55,7 @@ impl Worker {
         !self.lost && !self.excluded
     }
 
+    /// Excludes it if it has earned it; true if it is newly excluded.
     fn check_exclusion(&mut self) -> bool {
         let exclude = !self.excluded
             && (self.strikes.len() >= STRIKES_TO_EXCLUDE
@@ -63,9 +68,13 @@ impl Worker {
 }
 
 /// All workers that ever registered.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub struct Registry {
     workers: BTreeMap<WorkerId, Worker>,
+    /// Workers not lost, by when they were last heard from.
+    live: BTreeSet<(Instant, WorkerId)>,
+    /// Workers that may be given tasks.
+    eligible: BTreeSet<WorkerId>,
     next_id: u64,
     timeout: Duration,
 }
@@ -75,6 +84,8 @@ impl Registry {
     pub fn new(timeout: Duration) -> Self {
         Registry {
             workers: BTreeMap::new(),
+            live: BTreeSet::new(),
+            eligible: BTreeSet::new(),
             next_id: 1,
             timeout,
         }
@@ -91,22 +102,41 @@ impl Registry {
     pub fn register(&mut self, info: WorkerInfo, now: Instant) -> WorkerId {
         let id = WorkerId(self.next_id);
         self.next_id += 1;
-        self.workers.insert(
-            id,
-            Worker {
-                info,
-                last_seen: now,
-                lost: false,
-                told_exit: false,
-                tasks_done: 0,
-                strikes: BTreeSet::new(),
-                faults_in_a_row: 0,
-                failures: 0,
-                last_error: None,
-                excluded: false,
-            },
-        );
+        let w = Worker {
+            info,
+            last_seen: now,
+            lost: false,
+            told_exit: false,
+            tasks_done: 0,
+            strikes: BTreeSet::new(),
+            faults_in_a_row: 0,
+            failures: 0,
+            last_error: None,
+            excluded: false,
+        };
+        self.live.insert((now, id));
+        self.eligible.insert(id);
+        self.workers.insert(id, w);
         id
+    }
+
+    /// Changes worker `id` through `f`, keeping the indexes in step: the one place a
+    /// worker changes. None if there is no such worker.
+    pub fn update<R>(&mut self, id: WorkerId, f: impl FnOnce(&mut Worker) -> R) -> Option<R> {
+        let w = self.workers.get_mut(&id)?;
+        if !w.lost {
+            self.live.remove(&(w.last_seen, id));
+        }
+        let r = f(w);
+        if !w.lost {
+            self.live.insert((w.last_seen, id));
+        }
+        if w.eligible() {
+            self.eligible.insert(id);
+        } else {
+            self.eligible.remove(&id);
+        }
+        Some(r)
     }
 
     /// How long a worker may be silent before it is lost.
@@ -116,14 +146,11 @@ impl Registry {
 
     /// Notes that `id` is alive. False if the id is unknown (it must register again).
     pub fn touch(&mut self, id: WorkerId, now: Instant) -> bool {
-        match self.workers.get_mut(&id) {
-            Some(w) => {
-                w.last_seen = now;
-                w.lost = false;
-                true
-            }
-            None => false,
-        }
+        self.update(id, |w| {
+            w.last_seen = w.last_seen.max(now);
+            w.lost = false;
+        })
+        .is_some()
     }
 
     /// A worker by id.
@@ -131,29 +158,34 @@ impl Registry {
         self.workers.get(&id)
     }
 
-    /// A worker by id, to change.
-    pub fn get_mut(&mut self, id: WorkerId) -> Option<&mut Worker> {
-        self.workers.get_mut(&id)
-    }
-
     /// Every worker.
     pub fn iter(&self) -> impl Iterator<Item = (&WorkerId, &Worker)> {
         self.workers.iter()
     }
 
+    /// How many workers ever registered.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
     /// Notes a failed attempt of `task` on `id`; `machine` says whether it was blamed on
     /// the worker's machine (a strike at once). True if the worker is now excluded.
     pub fn failed(&mut self, id: WorkerId, task: TaskId, machine: bool, error: String) -> bool {
-        let Some(w) = self.workers.get_mut(&id) else {
-            return false;
-        };
-        w.failures += 1;
-        w.last_error = Some(error);
-        if machine {
-            w.strikes.insert(task);
-            w.faults_in_a_row += 1;
-        }
-        w.check_exclusion()
+        self.update(id, |w| {
+            w.failures += 1;
+            w.last_error = Some(error);
+            if machine {
+                w.strikes.insert(task);
+                w.faults_in_a_row += 1;
+            }
+            w.check_exclusion()
+        })
+        .unwrap_or(false)
     }
 
     /// Notes that `id` finished a task; `proven_wrong` are the workers on which that
@@ -165,20 +197,21 @@ impl Registry {
         task: TaskId,
         proven_wrong: impl IntoIterator<Item = WorkerId>,
     ) -> Vec<WorkerId> {
-        if let Some(w) = self.workers.get_mut(&id) {
+        self.update(id, |w| {
             w.tasks_done += 1;
             w.faults_in_a_row = 0;
-        }
+        });
         let mut excluded = Vec::new();
         for other in proven_wrong {
             if other == id {
                 continue;
             }
-            if let Some(w) = self.workers.get_mut(&other) {
+            let newly = self.update(other, |w| {
                 w.strikes.insert(task);
-                if w.check_exclusion() {
-                    excluded.push(other);
-                }
+                w.check_exclusion()
+            });
+            if newly == Some(true) {
+                excluded.push(other);
             }
         }
         excluded
@@ -186,23 +219,33 @@ impl Registry {
 
     /// Workers that may be given tasks.
     pub fn eligible(&self) -> impl Iterator<Item = WorkerId> + '_ {
-        self.workers
-            .iter()
-            .filter(|(_, w)| w.eligible())
-            .map(|(id, _)| *id)
+        self.eligible.iter().copied()
+    }
+
+    /// How many workers may be given tasks.
+    pub fn eligible_count(&self) -> usize {
+        self.eligible.len()
+    }
+
+    /// Whether `id` may be given tasks.
+    pub fn is_eligible(&self, id: WorkerId) -> bool {
+        self.eligible.contains(&id)
     }
 
     /// If no live worker is left but excluded ones, those workers with their last
     /// errors: the job cannot go on.
     pub fn all_excluded(&self) -> Option<Vec<(WorkerId, String)>> {
-        if self.workers.values().any(Worker::eligible) {
+        if !self.eligible.is_empty() {
             return None;
         }
         let excluded: Vec<(WorkerId, String)> = self
-            .workers
+            .live
             .iter()
-            .filter(|(_, w)| w.excluded && !w.lost)
-            .map(|(id, w)| (*id, w.last_error.clone().unwrap_or_default()))
+            .filter_map(|(_, id)| {
+                let w = self.workers.get(id)?;
+                w.excluded
+                    .then(|| (*id, w.last_error.clone().unwrap_or_default()))
+            })
             .collect();
         (!excluded.is_empty()).then_some(excluded)
     }
@@ -210,31 +253,52 @@ impl Registry {
     /// Declares lost every worker silent for the timeout; returns the newly lost.
     pub fn expire(&mut self, now: Instant) -> Vec<WorkerId> {
         let timeout = self.timeout;
-        let mut lost = Vec::new();
-        for (id, w) in &mut self.workers {
-            if !w.lost && now.saturating_duration_since(w.last_seen) >= timeout {
-                w.lost = true;
-                lost.push(*id);
-            }
+        let due: Vec<WorkerId> = self
+            .live
+            .iter()
+            .take_while(|(seen, _)| now.saturating_duration_since(*seen) >= timeout)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &due {
+            self.update(*id, |w| w.lost = true);
         }
-        lost
+        due
     }
 
     /// When the next live worker would be declared lost.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.workers
-            .values()
-            .filter(|w| !w.lost)
-            .map(|w| w.last_seen + self.timeout)
-            .min()
+        self.live.first().map(|(seen, _)| *seen + self.timeout)
     }
 
-    /// Live workers not yet told that the job is over.
+    /// Live workers not yet told that the job is over (once, at the end: O(n)).
     pub fn awaiting_exit(&self) -> usize {
         self.workers
             .values()
             .filter(|w| !w.lost && !w.told_exit)
             .count()
+    }
+
+    /// Checks the indexes against a recount (for tests and the simulator).
+    pub fn audit(&self) -> Result<(), String> {
+        let live: BTreeSet<(Instant, WorkerId)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.lost)
+            .map(|(id, w)| (w.last_seen, *id))
+            .collect();
+        let eligible: BTreeSet<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.eligible())
+            .map(|(id, _)| *id)
+            .collect();
+        if live != self.live || eligible != self.eligible {
+            return Err(format!(
+                "registry indexes out of step: live {:?} vs {:?}, eligible {:?} vs {:?}",
+                self.live, live, self.eligible, eligible
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -265,7 +329,8 @@ mod tests {
         assert!(r.expire(t0 + timeout).is_empty(), "lost only once");
         assert_eq!(r.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert!(r.touch(a, t0 + Duration::from_secs(4)));
-        assert!(!r.get_mut(a).unwrap().lost);
+        assert!(!r.get(a).unwrap().lost);
+        r.audit().unwrap();
         assert!(!r.touch(WorkerId(99), t0), "unknown ids must re-register");
     }
 
@@ -276,7 +341,7 @@ mod tests {
         let a = r.register(info(), t0);
         let b = r.register(info(), t0);
         assert_eq!(r.awaiting_exit(), 2);
-        r.get_mut(a).unwrap().told_exit = true;
+        r.update(a, |w| w.told_exit = true);
         assert_eq!(r.awaiting_exit(), 1);
         r.expire(t0 + Duration::from_secs(1));
         let _ = b;

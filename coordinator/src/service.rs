@@ -3,10 +3,10 @@
 //! critical sections are short and synchronous, and a guard held across a wait would
 //! block the runtime thread).
 
+use crate::effect::{Effect, Event};
 use crate::job::Job;
-use crate::journal::{Durable, Journal, Record, Writer};
+use crate::journal::{Durable, Journal, Writer};
 use crate::task::AfterFailure;
-use crate::timeline::Timeline;
 use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
 use mr::rpc::{
     Coordinator, Directive, JobEnd, Registration, ReportReply, TaskReply, WorkerInfo, LONG_POLL,
@@ -70,54 +70,45 @@ impl Shared {
         }
     }
 
-    /// Queues a record for the journal, if there is one. Called with the job locked, so
-    /// the journal's order is the order of the changes. Nothing waits for the disk here:
-    /// a `sync` record's [`Durable`] is awaited after the lock is released and before
-    /// the caller answers. A failing journal is logged, not fatal: the job goes on, it
-    /// just could not be resumed after a crash.
-    pub fn record(&self, record: Record, sync: bool) -> Durable {
-        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        match journal.as_ref() {
-            Some(w) => w.append(record, sync),
-            None => Durable::none(),
+    /// Applies a call's effects: the one place they take effect. Called with the job
+    /// locked, so the journal's order is the order of the changes. Nothing waits for the
+    /// disk here: the returned [`Durable`] (of the last synced record, which the writer
+    /// flushes after every record before it) is awaited after the lock is released and
+    /// before the caller answers. A failing journal is logged, not fatal: the job goes
+    /// on, it just could not be resumed after a crash.
+    pub fn apply(&self, req: Option<RequestId>, effects: Vec<Effect>) -> Durable {
+        let mut durable = Durable::none();
+        let changed = !effects.is_empty();
+        for effect in effects {
+            match effect {
+                Effect::Journal { record, sync } => {
+                    let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(w) = journal.as_ref() {
+                        let d = w.append(record, sync);
+                        if sync {
+                            durable = d;
+                        }
+                    }
+                }
+                Effect::WakePolls => self.work.notify_waiters(),
+                Effect::Rearm => self.sweep.notify_one(),
+                Effect::ToldExit => self.told_exit.notify_waiters(),
+                Effect::Ended(end) => {
+                    self.end.send_replace(Some(end));
+                }
+                Effect::Log(event) => log(req, &event),
+            }
         }
+        if changed {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        durable
     }
 
     /// Locks the job. A panic while holding the lock would be a bug in this crate; the
     /// state is still consistent between calls, so a poisoned lock is taken over.
     pub fn lock(&self) -> MutexGuard<'_, Job> {
         self.job.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Tells the progress display that something changed.
-    pub fn changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Publishes the end of the job if it has ended, and wakes everyone waiting. (The
-    /// end record is made durable by [`Shared::close_journal`] before the process exits.)
-    pub fn publish_end(&self, job: &Job) {
-        if let Some(end) = job.end() {
-            if self.end.borrow().is_none() {
-                let _ = self.record(
-                    Record::Finished {
-                        succeeded: end == JobEnd::Succeeded,
-                    },
-                    true,
-                );
-                self.end.send_replace(Some(end));
-            }
-        }
-        self.work.notify_waiters();
-    }
-
-    fn exit_directive(&self, job: &mut Job, worker: WorkerId) -> Option<JobEnd> {
-        let end = job.end()?;
-        if let Some(w) = job.workers.get_mut(worker) {
-            w.told_exit = true;
-        }
-        self.told_exit.notify_waiters();
-        Some(end)
     }
 }
 
@@ -127,11 +118,12 @@ pub struct Service(pub Arc<Shared>);
 
 impl Coordinator for Service {
     async fn register(self, _: Context, req: RequestId, info: WorkerInfo) -> Registration {
-        let mut job = self.0.lock();
-        let worker = job.workers.register(info.clone(), Instant::now());
-        info!(%req, %worker, host = %info.host, pid = info.pid, "worker registered");
-        self.0.sweep.notify_one();
-        self.0.changed();
+        let worker = {
+            let mut job = self.0.lock();
+            let step = job.register(info, Instant::now());
+            let _ = self.0.apply(Some(req), step.effects);
+            step.reply
+        };
         Registration {
             worker,
             heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
@@ -140,14 +132,9 @@ impl Coordinator for Service {
 
     async fn heartbeat(self, _: Context, req: RequestId, worker: WorkerId) -> Directive {
         let mut job = self.0.lock();
-        if !job.workers.touch(worker, Instant::now()) {
-            warn!(%req, %worker, "heartbeat from unknown worker; asking it to register");
-            return Directive::Reregister;
-        }
-        match self.0.exit_directive(&mut job, worker) {
-            Some(end) => Directive::Exit(end),
-            None => Directive::Continue,
-        }
+        let step = job.heartbeat(worker, Instant::now());
+        let _ = self.0.apply(Some(req), step.effects);
+        step.reply
     }
 
     async fn get_task(self, _: Context, req: RequestId, worker: WorkerId) -> TaskReply {
@@ -160,27 +147,10 @@ impl Coordinator for Service {
             notified.as_mut().enable();
             {
                 let mut job = self.0.lock();
-                let now = Instant::now();
-                if !job.workers.touch(worker, now) {
-                    warn!(%req, %worker, "task request from unknown worker; asking it to register");
-                    return TaskReply::Reregister;
-                }
-                if let Some(end) = self.0.exit_directive(&mut job, worker) {
-                    return TaskReply::Exit(end);
-                }
-                if let Some(a) = job.assign(worker, now) {
-                    info!(%req, %worker, task = %a.task, attempt = %a.attempt, "assigned");
-                    let _ = self.0.record(
-                        Record::Assigned {
-                            task: a.task,
-                            attempt: a.attempt,
-                        },
-                        false,
-                    );
-                    job.timeline.assigned(a.task, now);
-                    self.0.sweep.notify_one();
-                    self.0.changed();
-                    return TaskReply::Task(a);
+                let step = job.poll(worker, Instant::now());
+                let _ = self.0.apply(Some(req), step.effects);
+                if step.reply != TaskReply::Wait {
+                    return step.reply;
                 }
             }
             tokio::select! {
@@ -199,99 +169,88 @@ impl Coordinator for Service {
         attempt: Attempt,
         outcome: TaskOutcome,
     ) -> ReportReply {
-        let mut durable = Durable::none();
-        let reply = {
-            let mut guard = self.0.lock();
-            let job = &mut *guard;
-            let now = Instant::now();
-            job.workers.touch(worker, now);
-            let since = Timeline::running_since(&job.tasks, task);
-            let reply = match outcome {
-                Ok(result) => match job.complete(worker, task, attempt, result.clone(), now) {
-                    Ok(excluded) => {
-                        // On disk before the worker hears "accepted" (waited for below,
-                        // with the lock released).
-                        durable = self.0.record(
-                            Record::Done {
-                                task,
-                                attempt,
-                                worker,
-                                result,
-                            },
-                            true,
-                        );
-                        job.timeline.completed(task, since, now);
-                        info!(%req, %worker, %task, %attempt, "completed");
-                        log_excluded(job, &excluded);
-                        ReportReply::Accepted
-                    }
-                    Err(refusal) => {
-                        // Harmless by design: see `worker::exec` on why a late rename of
-                        // deterministic output cannot change what readers see.
-                        warn!(%req, %worker, %task, %attempt, %refusal, "completion refused");
-                        ReportReply::Refused(refusal.to_string())
-                    }
-                },
-                Err(failure) => match job.fail(worker, task, attempt, &failure, now) {
-                    Ok(failed) => {
-                        let blame = failure.blame();
-                        match &failed.after {
-                            AfterFailure::Retry => {
-                                warn!(%req, %worker, %task, %attempt, %failure, ?blame, "attempt failed; will retry")
-                            }
-                            AfterFailure::RerunMap(m) => {
-                                durable = self.0.record(
-                                    Record::Reopened {
-                                        task: TaskId::map(*m),
-                                    },
-                                    true,
-                                );
-                                warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
-                            }
-                            AfterFailure::StaleLoss(m) => {
-                                info!(%req, %worker, %task, %attempt, %failure, map = m, "loss report about replaced map output; retrying the reduce only")
-                            }
-                            AfterFailure::JobFailed(f) => {
-                                tracing::error!(%req, %worker, %task, %attempt, "giving up: {f}")
-                            }
-                        }
-                        log_excluded(job, &failed.excluded);
-                        if let Some(f) = job.tasks.failure() {
-                            if !matches!(failed.after, AfterFailure::JobFailed(_)) {
-                                tracing::error!(%req, "giving up: {f}");
-                            }
-                        }
-                        ReportReply::Accepted
-                    }
-                    Err(refusal) => {
-                        warn!(%req, %worker, %task, %attempt, %refusal, %failure, "failure report refused");
-                        ReportReply::Refused(refusal.to_string())
-                    }
-                },
-            };
-            job.timeline.observe(&job.tasks, now);
-            self.0.publish_end(job);
-            self.0.changed();
-            reply
+        let (reply, durable) = {
+            let mut job = self.0.lock();
+            let step = job.report(worker, task, attempt, outcome, Instant::now());
+            (step.reply, self.0.apply(Some(req), step.effects))
         };
+        // "Accepted" only once the record of it is on disk.
         durable.wait().await;
         reply
     }
 }
 
-/// Logs each newly excluded worker with what it last failed on.
-fn log_excluded(job: &Job, excluded: &[WorkerId]) {
-    for w in excluded {
-        let (host, error) = job
-            .workers
-            .get(*w)
-            .map(|x| {
-                (
-                    x.info.host.clone(),
-                    x.last_error.clone().unwrap_or_default(),
-                )
-            })
-            .unwrap_or_default();
-        warn!(worker = %w, %host, last_error = %error, "worker excluded: it failed too many tasks; it gets no more");
+/// One log line per event, with the request id that caused it.
+fn log(req: Option<RequestId>, event: &Event) {
+    let req = req.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+    match event {
+        Event::Registered { worker, host, pid } => {
+            info!(%req, %worker, %host, pid, "worker registered")
+        }
+        Event::Unknown { worker } => {
+            warn!(%req, %worker, "call from unknown worker; asking it to register")
+        }
+        Event::Assigned {
+            worker,
+            task,
+            attempt,
+        } => info!(%req, %worker, %task, %attempt, "assigned"),
+        Event::Completed {
+            worker,
+            task,
+            attempt,
+        } => info!(%req, %worker, %task, %attempt, "completed"),
+        Event::Refused {
+            worker,
+            task,
+            attempt,
+            refusal,
+            failure,
+        } => match failure {
+            // Harmless by design: see `worker::exec` on why a late rename of
+            // deterministic output cannot change what readers see.
+            None => warn!(%req, %worker, %task, %attempt, %refusal, "completion refused"),
+            Some(failure) => {
+                warn!(%req, %worker, %task, %attempt, %refusal, %failure, "failure report refused")
+            }
+        },
+        Event::Failed {
+            worker,
+            task,
+            attempt,
+            failure,
+            after,
+        } => {
+            let blame = failure.blame();
+            match after {
+                AfterFailure::Retry => {
+                    warn!(%req, %worker, %task, %attempt, %failure, ?blame, "attempt failed; will retry")
+                }
+                AfterFailure::RerunMap(m) => {
+                    warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
+                }
+                AfterFailure::StaleLoss(m) => {
+                    info!(%req, %worker, %task, %attempt, %failure, map = m, "loss report about replaced map output; retrying the reduce only")
+                }
+                AfterFailure::JobFailed(_) => {
+                    warn!(%req, %worker, %task, %attempt, %failure, "attempt failed; the task has failed too often")
+                }
+            }
+        }
+        Event::Excluded {
+            worker,
+            host,
+            last_error,
+        } => {
+            warn!(%req, %worker, %host, %last_error, "worker excluded: it failed too many tasks; it gets no more")
+        }
+        Event::Lost { worker } => warn!(%worker, "worker missed its heartbeats; declared lost"),
+        Event::Revoked(r) => {
+            warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; task is idle again")
+        }
+        Event::Reopened { map } => {
+            warn!(map, "map output lived on a lost worker; re-running the map")
+        }
+        Event::GaveUp(f) => tracing::error!(%req, "giving up: {f}"),
     }
 }

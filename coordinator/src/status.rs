@@ -167,7 +167,9 @@ impl Status {
                         let secs = now.saturating_duration_since(*since).as_secs_f64();
                         ("running", attempt.0, Some(*worker), Some(secs))
                     }
-                    TaskState::Done { worker, attempt } => {
+                    TaskState::Done {
+                        worker, attempt, ..
+                    } => {
                         let took = job.timeline.took.get(&t.id).map(|d| d.as_secs_f64());
                         ("done", attempt.0, Some(*worker), took)
                     }
@@ -232,13 +234,12 @@ pub(crate) mod tests {
                 len: 100,
             })
             .collect();
-        let mut job = Job {
-            tasks: TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
-            workers: Registry::new(Duration::from_secs(3)),
-            timeline: Timeline::new(t0),
-            shared_inputs: false,
-            all_excluded_since: None,
-        };
+        let mut job = Job::new(
+            TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
+            Registry::new(Duration::from_secs(3)),
+            false,
+            t0,
+        );
         let info = |pid| WorkerInfo {
             host: "box".into(),
             pid,
@@ -263,7 +264,7 @@ pub(crate) mod tests {
         job.tasks.complete(w1, a.task, a.attempt, result).unwrap();
         job.timeline.completed(a.task, since, s(3));
         job.timeline.observe(&job.tasks, s(3));
-        job.workers.get_mut(w1).unwrap().tasks_done += 1;
+        job.workers.update(w1, |w| w.tasks_done += 1);
         job.workers.touch(w1, s(3));
         job.workers.touch(w2, s(4));
         (job, s(4))

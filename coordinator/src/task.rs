@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!            assign                complete (current attempt)
-//!   Idle ─────────────▶ InProgress ─────────────────────────▶ Done
+//!   Idle ─────────────▶ InProgress ─────────────────────────▶ Done { output }
 //!    ▲                     │                                    │
 //!    └─────────────────────┘                                    │
 //!    timeout, worker lost, failure (< limit)                    │
@@ -14,18 +14,50 @@
 //! ```
 //! Each assignment gets a new [`Attempt`]; a report is accepted only from the current
 //! attempt of an in-progress task, so a revoked attempt that wakes up and reports late
-//! changes nothing.
+//! changes nothing. A finished task's output lives in its `Done` state, so a task
+//! cannot be done without output, nor have output without being done.
+//!
+//! Every operation is O(log n) in the number of tasks (the paper's M = 200,000): every
+//! state change goes through [`TaskTable::set_state`], which keeps the indexes (idle
+//! tasks in order, in-progress tasks by deadline and by worker, map output by the
+//! worker whose disk holds it, done counts) in step, and [`TaskTable::audit`] checks
+//! them against a recount.
 
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::task::{
-    Assignment, Blame, Location, MapOutput, OutputTarget, Split, SplitSource, TaskFailure,
+    Assignment, Blame, Location, MapOutput, OutputTarget, Split, SplitSource, TaskFailure, TaskNow,
     TaskResult, TaskSpec, TaskStats,
 };
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use mr::task::Refusal;
+
+/// What a finished task left behind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// A map's `mr-X-Y` for every partition Y, in partition order.
+    Map(Vec<Location>),
+    /// A reduce's `mr-out-Y`.
+    Reduce(Location),
+}
+
+impl Output {
+    /// Whether any of it lives on the disk of the worker that wrote it (and so is lost
+    /// with that worker).
+    fn on_workers_disk(&self) -> bool {
+        match self {
+            Output::Map(locations) => locations
+                .iter()
+                .any(|l| matches!(l, Location::Remote { .. })),
+            Output::Reduce(_) => false,
+        }
+    }
+}
+
 /// Where a task stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TaskState {
     /// Waiting for a worker.
     Idle,
@@ -44,11 +76,24 @@ pub enum TaskState {
         worker: WorkerId,
         /// The attempt that finished it.
         attempt: Attempt,
+        /// What it produced.
+        output: Output,
     },
 }
 
+impl TaskState {
+    /// The state as a refusal names it.
+    pub fn now(&self) -> TaskNow {
+        match self {
+            TaskState::Idle => TaskNow::Idle,
+            TaskState::InProgress { attempt, .. } => TaskNow::Running(*attempt),
+            TaskState::Done { attempt, .. } => TaskNow::Done(*attempt),
+        }
+    }
+}
+
 /// One task and its history.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Task {
     /// Which task.
     pub id: TaskId,
@@ -84,9 +129,7 @@ impl Task {
             stats: TaskStats::default(),
         }
     }
-}
 
-impl Task {
     /// Whether the task has failed on `worker`.
     pub fn failed_on(&self, worker: WorkerId) -> bool {
         self.failed_on.iter().any(|(w, _)| *w == worker)
@@ -99,37 +142,15 @@ impl Task {
         ws.dedup();
         ws.len()
     }
-}
 
-/// Why a report was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// No such task.
-    #[error("no such task")]
-    UnknownTask,
-    /// The attempt is not the task's current in-progress attempt.
-    #[error("attempt {reported} is stale (task is {state})")]
-    Stale {
-        /// The attempt reported.
-        reported: Attempt,
-        /// What the task is now, for the log.
-        state: String,
-    },
-    /// The attempt is current but another worker holds it.
-    #[error("attempt {0} belongs to another worker")]
-    WrongWorker(Attempt),
-    /// A map result without one output per partition.
-    #[error("map result has {got} outputs, expected {want}")]
-    BadResult {
-        /// Outputs reported.
-        got: usize,
-        /// Partitions.
-        want: usize,
-    },
+    /// Whether it is done.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, TaskState::Done { .. })
+    }
 }
 
 /// Why the job gave up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobFailure {
     /// A task failed `max_failures` times (on at least two workers when there were two).
     Task {
@@ -172,7 +193,7 @@ impl std::fmt::Display for JobFailure {
 }
 
 /// A revoked attempt, for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Revoked {
     /// The task.
     pub task: TaskId,
@@ -183,7 +204,7 @@ pub struct Revoked {
 }
 
 /// What a failure report led to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AfterFailure {
     /// The task is idle again and will be retried.
     Retry,
@@ -215,13 +236,81 @@ impl Placement {
     };
 }
 
+/// The indexes over the tasks' states, kept by [`TaskTable::set_state`] alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Index {
+    /// Idle maps and idle reduces, by index (handed out lowest first).
+    idle: [BTreeSet<u32>; 2],
+    /// Tasks in progress by deadline.
+    deadlines: BTreeSet<(Instant, TaskId)>,
+    /// Tasks in progress by worker.
+    running_on: BTreeMap<WorkerId, BTreeSet<TaskId>>,
+    /// Done maps by the worker whose disk holds their output.
+    outputs_on: BTreeMap<WorkerId, BTreeSet<u32>>,
+    /// Done maps and done reduces.
+    done: [usize; 2],
+}
+
+fn slot(kind: TaskKind) -> usize {
+    match kind {
+        TaskKind::Map => 0,
+        TaskKind::Reduce => 1,
+    }
+}
+
+impl Index {
+    fn add(&mut self, id: TaskId, state: &TaskState, timeout: Duration) {
+        match state {
+            TaskState::Idle => {
+                self.idle[slot(id.kind)].insert(id.index);
+            }
+            TaskState::InProgress { worker, since, .. } => {
+                self.deadlines.insert((*since + timeout, id));
+                self.running_on.entry(*worker).or_default().insert(id);
+            }
+            TaskState::Done { worker, output, .. } => {
+                self.done[slot(id.kind)] += 1;
+                if output.on_workers_disk() {
+                    self.outputs_on.entry(*worker).or_default().insert(id.index);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: TaskId, state: &TaskState, timeout: Duration) {
+        fn take<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: K, v: &V) {
+            if let Some(set) = map.get_mut(&key) {
+                set.remove(v);
+                if set.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
+        match state {
+            TaskState::Idle => {
+                self.idle[slot(id.kind)].remove(&id.index);
+            }
+            TaskState::InProgress { worker, since, .. } => {
+                self.deadlines.remove(&(*since + timeout, id));
+                take(&mut self.running_on, *worker, &id);
+            }
+            TaskState::Done { worker, output, .. } => {
+                self.done[slot(id.kind)] -= 1;
+                if output.on_workers_disk() {
+                    take(&mut self.outputs_on, *worker, &id.index);
+                }
+            }
+        }
+    }
+}
+
 /// All tasks of one job.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub struct TaskTable {
     splits: Vec<Split>,
     maps: Vec<Task>,
     reduces: Vec<Task>,
-    map_outputs: Vec<Option<Vec<Location>>>,
+    index: Index,
     out_dir: PathBuf,
     timeout: Duration,
     max_failures: u32,
@@ -237,13 +326,16 @@ impl TaskTable {
         timeout: Duration,
         max_failures: u32,
     ) -> Self {
-        let m = splits.len();
+        let m = splits.len() as u32;
+        let mut index = Index::default();
+        index.idle[0] = (0..m).collect();
+        index.idle[1] = (0..n_reduce).collect();
         TaskTable {
-            maps: (0..m as u32).map(|i| Task::new(TaskId::map(i))).collect(),
+            maps: (0..m).map(|i| Task::new(TaskId::map(i))).collect(),
             reduces: (0..n_reduce)
                 .map(|i| Task::new(TaskId::reduce(i)))
                 .collect(),
-            map_outputs: vec![None; m],
+            index,
             splits,
             out_dir,
             timeout,
@@ -267,6 +359,14 @@ impl TaskTable {
         self.reduces.len() as u32
     }
 
+    /// A task by id.
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        match id.kind {
+            TaskKind::Map => self.maps.get(id.index as usize),
+            TaskKind::Reduce => self.reduces.get(id.index as usize),
+        }
+    }
+
     fn task_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         match id.kind {
             TaskKind::Map => self.maps.get_mut(id.index as usize),
@@ -274,12 +374,17 @@ impl TaskTable {
         }
     }
 
-    /// A task by id.
-    pub fn task(&self, id: TaskId) -> Option<&Task> {
-        match id.kind {
-            TaskKind::Map => self.maps.get(id.index as usize),
-            TaskKind::Reduce => self.reduces.get(id.index as usize),
-        }
+    /// Moves task `id` (which exists) to `state`, keeping the indexes in step: the one
+    /// place a task's state changes.
+    fn set_state(&mut self, id: TaskId, state: TaskState) {
+        let timeout = self.timeout;
+        let task = match id.kind {
+            TaskKind::Map => &mut self.maps[id.index as usize],
+            TaskKind::Reduce => &mut self.reduces[id.index as usize],
+        };
+        self.index.remove(id, &task.state, timeout);
+        self.index.add(id, &state, timeout);
+        task.state = state;
     }
 
     /// What a task reads, for messages.
@@ -294,20 +399,36 @@ impl TaskTable {
         }
     }
 
-    fn all_done(tasks: &[Task]) -> bool {
-        tasks
-            .iter()
-            .all(|t| matches!(t.state, TaskState::Done { .. }))
+    /// Map tasks done.
+    pub fn maps_done_count(&self) -> usize {
+        self.index.done[0]
+    }
+
+    /// Reduce tasks done.
+    pub fn reduces_done_count(&self) -> usize {
+        self.index.done[1]
     }
 
     /// Every map task is done (reduce tasks may be handed out).
     pub fn maps_done(&self) -> bool {
-        Self::all_done(&self.maps)
+        self.index.done[0] == self.maps.len()
     }
 
     /// Every task is done: all output is final.
     pub fn is_done(&self) -> bool {
-        self.maps_done() && Self::all_done(&self.reduces)
+        self.maps_done() && self.index.done[1] == self.reduces.len()
+    }
+
+    /// The output of map `m`, if it is done.
+    pub fn map_output(&self, m: u32) -> Option<(Attempt, &[Location])> {
+        match &self.maps.get(m as usize)?.state {
+            TaskState::Done {
+                attempt,
+                output: Output::Map(locations),
+                ..
+            } => Some((*attempt, locations)),
+            _ => None,
+        }
     }
 
     /// The failure that ended the job, if any.
@@ -338,35 +459,25 @@ impl TaskTable {
         if self.failed.is_some() {
             return None;
         }
-        let pick = |tasks: &[Task]| {
-            tasks
-                .iter()
-                .position(|t| t.state == TaskState::Idle && !skip(t))
+        let pick = |idle: &BTreeSet<u32>, tasks: &[Task]| {
+            idle.iter().copied().find(|i| !skip(&tasks[*i as usize]))
         };
-        let (kind, index) = if let Some(i) = pick(&self.maps) {
-            (TaskKind::Map, i)
+        let id = if let Some(i) = pick(&self.index.idle[0], &self.maps) {
+            TaskId::map(i)
         } else if self.maps_done() {
-            (TaskKind::Reduce, pick(&self.reduces)?)
+            TaskId::reduce(pick(&self.index.idle[1], &self.reduces)?)
         } else {
             return None;
         };
-        let spec = match kind {
+        let index = id.index as usize;
+        let spec = match id.kind {
             TaskKind::Map => TaskSpec::Map {
                 split: self.splits[index].clone(),
                 source: placement.split_source,
                 n_reduce: self.n_reduce(),
             },
             TaskKind::Reduce => TaskSpec::Reduce {
-                inputs: self
-                    .map_outputs
-                    .iter()
-                    .enumerate()
-                    .map(|(m, outs)| MapOutput {
-                        map: m as u32,
-                        // Every map is done, so every entry is Some.
-                        location: outs.as_ref().expect("map done without outputs")[index].clone(),
-                    })
-                    .collect(),
+                inputs: self.reduce_inputs(id.index),
                 output: if placement.ship_output {
                     OutputTarget::Coordinator
                 } else {
@@ -374,22 +485,41 @@ impl TaskTable {
                 },
             },
         };
-        let task = match kind {
-            TaskKind::Map => &mut self.maps[index],
-            TaskKind::Reduce => &mut self.reduces[index],
-        };
+        let task = self.task_mut(id)?;
         task.attempts += 1;
         let attempt = Attempt(task.attempts);
-        task.state = TaskState::InProgress {
-            worker,
-            attempt,
-            since: now,
-        };
+        self.set_state(
+            id,
+            TaskState::InProgress {
+                worker,
+                attempt,
+                since: now,
+            },
+        );
         Some(Assignment {
-            task: task.id,
+            task: id,
             attempt,
             spec,
         })
+    }
+
+    /// Partition `y` of every map's output (every map is done).
+    fn reduce_inputs(&self, y: u32) -> Vec<MapOutput> {
+        self.maps
+            .iter()
+            .filter_map(|t| match &t.state {
+                TaskState::Done {
+                    attempt,
+                    output: Output::Map(locations),
+                    ..
+                } => Some(MapOutput {
+                    map: t.id.index,
+                    attempt: *attempt,
+                    location: locations[y as usize].clone(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether `attempt` of task `id` is current and `worker`'s (reports, and output
@@ -415,16 +545,13 @@ impl TaskTable {
             }
             other => Err(Refusal::Stale {
                 reported: attempt,
-                state: match other {
-                    TaskState::Idle => "idle".to_string(),
-                    TaskState::InProgress { attempt, .. } => format!("running attempt {attempt}"),
-                    TaskState::Done { attempt, .. } => format!("done by attempt {attempt}"),
-                },
+                now: other.now(),
             }),
         }
     }
 
-    /// Records a finished attempt. Refused unless it is the task's current attempt.
+    /// Records a finished attempt. Refused unless it is the task's current attempt and
+    /// the result fits the task.
     pub fn complete(
         &mut self,
         worker: WorkerId,
@@ -434,27 +561,40 @@ impl TaskTable {
     ) -> Result<(), Refusal> {
         self.check_current(worker, id, attempt)?;
         let want = self.reduces.len();
-        let stats = match result {
-            TaskResult::Map { outputs, stats } => {
-                if id.kind != TaskKind::Map || outputs.len() != want {
-                    return Err(Refusal::BadResult {
-                        got: outputs.len(),
-                        want,
-                    });
-                }
-                self.map_outputs[id.index as usize] = Some(outputs);
-                stats
+        let (output, stats) = match (id.kind, result) {
+            (TaskKind::Map, TaskResult::Map { outputs, stats }) if outputs.len() == want => {
+                (Output::Map(outputs), stats)
             }
-            TaskResult::Reduce { stats, .. } => {
-                if id.kind != TaskKind::Reduce {
-                    return Err(Refusal::BadResult { got: 1, want });
-                }
-                stats
+            (TaskKind::Reduce, TaskResult::Reduce { output, stats }) => {
+                (Output::Reduce(output), stats)
+            }
+            (TaskKind::Map, TaskResult::Map { outputs, .. }) => {
+                return Err(Refusal::BadResult {
+                    got: outputs.len(),
+                    want,
+                })
+            }
+            (TaskKind::Map, TaskResult::Reduce { .. }) => {
+                return Err(Refusal::BadResult { got: 1, want })
+            }
+            (TaskKind::Reduce, TaskResult::Map { outputs, .. }) => {
+                return Err(Refusal::BadResult {
+                    got: outputs.len(),
+                    want: 1,
+                })
             }
         };
-        let task = self.task_mut(id).ok_or(Refusal::UnknownTask)?;
-        task.state = TaskState::Done { worker, attempt };
-        task.stats = stats;
+        if let Some(task) = self.task_mut(id) {
+            task.stats = stats;
+        }
+        self.set_state(
+            id,
+            TaskState::Done {
+                worker,
+                attempt,
+                output,
+            },
+        );
         Ok(())
     }
 
@@ -473,18 +613,18 @@ impl TaskTable {
         elsewhere: bool,
     ) -> Result<AfterFailure, Refusal> {
         self.check_current(worker, id, attempt)?;
-        if let (Blame::Map(map), TaskKind::Reduce) = (failure.blame(), id.kind) {
-            return self.lost_map_output(id, map, failure);
+        if let (TaskFailure::LostMapOutput { .. }, TaskKind::Reduce) = (failure, id.kind) {
+            return self.lost_map_output(id, failure);
         }
         // Any other failure, and a map that (wrongly) reports lost map output: the
         // task's own attempt failed.
         let max = self.max_failures;
         let input = self.describe_input(id);
+        self.set_state(id, TaskState::Idle);
         let task = self.task_mut(id).ok_or(Refusal::UnknownTask)?;
         task.failed_on
             .push((worker, failure.blame() != Blame::Worker));
         task.last_error = Some(failure.to_string());
-        task.state = TaskState::Idle;
         if !counts {
             return Ok(AfterFailure::Retry);
         }
@@ -502,40 +642,44 @@ impl TaskTable {
         Ok(AfterFailure::Retry)
     }
 
-    /// Reduce `id` (whose attempt is current) could not read map `map`'s output.
+    /// Reduce `id` (whose attempt is current) could not read a map's output.
     fn lost_map_output(
         &mut self,
         id: TaskId,
-        map: u32,
         failure: &TaskFailure,
     ) -> Result<AfterFailure, Refusal> {
+        let TaskFailure::LostMapOutput {
+            map,
+            attempt,
+            location,
+            ..
+        } = failure
+        else {
+            return Err(Refusal::UnknownTask);
+        };
         // Validate before changing anything.
-        let Some(m) = self.maps.get(map as usize) else {
-            return Err(Refusal::UnknownTask);
-        };
-        let TaskFailure::LostMapOutput { location, .. } = failure else {
-            return Err(Refusal::UnknownTask);
-        };
-        let current = self.map_outputs[map as usize]
-            .as_ref()
-            .and_then(|outs| outs.get(id.index as usize));
-        let is_current = matches!(m.state, TaskState::Done { .. }) && current == Some(location);
-        // Not the reduce's fault either way: it goes back to idle, nothing counted.
-        if let Some(task) = self.task_mut(id) {
-            task.state = TaskState::Idle;
+        let map = *map;
+        if map as usize >= self.maps.len() {
+            return Err(Refusal::UnknownMap(map));
         }
+        // Current only if the map is done by the attempt the reduce was told of, with
+        // that very file: a report about output since replaced (a re-run elsewhere, or
+        // in a shared directory the same path re-written by a later attempt) is stale.
+        let is_current = self.map_output(map).is_some_and(|(a, locations)| {
+            a == *attempt && locations.get(id.index as usize) == Some(location)
+        });
+        // Not the reduce's fault either way: it goes back to idle, nothing counted.
+        self.set_state(id, TaskState::Idle);
         if !is_current {
-            // The output was replaced (the map re-ran elsewhere) or is being re-made: a
-            // report about an output that no longer exists changes nothing.
             return Ok(AfterFailure::StaleLoss(map));
         }
         let max = self.max_failures;
-        let input = self.describe_input(TaskId::map(map));
+        let map_id = TaskId::map(map);
+        let input = self.describe_input(map_id);
+        self.set_state(map_id, TaskState::Idle);
         let m = &mut self.maps[map as usize];
-        m.state = TaskState::Idle;
         m.failures += 1;
         m.last_error = Some(failure.to_string());
-        self.map_outputs[map as usize] = None;
         if m.failures >= max {
             let f = JobFailure::Task {
                 task: m.id,
@@ -556,38 +700,49 @@ impl TaskTable {
         }
     }
 
-    fn revoke_where(&mut self, mut pred: impl FnMut(WorkerId, Instant) -> bool) -> Vec<Revoked> {
-        let mut out = Vec::new();
-        for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
+    fn revoke(&mut self, ids: Vec<TaskId>) -> Vec<Revoked> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(task) = self.task_mut(id) else {
+                continue;
+            };
             if let TaskState::InProgress {
-                worker,
-                attempt,
-                since,
-            } = t.state
+                worker, attempt, ..
+            } = task.state
             {
-                if pred(worker, since) {
-                    t.state = TaskState::Idle;
-                    t.reassignments += 1;
-                    out.push(Revoked {
-                        task: t.id,
-                        attempt,
-                        worker,
-                    });
-                }
+                task.reassignments += 1;
+                self.set_state(id, TaskState::Idle);
+                out.push(Revoked {
+                    task: id,
+                    attempt,
+                    worker,
+                });
             }
         }
         out
     }
 
-    /// Returns to idle every task in progress for longer than the timeout.
+    /// Returns to idle every task in progress for the timeout or longer.
     pub fn expire(&mut self, now: Instant) -> Vec<Revoked> {
-        let timeout = self.timeout;
-        self.revoke_where(|_, since| now.saturating_duration_since(since) >= timeout)
+        let due: Vec<TaskId> = self
+            .index
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        self.revoke(due)
     }
 
     /// Returns to idle every task in progress on `lost`.
     pub fn revoke_worker(&mut self, lost: WorkerId) -> Vec<Revoked> {
-        self.revoke_where(|w, _| w == lost)
+        let on: Vec<TaskId> = self
+            .index
+            .running_on
+            .get(&lost)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        self.revoke(on)
     }
 
     /// Sends back to idle every finished map whose output lived on `lost`'s own disk
@@ -595,23 +750,27 @@ impl TaskTable {
     /// while some reduce may still need it. Returns the maps reopened. Output in a
     /// shared directory outlives its worker and stays.
     pub fn reopen_output_of(&mut self, lost: WorkerId) -> Vec<u32> {
-        if Self::all_done(&self.reduces) {
+        if self.index.done[1] == self.reduces.len() {
             return Vec::new();
         }
-        let mut reopened = Vec::new();
-        for (m, task) in self.maps.iter_mut().enumerate() {
-            let on_lost = matches!(task.state, TaskState::Done { worker, .. } if worker == lost);
-            let remote = self.map_outputs[m]
-                .as_ref()
-                .is_some_and(|outs| outs.iter().any(|l| matches!(l, Location::Remote { .. })));
-            if on_lost && remote {
-                task.state = TaskState::Idle;
-                task.reassignments += 1;
-                self.map_outputs[m] = None;
-                reopened.push(m as u32);
-            }
+        let maps: Vec<u32> = self
+            .index
+            .outputs_on
+            .get(&lost)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for m in &maps {
+            self.maps[*m as usize].reassignments += 1;
+            self.set_state(TaskId::map(*m), TaskState::Idle);
         }
-        reopened
+        maps
+    }
+
+    /// Sends a done map back to idle because the journal says its output was lost.
+    pub fn reopen_map(&mut self, m: u32) {
+        if self.map_output(m).is_some() {
+            self.set_state(TaskId::map(m), TaskState::Idle);
+        }
     }
 
     /// Continues attempt numbering after a restart (see [`crate::journal`]).
@@ -622,8 +781,8 @@ impl TaskTable {
     }
 
     /// Marks a task done from the journal of an earlier run. Refused (false) for an
-    /// unknown task, a map result of the wrong shape, or a reduce whose maps are not
-    /// all done.
+    /// unknown task, a result of the wrong shape, or a reduce whose maps are not all
+    /// done.
     pub fn restore_done(
         &mut self,
         id: TaskId,
@@ -632,37 +791,62 @@ impl TaskTable {
         result: TaskResult,
     ) -> bool {
         let want = self.reduces.len();
-        let stats = match (id.kind, result) {
-            (TaskKind::Map, TaskResult::Map { outputs, stats }) if outputs.len() == want => {
-                match self.map_outputs.get_mut(id.index as usize) {
-                    Some(slot) => *slot = Some(outputs),
-                    None => return false,
-                }
-                stats
+        let (output, stats) = match (id.kind, result) {
+            (TaskKind::Map, TaskResult::Map { outputs, stats })
+                if outputs.len() == want && (id.index as usize) < self.maps.len() =>
+            {
+                (Output::Map(outputs), stats)
             }
-            (TaskKind::Reduce, TaskResult::Reduce { stats, .. }) if self.maps_done() => stats,
+            (TaskKind::Reduce, TaskResult::Reduce { output, stats })
+                if self.maps_done() && (id.index as usize) < self.reduces.len() =>
+            {
+                (Output::Reduce(output), stats)
+            }
             _ => return false,
         };
-        match self.task_mut(id) {
-            Some(t) => {
-                t.state = TaskState::Done { worker, attempt };
-                t.stats = stats;
-                true
-            }
-            None => false,
+        if let Some(t) = self.task_mut(id) {
+            t.stats = stats;
         }
+        self.set_state(
+            id,
+            TaskState::Done {
+                worker,
+                attempt,
+                output,
+            },
+        );
+        true
     }
 
     /// When the next in-progress task times out.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.maps
-            .iter()
-            .chain(&self.reduces)
-            .filter_map(|t| match t.state {
-                TaskState::InProgress { since, .. } => Some(since + self.timeout),
-                _ => None,
-            })
-            .min()
+        self.index.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Tasks in progress on `worker`.
+    pub fn running_on(&self, worker: WorkerId) -> impl Iterator<Item = TaskId> + '_ {
+        self.index
+            .running_on
+            .get(&worker)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    /// Checks the indexes against a recount from the tasks' states (for tests and the
+    /// simulator: every operation must leave them in step).
+    pub fn audit(&self) -> Result<(), String> {
+        let mut fresh = Index::default();
+        for t in self.maps.iter().chain(&self.reduces) {
+            fresh.add(t.id, &t.state, self.timeout);
+        }
+        if fresh != self.index {
+            return Err(format!(
+                "task table indexes out of step: kept {:?}, recounted {:?}",
+                self.index, fresh
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -941,6 +1125,7 @@ mod tests {
         let r = t.assign(W1, now).unwrap();
         let lost = TaskFailure::LostMapOutput {
             map: 1,
+            attempt: Attempt(1),
             location: Location::Path("mr-1-0".into()),
             error: "missing".into(),
         };
@@ -955,6 +1140,46 @@ mod tests {
         t.complete(W2, again.task, again.attempt, map_result(1, 1))
             .unwrap();
         assert_eq!(t.assign(W1, now).unwrap().task, TaskId::reduce(0));
+    }
+
+    #[test]
+    fn in_a_shared_directory_a_late_loss_report_about_an_earlier_attempt_changes_nothing() {
+        // A re-run map writes the very same path: only the attempt tells the reports
+        // apart.
+        let now = Instant::now();
+        let mut t = table(1, 2);
+        let a = t.assign(W1, now).unwrap();
+        t.complete(W1, a.task, a.attempt, map_result(2, 0)).unwrap();
+        let r0 = t.assign(W1, now).unwrap();
+        let r1 = t.assign(W2, now).unwrap();
+        let lost = |y: u32| TaskFailure::LostMapOutput {
+            map: 0,
+            attempt: a.attempt,
+            location: Location::Path(format!("mr-0-{y}").into()),
+            error: "truncated".into(),
+        };
+        assert_eq!(
+            t.fail(W1, r0.task, r0.attempt, &lost(0), false, true),
+            Ok(AfterFailure::RerunMap(0))
+        );
+        let again = t.assign(W1, now).unwrap();
+        assert_eq!((again.task, again.attempt), (TaskId::map(0), Attempt(2)));
+        t.complete(W1, again.task, again.attempt, map_result(2, 0))
+            .unwrap();
+        // Reduce 1 read attempt 1's file and reports it late: same path, old attempt.
+        assert_eq!(
+            t.fail(W2, r1.task, r1.attempt, &lost(1), false, true),
+            Ok(AfterFailure::StaleLoss(0))
+        );
+        assert!(t.task(TaskId::map(0)).unwrap().is_done());
+        assert_eq!(t.task(TaskId::map(0)).unwrap().failures, 1);
+        // The reduces now read attempt 2.
+        let r = t.assign(W2, now).unwrap();
+        let TaskSpec::Reduce { inputs, .. } = r.spec else {
+            panic!("not a reduce")
+        };
+        assert_eq!(inputs[0].attempt, Attempt(2));
+        t.audit().unwrap();
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const DEFAULT_ADDR: &str = "unix:mr-coordinator.sock";
 pub const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who a worker is, given at registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkerInfo {
     /// Host name.
     pub host: String,
@@ -92,8 +92,8 @@ pub enum ReportReply {
     /// Recorded.
     Accepted,
     /// Not recorded: the attempt is not the task's current one (it was revoked, or
-    /// already completed). The reason is for the log.
-    Refused(String),
+    /// already completed), and why.
+    Refused(crate::task::Refusal),
 }
 
 /// The coordinator's service.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// A byte range of one input file. The reader of a split owns every line that *starts*
 /// inside `[offset, offset + len)`; see [`crate::split`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Split {
     /// The input file, as given on the coordinator's command line (map sees this name).
     pub path: PathBuf,
@@ -33,7 +33,7 @@ impl fmt::Display for Split {
 
 /// Where a file produced by a task lives. Data in the protocol rather than a naming
 /// convention, so that files need not share one directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Location {
     /// A path the readers can open: on a filesystem shared with them, or, for a reduce
     /// output stored by the coordinator, on the coordinator's machine.
@@ -81,8 +81,24 @@ pub enum OutputTarget {
 pub struct MapOutput {
     /// The map task X that wrote `mr-X-Y`.
     pub map: u32,
+    /// The attempt of map X that wrote it: with a shared directory a re-run writes the
+    /// same path, so only the attempt tells a report about the old file from one about
+    /// the new.
+    pub attempt: Attempt,
     /// Where it is.
     pub location: Location,
+}
+
+impl MapOutput {
+    /// This output, reported unusable.
+    pub fn lost(&self, error: impl Into<String>) -> TaskFailure {
+        TaskFailure::LostMapOutput {
+            map: self.map,
+            attempt: self.attempt,
+            location: self.location.clone(),
+            error: error.into(),
+        }
+    }
 }
 
 /// The work itself.
@@ -118,7 +134,7 @@ pub struct Assignment {
 }
 
 /// Counters a worker reports with a finished task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskStats {
     /// Input bytes read.
     pub bytes_read: u64,
@@ -240,6 +256,8 @@ pub enum TaskFailure {
     LostMapOutput {
         /// The map task whose output is lost.
         map: u32,
+        /// The attempt of the map that wrote it (as the reduce was told).
+        attempt: Attempt,
         /// Where it was expected.
         location: Location,
         /// What was wrong.
@@ -285,6 +303,59 @@ impl TaskFailure {
             TaskFailure::Local { .. } | TaskFailure::Network { .. } => Blame::Worker,
         }
     }
+}
+
+/// What a task is now, in a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskNow {
+    /// Waiting for a worker.
+    Idle,
+    /// Running this attempt.
+    Running(Attempt),
+    /// Done by this attempt.
+    Done(Attempt),
+}
+
+impl fmt::Display for TaskNow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskNow::Idle => write!(f, "idle"),
+            TaskNow::Running(a) => write!(f, "running attempt {a}"),
+            TaskNow::Done(a) => write!(f, "done by attempt {a}"),
+        }
+    }
+}
+
+/// Why the coordinator refused a report (or a reduce output), typed on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// No such task.
+    #[error("no such task")]
+    UnknownTask,
+    /// The attempt is not the task's current in-progress attempt (it was revoked, or
+    /// the task is done).
+    #[error("attempt {reported} is stale (task is {now})")]
+    Stale {
+        /// The attempt reported.
+        reported: Attempt,
+        /// What the task is now.
+        now: TaskNow,
+    },
+    /// The attempt is current but another worker holds it.
+    #[error("attempt {0} belongs to another worker")]
+    WrongWorker(Attempt),
+    /// A result that does not fit the task: a map result without one output per
+    /// partition, a reduce result for a map, or output for a task that has none.
+    #[error("result does not fit the task: {got} outputs, expected {want}")]
+    BadResult {
+        /// Outputs reported.
+        got: usize,
+        /// Outputs expected.
+        want: usize,
+    },
+    /// A loss report about a map task that does not exist.
+    #[error("no such map task: map-{0}")]
+    UnknownMap(u32),
 }
 
 /// The outcome a worker reports for one attempt.

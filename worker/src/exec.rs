@@ -358,11 +358,7 @@ fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
         FormatError::Io(e) if LocalFault::is_resource_shortage(&e) => {
             TaskFailure::local(format!("cannot open the output of map-{}", input.map), &e)
         }
-        e => TaskFailure::LostMapOutput {
-            map: input.map,
-            location: input.location.clone(),
-            error: e.to_string(),
-        },
+        e => input.lost(e.to_string()),
     }
 }
 
@@ -452,11 +448,7 @@ fn write_run(
 fn local_path(input: &MapOutput) -> Result<&Path, TaskFailure> {
     match &input.location {
         Location::Path(p) => Ok(p),
-        remote => Err(TaskFailure::LostMapOutput {
-            map: input.map,
-            location: remote.clone(),
-            error: "not fetched to this machine".into(),
-        }),
+        _ => Err(input.lost("not fetched to this machine")),
     }
 }
 
@@ -469,11 +461,7 @@ fn first_damaged(inputs: &[MapOutput]) -> Option<TaskFailure> {
             while r.next_into(&mut key, &mut value)? {}
             Ok(())
         });
-        check.err().map(|e| TaskFailure::LostMapOutput {
-            map: input.map,
-            location: input.location.clone(),
-            error: e.to_string(),
-        })
+        check.err().map(|e| input.lost(e.to_string()))
     })
 }
 
@@ -519,6 +507,7 @@ mod tests {
                 w.finish().unwrap();
                 MapOutput {
                     map: m,
+                    attempt: mr::ids::Attempt(1),
                     location: Location::Path(path),
                 }
             })
@@ -567,6 +556,7 @@ mod tests {
     fn running_out_of_file_descriptors_is_the_workers_fault_not_a_lost_map() {
         let input = MapOutput {
             map: 3,
+            attempt: mr::ids::Attempt(1),
             location: Location::Path("mr-3-0".into()),
         };
         let emfile = io::Error::from_raw_os_error(libc::EMFILE);

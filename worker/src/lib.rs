@@ -12,6 +12,8 @@
 //!
 //! # Layout
 //! - [`link`]: the reconnecting RPC client, with request ids.
+//! - [`protocol`]: the worker's protocol decisions as a pure machine (also driven by the
+//!   simulator).
 //! - [`exec`]: running one map or reduce task on local files (sorting, merging).
 //! - [`stage`]: moving a task's bytes between machines before and after it runs.
 //! - [`shuffle`]: the map output directory and its data server.
@@ -20,6 +22,7 @@
 
 pub mod exec;
 pub mod link;
+pub mod protocol;
 pub mod shuffle;
 pub mod stage;
 
@@ -27,11 +30,12 @@ use link::{Link, LinkError};
 use mr::auth::Token;
 use mr::ids::WorkerId;
 use mr::plugin::App;
-use mr::rpc::{Addr, Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
+use mr::rpc::{Addr, JobEnd, ReportReply, WorkerInfo};
 use mr::task::{
     Assignment, Location, MapOutput, OutputTarget, SplitSource, TaskFailure, TaskOutcome,
     TaskResult, TaskSpec,
 };
+use protocol::{Next, Session};
 use shuffle::ShuffleDir;
 use stage::Own;
 use std::path::{Path, PathBuf};
@@ -128,27 +132,21 @@ struct Ctx {
     config: Config,
     /// This worker's data server and map output directory, when it shares no files.
     own: Option<Own>,
-    worker: Mutex<WorkerId>,
-    last_contact: Mutex<Instant>,
+    /// Its id and when the coordinator last answered; the decisions are
+    /// [`protocol::Session`]'s.
+    session: Mutex<Session>,
     /// Held while re-registering: the heartbeat loop and the task loop both hear
     /// "register again", and only one of them may do it.
     registering: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn worker(&self) -> WorkerId {
-        *self.worker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn contact(&self) {
-        *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    }
-
-    fn silent_for(&self) -> Duration {
-        self.last_contact
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        self.session().worker()
     }
 
     /// Registers, retrying with backoff until the coordinator has been silent for `limit`.
@@ -158,7 +156,7 @@ impl Ctx {
             pid: std::process::id(),
             data_addr: self.own.as_ref().map(|o| o.server.clone()),
         };
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Duration::ZERO;
         loop {
             let req = self.link.request_id();
             let info = info.clone();
@@ -168,16 +166,23 @@ impl Ctx {
                 .await
             {
                 Ok(reg) => {
-                    self.contact();
-                    *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = reg.worker;
+                    self.session().registered(reg.worker, Instant::now());
                     info!(%req, worker = %reg.worker, coordinator = %self.link.addr(), "registered");
                     return Ok(Duration::from_millis(reg.heartbeat_interval_ms.max(10)));
                 }
-                Err(e) if e.is_refused() || self.silent_for() >= limit => return Err(e),
                 Err(e) => {
+                    let next = self.session().after_register_failed(
+                        e.is_refused(),
+                        backoff,
+                        Instant::now(),
+                        limit,
+                    );
+                    let Some(pause) = next else {
+                        return Err(e);
+                    };
                     tracing::debug!(error = %e, "coordinator not reachable yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(pause).await;
+                    backoff = pause;
                 }
             }
         }
@@ -186,24 +191,12 @@ impl Ctx {
     /// Registers again because the coordinator does not know `seen`, the id the caller
     /// used (it restarted, or forgot us). Both loops hear it at about the same time; the
     /// first registers, the second finds the id already changed and keeps the new one.
-    /// Registering twice would leave a ghost worker behind, and the report of a task
-    /// running under the first new id would be refused as coming from another worker.
     async fn reregister(&self, seen: WorkerId, limit: Duration) -> Result<(), LinkError> {
         let _one_at_a_time = self.registering.lock().await;
-        if self.worker() != seen {
+        if !self.session().should_register(seen) {
             return Ok(());
         }
         self.register(limit).await.map(|_| ())
-    }
-
-    /// After a failed call: wait a little, or give up if silent for too long.
-    async fn backoff(&self, e: &LinkError) -> Option<Exit> {
-        if self.silent_for() >= self.config.coordinator_timeout {
-            warn!(error = %e, "coordinator unreachable for {:?}; exiting", self.config.coordinator_timeout);
-            return Some(Exit::CoordinatorGone);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        None
     }
 }
 
@@ -268,12 +261,12 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         });
         shuffle = Some((dir, AbortOnDrop(tokio::spawn(serving))));
     }
+    let session = Session::new(Instant::now(), config.coordinator_timeout);
     let ctx = Arc::new(Ctx {
         link,
         config,
         own,
-        worker: Mutex::new(WorkerId(0)),
-        last_contact: Mutex::new(Instant::now()),
+        session: Mutex::new(session),
         registering: tokio::sync::Mutex::new(()),
     });
     let interval = ctx
@@ -338,29 +331,33 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, interval: Duration, exit: watch::Sender<O
         tick.tick().await;
         let req = ctx.link.request_id();
         let worker = ctx.worker();
-        match ctx
+        let reply = ctx
             .link
             .call(|c, cx| async move { c.heartbeat(cx, req, worker).await })
-            .await
-        {
-            Ok(Directive::Continue) => ctx.contact(),
-            Ok(Directive::Reregister) => {
-                ctx.contact();
-                if let Err(e) = ctx.reregister(worker, ctx.config.coordinator_timeout).await {
+            .await;
+        if let Err(e) = &reply {
+            tracing::debug!(%req, %worker, error = %e, "heartbeat not answered");
+        }
+        let next = ctx
+            .session()
+            .on_heartbeat(worker, reply.ok(), Instant::now());
+        match next {
+            Next::Register { seen } => {
+                if let Err(e) = ctx.reregister(seen, ctx.config.coordinator_timeout).await {
                     warn!(error = %e, "re-registration failed");
                 }
             }
-            Ok(Directive::Exit(end)) => {
-                exit.send_replace(Some(Exit::Job(end)));
+            Next::Exit(x) => {
+                if x == Exit::CoordinatorGone {
+                    warn!(
+                        "no heartbeat answered for {:?}",
+                        ctx.config.coordinator_timeout
+                    );
+                }
+                exit.send_replace(Some(x));
                 return;
             }
-            Err(e) => {
-                if ctx.silent_for() >= ctx.config.coordinator_timeout {
-                    warn!(error = %e, "no heartbeat answered for {:?}", ctx.config.coordinator_timeout);
-                    exit.send_replace(Some(Exit::CoordinatorGone));
-                    return;
-                }
-            }
+            Next::Continue | Next::Retry(_) | Next::Run(_) => {}
         }
     }
 }
@@ -369,20 +366,16 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
     loop {
         let req = ctx.link.request_id();
         let worker = ctx.worker();
-        let reply = match ctx
+        let reply = ctx
             .link
             .call(|c, cx| async move { c.get_task(cx, req, worker).await })
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => match ctx.backoff(&e).await {
-                Some(exit) => return exit,
-                None => continue,
-            },
-        };
-        ctx.contact();
-        match reply {
-            TaskReply::Task(a) => {
+            .await;
+        if let Err(e) = &reply {
+            tracing::debug!(%req, %worker, error = %e, "task poll not answered");
+        }
+        let next = ctx.session().on_poll(worker, reply.ok(), Instant::now());
+        match next {
+            Next::Run(a) => {
                 let started = Instant::now();
                 info!(%req, %worker, task = %a.task, attempt = %a.attempt, "running");
                 let Some(outcome) = run_task(&ctx, &app, &a).await else {
@@ -400,14 +393,23 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
                     return exit;
                 }
             }
-            TaskReply::Wait => {}
-            TaskReply::Reregister => {
-                if let Err(e) = ctx.reregister(worker, ctx.config.coordinator_timeout).await {
+            Next::Continue => {}
+            Next::Retry(pause) => tokio::time::sleep(pause).await,
+            Next::Register { seen } => {
+                if let Err(e) = ctx.reregister(seen, ctx.config.coordinator_timeout).await {
                     warn!(error = %e, "re-registration failed");
                     return Exit::CoordinatorGone;
                 }
             }
-            TaskReply::Exit(end) => return Exit::Job(end),
+            Next::Exit(x) => {
+                if x == Exit::CoordinatorGone {
+                    warn!(
+                        "coordinator unreachable for {:?}; exiting",
+                        ctx.config.coordinator_timeout
+                    );
+                }
+                return x;
+            }
         }
     }
 }
@@ -533,19 +535,22 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
                 })),
             }
         }
+        // The reduce read a local copy: name the output as the reduce was told of it.
         Err(TaskFailure::LostMapOutput {
             map,
+            attempt,
             location,
             error,
         }) => {
-            let location = wanted
-                .and_then(|w| w.iter().find(|i| i.map == map))
-                .map(|i| i.location.clone())
-                .unwrap_or(location);
-            Some(Err(TaskFailure::LostMapOutput {
-                map,
-                location,
-                error,
+            let told = wanted.and_then(|w| w.iter().find(|i| i.map == map));
+            Some(Err(match told {
+                Some(input) => input.lost(error),
+                None => TaskFailure::LostMapOutput {
+                    map,
+                    attempt,
+                    location,
+                    error,
+                },
             }))
         }
         Err(f) => Some(Err(f)),
@@ -630,27 +635,30 @@ async fn report(ctx: &Ctx, a: &Assignment, outcome: TaskOutcome) -> Option<Exit>
         let req = ctx.link.request_id();
         let worker = ctx.worker();
         let outcome = outcome.clone();
-        match ctx
+        let reply = ctx
             .link
             .call(
                 |c, cx| async move { c.report(cx, req, worker, a.task, a.attempt, outcome).await },
             )
-            .await
-        {
-            Ok(ReportReply::Accepted) => {
-                ctx.contact();
-                return None;
-            }
+            .await;
+        match &reply {
             Ok(ReportReply::Refused(why)) => {
-                ctx.contact();
-                info!(%req, %worker, task = %a.task, attempt = %a.attempt, %why, "report refused (attempt was revoked)");
-                return None;
+                info!(%req, %worker, task = %a.task, attempt = %a.attempt, %why, "report refused (attempt was revoked)")
             }
-            Err(e) => {
-                if let Some(exit) = ctx.backoff(&e).await {
-                    return Some(exit);
-                }
+            Ok(ReportReply::Accepted) => {}
+            Err(e) => tracing::debug!(%req, %worker, error = %e, "report not answered"),
+        }
+        let next = ctx.session().on_report(reply.ok(), Instant::now());
+        match next {
+            Next::Retry(pause) => tokio::time::sleep(pause).await,
+            Next::Exit(x) => {
+                warn!(
+                    "coordinator unreachable for {:?}; exiting",
+                    ctx.config.coordinator_timeout
+                );
+                return Some(x);
             }
+            _ => return None,
         }
     }
 }
@@ -668,8 +676,11 @@ mod tests {
             link: Link::new(addr.clone(), Token::none()),
             config: Config::new(addr),
             own: None,
-            worker: Mutex::new(WorkerId(7)),
-            last_contact: Mutex::new(Instant::now()),
+            session: Mutex::new({
+                let mut s = Session::new(Instant::now(), Duration::from_secs(10));
+                s.registered(WorkerId(7), Instant::now());
+                s
+            }),
             registering: tokio::sync::Mutex::new(()),
         }
     }

@@ -103,17 +103,13 @@ async fn fetch_one(
         Location::Remote { server, name } => (server, name),
     };
     let local = |path: PathBuf| MapOutput {
-        map: input.map,
         location: Location::Path(path),
+        ..input.clone()
     };
     if let Some(own) = own.filter(|o| &o.server == server) {
         return Ok((local(own.dir.join(name)), None));
     }
-    let lost = |error: String| TaskFailure::LostMapOutput {
-        map: input.map,
-        location: input.location.clone(),
-        error,
-    };
+    let lost = |error: String| input.lost(error);
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
