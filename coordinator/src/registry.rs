@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub const STRIKES_TO_EXCLUDE: usize = 3;
 
 /// One worker.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Worker {
     /// Host and pid it gave.
     pub info: WorkerInfo,
@@ -68,7 +68,7 @@ impl Worker {
 }
 
 /// All workers that ever registered.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Registry {
     workers: BTreeMap<WorkerId, Worker>,
     /// Workers not lost, by when they were last heard from.

@@ -93,7 +93,7 @@ impl TaskState {
 }
 
 /// One task and its history.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Task {
     /// Which task.
     pub id: TaskId,
@@ -305,7 +305,7 @@ impl Index {
 }
 
 /// All tasks of one job.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskTable {
     splits: Vec<Split>,
     maps: Vec<Task>,
@@ -414,9 +414,11 @@ impl TaskTable {
         self.index.done[0] == self.maps.len()
     }
 
-    /// Every task is done: all output is final.
+    /// Every task is done: all output is final. Once every reduce is done, the maps no
+    /// longer matter (a map output lost after that needs no re-run).
     pub fn is_done(&self) -> bool {
-        self.maps_done() && self.index.done[1] == self.reduces.len()
+        let reduces_done = self.index.done[1] == self.reduces.len();
+        reduces_done && (self.maps_done() || !self.reduces.is_empty())
     }
 
     /// The output of map `m`, if it is done.
@@ -781,8 +783,9 @@ impl TaskTable {
     }
 
     /// Marks a task done from the journal of an earlier run. Refused (false) for an
-    /// unknown task, a result of the wrong shape, or a reduce whose maps are not all
-    /// done.
+    /// unknown task or a result of the wrong shape. A reduce's committed output is final
+    /// whatever became of the map output it read, so it is restored even if some map
+    /// must run again (for the reduces still to do).
     pub fn restore_done(
         &mut self,
         id: TaskId,
@@ -798,7 +801,7 @@ impl TaskTable {
                 (Output::Map(outputs), stats)
             }
             (TaskKind::Reduce, TaskResult::Reduce { output, stats })
-                if self.maps_done() && (id.index as usize) < self.reduces.len() =>
+                if (id.index as usize) < self.reduces.len() =>
             {
                 (Output::Reduce(output), stats)
             }

@@ -54,7 +54,7 @@ pub struct Registration {
 }
 
 /// How the job ended, told to workers so they can exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobEnd {
     /// All output is final.
     Succeeded,

@@ -58,7 +58,7 @@ impl fmt::Display for Location {
 }
 
 /// How a map task gets its split's bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SplitSource {
     /// Read the input path directly (the worker shares the coordinator's filesystem).
     #[default]
@@ -68,7 +68,7 @@ pub enum SplitSource {
 }
 
 /// Where a reduce task puts `mr-out-Y`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OutputTarget {
     /// Into this directory, shared with the coordinator.
     Dir(PathBuf),
@@ -77,7 +77,7 @@ pub enum OutputTarget {
 }
 
 /// One map task's output for one partition, as a reduce task needs to find it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MapOutput {
     /// The map task X that wrote `mr-X-Y`.
     pub map: u32,
@@ -102,7 +102,7 @@ impl MapOutput {
 }
 
 /// The work itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskSpec {
     /// Map one split into `n_reduce` partitions written as `mr-X-Y`.
     Map {
@@ -123,7 +123,7 @@ pub enum TaskSpec {
 }
 
 /// A task handed to a worker: which task, which attempt, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Assignment {
     /// The task.
     pub task: TaskId,
