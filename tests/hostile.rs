@@ -196,10 +196,19 @@ fn the_coordinator_survives_a_hostile_network() {
         s.write_all(&frame(req.len() as u32, &req)).unwrap();
         let mut reply = Vec::new();
         let _ = std::io::Read::read_to_end(&mut s, &mut reply);
-        let reply = String::from_utf8_lossy(&reply);
+        // A frame: a 4-byte length, then the typed reply.
+        let parsed: Option<mr::data::DataReply> = reply
+            .get(4..)
+            .and_then(|body| serde_json::from_slice(body).ok());
         assert!(
-            reply.contains("Refused") && reply.contains("not an input split"),
-            "{reply}"
+            matches!(
+                parsed,
+                Some(mr::data::DataReply::Refused(mr::data::Refusal::NotAnInput(
+                    _
+                )))
+            ),
+            "{}",
+            String::from_utf8_lossy(&reply)
         );
     }
     // A connection that never speaks.

@@ -5,7 +5,7 @@
 
 use crate::service::Shared;
 use mr::atomic::TEMP_PREFIX;
-use mr::data::{self, DataReply, DataRequest};
+use mr::data::{self, DataReply, DataRequest, Refusal};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::Io;
 use mr::task::Split;
@@ -23,18 +23,18 @@ pub async fn serve(io: &mut Box<dyn Io>, shared: &Shared, out_dir: &Path) -> io:
             attempt,
             len,
         } => store_output(io, shared, out_dir, worker, task, attempt, len).await,
-        other => refuse(io, format!("the coordinator does not serve {other:?}")).await,
+        other => refuse(io, Refusal::NotServed(format!("{other:?}"))).await,
     }
 }
 
-async fn refuse(io: &mut Box<dyn Io>, why: String) -> io::Result<()> {
+async fn refuse(io: &mut Box<dyn Io>, why: Refusal) -> io::Result<()> {
     warn!(%why, "data request refused");
     data::write_frame(io, &DataReply::Refused(why)).await
 }
 
 async fn send_split(io: &mut Box<dyn Io>, shared: &Shared, split: Split) -> io::Result<()> {
     if !shared.lock().tasks.is_split(&split) {
-        return refuse(io, format!("{split} is not an input split of this job")).await;
+        return refuse(io, Refusal::NotAnInput(split.to_string())).await;
     }
     let shown = split.to_string();
     let opened = tokio::task::spawn_blocking(move || -> io::Result<_> {
@@ -50,7 +50,13 @@ async fn send_split(io: &mut Box<dyn Io>, shared: &Shared, split: Split) -> io::
             debug!(split = %shown, len, "streaming a split");
             data::send_file(io, tokio::fs::File::from_std(file), len).await
         }
-        Err(e) => refuse(io, format!("cannot read {shown}: {e}")).await,
+        Err(e) => {
+            let why = Refusal::Unreadable {
+                name: shown,
+                error: e.to_string(),
+            };
+            refuse(io, why).await
+        }
     }
 }
 
@@ -63,17 +69,15 @@ async fn store_output(
     attempt: Attempt,
     len: u64,
 ) -> io::Result<()> {
+    let not_current = |why| Refusal::NotCurrent { task, attempt, why };
     let current = |shared: &Shared| {
         if task.kind != TaskKind::Reduce {
-            return Err(format!("{task} has no final output"));
+            return Err(mr::task::Refusal::BadResult { got: 1, want: 0 });
         }
-        let job = shared.lock();
-        job.tasks
-            .check_current(worker, task, attempt)
-            .map_err(|r| r.to_string())
+        shared.lock().tasks.check_current(worker, task, attempt)
     };
     if let Err(why) = current(shared) {
-        return refuse(io, format!("output of {task} attempt {attempt}: {why}")).await;
+        return refuse(io, not_current(why)).await;
     }
     data::write_frame(io, &DataReply::Ok { len: 0 }).await?;
     let tmp = tempfile::Builder::new()
@@ -93,14 +97,12 @@ async fn store_output(
         let job = shared.lock();
         match job.tasks.check_current(worker, task, attempt) {
             Ok(()) => Ok(tmp_path.persist(&dest).map_err(|e| e.error)),
-            Err(r) => Err(r.to_string()),
+            Err(r) => Err(r),
         }
     };
     match stored {
         Ok(renamed) => renamed?,
-        Err(why) => {
-            return refuse(io, format!("output of {task} attempt {attempt}: {why}")).await;
-        }
+        Err(why) => return refuse(io, not_current(why)).await,
     }
     if let Ok(d) = std::fs::File::open(out_dir) {
         // Make the rename durable; not every filesystem allows it.

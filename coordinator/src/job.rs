@@ -399,16 +399,62 @@ impl Job {
             Blame::Map(_) => id.kind == TaskKind::Map,
         };
         let elsewhere = self.workers.eligible().any(|w| w != worker);
-        let after = self
-            .tasks
-            .fail(worker, id, attempt, failure, counts, elsewhere)?;
+        // A report that a map output is unreachable is open to doubt while its server
+        // may be alive (it is, or has not yet had the time to register with a
+        // coordinator that just restarted) and a worker on another machine could try.
+        let fresh = now.saturating_duration_since(self.timeline.started) < self.workers.timeout();
+        let doubt = match failure {
+            TaskFailure::LostMapOutput {
+                map,
+                location: mr::task::Location::Remote { server, .. },
+                ..
+            } => {
+                // Not heard of yet by a coordinator that just restarted: it may be
+                // alive, and could run the reduce on its own output.
+                let rejoining = fresh && !self.workers.knows_server(server);
+                let alive = self.workers.serves(server) || rejoining;
+                let host = self.workers.get(worker).map(|w| w.info.host.as_str());
+                // A worker on another machine that has not said it cannot reach this
+                // output could try. (O(workers), on loss reports only.)
+                let doubters = self
+                    .tasks
+                    .task(TaskId::map(*map))
+                    .map(|t| t.unreachable_from.as_slice())
+                    .unwrap_or_default();
+                let untried = rejoining
+                    || self.workers.eligible().any(|w| {
+                        self.workers.get(w).is_some_and(|x| {
+                            Some(x.info.host.as_str()) != host && !doubters.contains(&x.info.host)
+                        })
+                    });
+                host.filter(|_| alive && untried)
+            }
+            _ => None,
+        };
+        let after = self.tasks.fail_weighed(
+            worker,
+            id,
+            attempt,
+            failure,
+            counts,
+            elsewhere,
+            doubt.map(str::to_string).as_deref(),
+        )?;
+        // Held against the worker: a failure blamed on it or its task. (A map output it
+        // alone could not reach is held against it only once another worker finishes
+        // the reduce, as a task failure is: see `complete`.)
+        let own = match blame {
+            Blame::Map(_) => None,
+            b => Some(b == Blame::Worker),
+        };
         let mut excluded = Vec::new();
-        if !matches!(blame, Blame::Map(_))
-            && self
+        if let Some(machine) = own {
+            if self
                 .workers
-                .failed(worker, id, blame == Blame::Worker, failure.to_string())
-        {
-            excluded.push(worker);
+                .failed(worker, id, machine, failure.to_string())
+            {
+                excluded.push(worker);
+            }
         }
         self.check_workers_left(now);
         Ok(Failed { after, excluded })
@@ -450,8 +496,12 @@ impl Job {
         }
     }
 
-    /// When the next sweep could change something.
+    /// When the next sweep could change something (never, once the job is over: a
+    /// deadline left in the past would have the sweeper spin).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.end().is_some() {
+            return None;
+        }
         let no_workers = self.all_excluded_since.map(|t| t + self.workers.timeout());
         [
             self.tasks.next_deadline(),
@@ -492,10 +542,15 @@ mod tests {
 
     /// A worker over TCP (its own data server: it shares no disk).
     fn remote(job: &mut Job, t0: Instant) -> WorkerId {
+        remote_on(job, t0, "h")
+    }
+
+    /// The same, on `host`.
+    fn remote_on(job: &mut Job, t0: Instant, host: &str) -> WorkerId {
         let info = WorkerInfo {
-            host: "h".into(),
+            host: host.into(),
             pid: 1,
-            data_addr: Some("10.0.0.1:1".into()),
+            data_addr: Some(format!("{host}:1")),
         };
         job.workers.register(info, t0)
     }
@@ -755,6 +810,7 @@ mod tests {
                 server: "a:1".into(),
                 name: format!("mr-0-{y}"),
             },
+            cause: mr::task::LossCause::Missing,
             error: "connection refused".into(),
         };
         // The first report re-runs map-0; it is re-made on b:1.
@@ -776,6 +832,7 @@ mod tests {
             map: 99,
             attempt: Attempt(1),
             location: Location::Path("x".into()),
+            cause: mr::task::LossCause::Missing,
             error: "x".into(),
         };
         assert!(job.fail(w2, r.task, r.attempt, &bogus, t0).is_err());
@@ -783,6 +840,89 @@ mod tests {
             job.tasks.task(r.task).unwrap().state,
             crate::task::TaskState::InProgress { .. }
         ));
+    }
+
+    #[test]
+    fn one_reducer_that_cannot_reach_a_live_workers_output_is_blamed_a_second_reruns_the_map() {
+        let (mut job, t0) = job_of(1, 3);
+        let w1 = remote_on(&mut job, t0, "h1");
+        let w2 = remote_on(&mut job, t0, "h2");
+        let w3 = remote_on(&mut job, t0, "h3");
+        let m = job.assign(w1, t0).unwrap();
+        job.complete(w1, m.task, m.attempt, map_result(3, 0, "h1:1"), t0)
+            .unwrap();
+        let unreachable = |y: u32| TaskFailure::LostMapOutput {
+            map: 0,
+            attempt: m.attempt,
+            location: Location::Remote {
+                server: "h1:1".into(),
+                name: format!("mr-0-{y}"),
+            },
+            cause: mr::task::LossCause::Unreachable,
+            error: "connection timed out".into(),
+        };
+        // w2 alone cannot reach w1, which heartbeats: w2's network is suspect.
+        let r = job.assign(w2, t0).unwrap();
+        let f = job
+            .fail(w2, r.task, r.attempt, &unreachable(r.task.index), t0)
+            .unwrap();
+        assert_eq!(f.after, AfterFailure::Unconfirmed(0));
+        let map0 = job.tasks.task(mr::ids::TaskId::map(0)).unwrap();
+        assert!(map0.is_done() && map0.failures == 0, "the map stays done");
+        assert!(job.workers.get(w2).unwrap().strikes.is_empty(), "not yet");
+        // The reduce goes to another worker, not back to w2 while one could take it;
+        // w1 finishes it, which shows w2 was at fault.
+        let again = job.assign(w2, t0).unwrap();
+        assert_ne!(again.task, r.task);
+        let by_w1 = job.assign(w1, t0).unwrap();
+        assert_eq!(by_w1.task, r.task);
+        let done = TaskResult::Reduce {
+            output: Location::Path("mr-out-0".into()),
+            stats: TaskStats::default(),
+        };
+        job.complete(w1, by_w1.task, by_w1.attempt, done, t0)
+            .unwrap();
+        assert_eq!(job.workers.get(w2).unwrap().strikes.len(), 1);
+        // A second, different reducer cannot reach it either: the output is lost.
+        let r3 = job.assign(w3, t0).unwrap();
+        let f = job
+            .fail(w3, r3.task, r3.attempt, &unreachable(r3.task.index), t0)
+            .unwrap();
+        assert_eq!(f.after, AfterFailure::RerunMap(0));
+        assert_eq!(job.tasks.task(mr::ids::TaskId::map(0)).unwrap().failures, 1);
+        job.tasks.audit().unwrap();
+    }
+
+    #[test]
+    fn an_unreachable_output_of_a_lost_worker_reruns_the_map_at_once() {
+        let (mut job, t0) = job_of(1, 1);
+        let w1 = remote_on(&mut job, t0, "h1");
+        let w2 = remote(&mut job, t0);
+        let m = job.assign(w1, t0).unwrap();
+        job.complete(w1, m.task, m.attempt, map_result(1, 0, "h1:1"), t0)
+            .unwrap();
+        let r = job.assign(w2, t0).unwrap();
+        // w1 went silent: declared lost (its output reopened by the sweep).
+        job.workers.update(w1, |w| w.lost = true);
+        let f = job
+            .fail(
+                w2,
+                r.task,
+                r.attempt,
+                &TaskFailure::LostMapOutput {
+                    map: 0,
+                    attempt: m.attempt,
+                    location: Location::Remote {
+                        server: "h1:1".into(),
+                        name: "mr-0-0".into(),
+                    },
+                    cause: mr::task::LossCause::Unreachable,
+                    error: "connection refused".into(),
+                },
+                t0,
+            )
+            .unwrap();
+        assert_eq!(f.after, AfterFailure::RerunMap(0));
     }
 
     #[test]
@@ -794,6 +934,7 @@ mod tests {
             map: 0,
             attempt: Attempt(1),
             location: Location::Path("x".into()),
+            cause: mr::task::LossCause::Missing,
             error: "x".into(),
         };
         job.fail(w, a.task, a.attempt, &lost, t0).unwrap();

@@ -75,6 +75,8 @@ pub struct Registry {
     live: BTreeSet<(Instant, WorkerId)>,
     /// Workers that may be given tasks.
     eligible: BTreeSet<WorkerId>,
+    /// The latest worker to register each data server address.
+    by_server: BTreeMap<String, WorkerId>,
     next_id: u64,
     timeout: Duration,
 }
@@ -86,6 +88,7 @@ impl Registry {
             workers: BTreeMap::new(),
             live: BTreeSet::new(),
             eligible: BTreeSet::new(),
+            by_server: BTreeMap::new(),
             next_id: 1,
             timeout,
         }
@@ -116,8 +119,25 @@ impl Registry {
         };
         self.live.insert((now, id));
         self.eligible.insert(id);
+        if let Some(server) = &w.info.data_addr {
+            self.by_server.insert(server.clone(), id);
+        }
         self.workers.insert(id, w);
         id
+    }
+
+    /// Whether any worker ever registered with the data server `server`.
+    pub fn knows_server(&self, server: &str) -> bool {
+        self.by_server.contains_key(server)
+    }
+
+    /// Whether a live worker serves map output at `server` (a worker's data server,
+    /// whatever id it has now: it may have registered again since).
+    pub fn serves(&self, server: &str) -> bool {
+        self.by_server
+            .get(server)
+            .and_then(|id| self.workers.get(id))
+            .is_some_and(|w| !w.lost)
     }
 
     /// Changes worker `id` through `f`, keeping the indexes in step: the one place a

@@ -229,6 +229,9 @@ fn log(req: Option<RequestId>, event: &Event) {
                 AfterFailure::RerunMap(m) => {
                     warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output lost; re-running the map")
                 }
+                AfterFailure::Unconfirmed(m) => {
+                    warn!(%req, %worker, %task, %attempt, %failure, map = m, "map output unreachable from this worker only; retrying the reduce elsewhere")
+                }
                 AfterFailure::StaleLoss(m) => {
                     info!(%req, %worker, %task, %attempt, %failure, map = m, "loss report about replaced map output; retrying the reduce only")
                 }

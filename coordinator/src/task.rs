@@ -25,8 +25,8 @@
 
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::task::{
-    Assignment, Blame, Location, MapOutput, OutputTarget, Split, SplitSource, TaskFailure, TaskNow,
-    TaskResult, TaskSpec, TaskStats,
+    Assignment, Blame, Location, LossCause, MapOutput, OutputTarget, Split, SplitSource,
+    TaskFailure, TaskNow, TaskResult, TaskSpec, TaskStats,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -110,6 +110,11 @@ pub struct Task {
     pub failed_on: Vec<(WorkerId, bool)>,
     /// Times its attempt was revoked (timeout or lost worker).
     pub reassignments: u32,
+    /// For a done map: the hosts of reducers that could not reach its output while its
+    /// worker was alive. One is the reducer's word against the map's; a second host
+    /// runs the map again. (Hosts, not worker ids: a worker that comes back under a new
+    /// id, or another worker on the same machine, shares the machine's network.)
+    pub unreachable_from: Vec<String>,
     /// The last error reported.
     pub last_error: Option<String>,
     /// Counters of the successful attempt.
@@ -125,6 +130,7 @@ impl Task {
             failures: 0,
             failed_on: Vec::new(),
             reassignments: 0,
+            unreachable_from: Vec::new(),
             last_error: None,
             stats: TaskStats::default(),
         }
@@ -213,6 +219,10 @@ pub enum AfterFailure {
     /// A reduce reported map output lost that has been replaced since (or was never
     /// final): nothing changes but that the reduce runs again.
     StaleLoss(u32),
+    /// A reduce could not reach a map's output, but the map's worker is alive and no
+    /// other reducer has had trouble with it: the reducer's network is as likely at
+    /// fault, so the reduce runs again on another worker and the map stays done.
+    Unconfirmed(u32),
     /// The limit was reached: the job has failed.
     JobFailed(JobFailure),
 }
@@ -385,6 +395,8 @@ impl TaskTable {
         self.index.remove(id, &task.state, timeout);
         self.index.add(id, &state, timeout);
         task.state = state;
+        // Doubts about an output end with it.
+        task.unreachable_from.clear();
     }
 
     /// What a task reads, for messages.
@@ -614,9 +626,27 @@ impl TaskTable {
         counts: bool,
         elsewhere: bool,
     ) -> Result<AfterFailure, Refusal> {
+        self.fail_weighed(worker, id, attempt, failure, counts, elsewhere, None)
+    }
+
+    /// [`TaskTable::fail`], with `doubt`: the reporter's host if a report that a map
+    /// output is unreachable is open to doubt (the serving worker may be alive, and a
+    /// worker that has not failed this reduce could try it); see
+    /// [`AfterFailure::Unconfirmed`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn fail_weighed(
+        &mut self,
+        worker: WorkerId,
+        id: TaskId,
+        attempt: Attempt,
+        failure: &TaskFailure,
+        counts: bool,
+        elsewhere: bool,
+        doubt: Option<&str>,
+    ) -> Result<AfterFailure, Refusal> {
         self.check_current(worker, id, attempt)?;
         if let (TaskFailure::LostMapOutput { .. }, TaskKind::Reduce) = (failure, id.kind) {
-            return self.lost_map_output(id, failure);
+            return self.lost_map_output(worker, id, failure, doubt);
         }
         // Any other failure, and a map that (wrongly) reports lost map output: the
         // task's own attempt failed.
@@ -645,15 +675,19 @@ impl TaskTable {
     }
 
     /// Reduce `id` (whose attempt is current) could not read a map's output.
+    /// `doubt`: as for [`TaskTable::fail_weighed`].
     fn lost_map_output(
         &mut self,
+        reducer: WorkerId,
         id: TaskId,
         failure: &TaskFailure,
+        doubt: Option<&str>,
     ) -> Result<AfterFailure, Refusal> {
         let TaskFailure::LostMapOutput {
             map,
             attempt,
             location,
+            cause,
             ..
         } = failure
         else {
@@ -674,6 +708,28 @@ impl TaskTable {
         self.set_state(id, TaskState::Idle);
         if !is_current {
             return Ok(AfterFailure::StaleLoss(map));
+        }
+        // Unreachable, its worker alive, no other reducer has said so, and another
+        // worker could try: the reducer's word against the map's. The reduce runs
+        // elsewhere; if another worker then finishes it, this reducer was at fault
+        // (failed_on marks it as a task failure would be, proven wrong by that).
+        let m = &mut self.maps[map as usize];
+        let doubted = match doubt {
+            Some(host) if *cause == LossCause::Unreachable => {
+                let confirmed = m.unreachable_from.iter().any(|h| h != host);
+                if !confirmed && !m.unreachable_from.iter().any(|h| h == host) {
+                    m.unreachable_from.push(host.to_string());
+                }
+                !confirmed
+            }
+            _ => false,
+        };
+        if doubted {
+            if let Some(r) = self.task_mut(id) {
+                r.failed_on.push((reducer, true));
+                r.last_error = Some(failure.to_string());
+            }
+            return Ok(AfterFailure::Unconfirmed(map));
         }
         let max = self.max_failures;
         let map_id = TaskId::map(map);
@@ -1130,6 +1186,7 @@ mod tests {
             map: 1,
             attempt: Attempt(1),
             location: Location::Path("mr-1-0".into()),
+            cause: mr::task::LossCause::Missing,
             error: "missing".into(),
         };
         assert_eq!(
@@ -1159,6 +1216,7 @@ mod tests {
             map: 0,
             attempt: a.attempt,
             location: Location::Path(format!("mr-0-{y}").into()),
+            cause: mr::task::LossCause::Missing,
             error: "truncated".into(),
         };
         assert_eq!(

@@ -12,9 +12,16 @@
 //!       client → `len` bytes        server → Stored { path }, or Refused
 //! ```
 //! where request and reply are frames: a big-endian `u32` length, then JSON.
+//!
+//! Every failure is typed, on the wire too: the server's reason is a [`Refusal`], a
+//! network failure a [`NetFault`], and this side's own disk a [`LocalFault`]. A server at
+//! its connection limit answers [`Refusal::Busy`] rather than dropping the connection,
+//! and [`get`] waits and retries (with [`crate::retry::Backoff`]), so that load is never
+//! taken for lost data.
 
 use crate::auth::{self, Channel, Token};
 use crate::ids::{Attempt, TaskId, WorkerId};
+use crate::retry::Backoff;
 use crate::rpc::{dial, Addr, Io};
 use crate::task::{LocalFault, Split};
 use serde::{Deserialize, Serialize};
@@ -33,6 +40,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a transfer may make no progress before it is abandoned: a frozen or vanished
 /// peer must turn into an error (and, for map output, a re-run), not a hang.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`get`] keeps retrying a busy server before it gives up (as a failure of
+/// this side's link, never as lost data).
+pub const BUSY_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What a client asks of a data server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,25 +82,89 @@ pub enum DataReply {
         path: PathBuf,
     },
     /// Not granted, and why.
-    Refused(String),
+    Refused(Refusal),
+}
+
+/// Why a data server said no.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// It is at its connection limit: try again shortly.
+    #[error("busy (at its connection limit)")]
+    Busy,
+    /// It has no such file.
+    #[error("no file {name}")]
+    NoSuchFile {
+        /// The name asked for.
+        name: String,
+    },
+    /// The file is there but cannot be read.
+    #[error("cannot read {name}: {error}")]
+    Unreadable {
+        /// The file.
+        name: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The split asked for is not one of the job's inputs.
+    #[error("{0} is not an input split of this job")]
+    NotAnInput(String),
+    /// This server does not serve that kind of request.
+    #[error("this server does not serve {0}")]
+    NotServed(String),
+    /// Reduce output of an attempt that is not the task's current one (or of a task
+    /// with no final output).
+    #[error("output of {task} attempt {attempt}: {why}")]
+    NotCurrent {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: Attempt,
+        /// Why.
+        why: crate::task::Refusal,
+    },
+}
+
+/// How the network failed a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetFault {
+    /// No connection (refused, unreachable, or not within [`CONNECT_TIMEOUT`]).
+    Connect,
+    /// The token handshake failed.
+    Handshake,
+    /// The peer made no progress for [`IDLE_TIMEOUT`].
+    Timeout,
+    /// The connection broke off, or the peer spoke out of turn.
+    Broken,
+}
+
+impl NetFault {
+    fn of(e: &io::Error) -> NetFault {
+        if e.kind() == io::ErrorKind::TimedOut {
+            NetFault::Timeout
+        } else {
+            NetFault::Broken
+        }
+    }
 }
 
 /// A transfer that did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
-    /// The server said no (missing file, stale attempt, not a job input).
+    /// The server said no (missing file, stale attempt, not a job input, busy).
     #[error("{server} refused: {reason}")]
     Refused {
         /// The data server.
         server: String,
         /// Its reason.
-        reason: String,
+        reason: Refusal,
     },
     /// The server could not be reached, or the transfer broke off.
     #[error("{server}: {error}")]
     Failed {
         /// The data server.
         server: String,
+        /// How.
+        fault: NetFault,
         /// What went wrong.
         error: String,
     },
@@ -124,11 +199,16 @@ impl From<CopyError> for io::Error {
 }
 
 impl DataError {
-    fn failed(server: &str, error: impl std::fmt::Display) -> Self {
+    fn failed(server: &str, fault: NetFault, error: impl std::fmt::Display) -> Self {
         DataError::Failed {
             server: server.to_string(),
+            fault,
             error: error.to_string(),
         }
+    }
+
+    fn broken(server: &str, e: io::Error) -> Self {
+        DataError::failed(server, NetFault::of(&e), e)
     }
 
     fn local(e: &io::Error) -> Self {
@@ -138,7 +218,7 @@ impl DataError {
         }
     }
 
-    fn refused(server: &str, reason: String) -> Self {
+    fn refused(server: &str, reason: Refusal) -> Self {
         DataError::Refused {
             server: server.to_string(),
             reason,
@@ -226,20 +306,33 @@ where
 
 /// Opens an authenticated data connection to `server` (`HOST:PORT` or `unix:PATH`).
 pub async fn open(server: &str, token: &Token) -> Result<Box<dyn Io>, DataError> {
-    let failed = |error: String| DataError::failed(server, error);
-    let addr: Addr = server.parse().map_err(failed)?;
+    let failed = |fault, error: String| DataError::failed(server, fault, error);
+    let addr: Addr = server
+        .parse()
+        .map_err(|e: String| failed(NetFault::Connect, e))?;
     let mut io = timeout(CONNECT_TIMEOUT, dial(&addr))
         .await
-        .map_err(|_| failed(format!("no connection within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| failed(format!("cannot connect: {e}")))?;
+        .map_err(|_| {
+            failed(
+                NetFault::Connect,
+                format!("no connection within {CONNECT_TIMEOUT:?}"),
+            )
+        })?
+        .map_err(|e| failed(NetFault::Connect, format!("cannot connect: {e}")))?;
     timeout(CONNECT_TIMEOUT, auth::client(&mut io, token, Channel::Data))
         .await
-        .map_err(|_| failed("no handshake within the connect timeout".into()))?
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|_| {
+            failed(
+                NetFault::Handshake,
+                "no handshake within the connect timeout".into(),
+            )
+        })?
+        .map_err(|e| failed(NetFault::Handshake, e.to_string()))?;
     Ok(io)
 }
 
-/// Asks `server` for `req` and streams the bytes into `out`; returns how many.
+/// Asks `server` for `req` and streams the bytes into `out`; returns how many. A busy
+/// server is asked again, with backoff, for up to [`BUSY_PATIENCE`].
 pub async fn get<W>(
     server: &str,
     token: &Token,
@@ -249,7 +342,31 @@ pub async fn get<W>(
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let failed = |e: io::Error| DataError::failed(server, e);
+    let deadline = tokio::time::Instant::now() + BUSY_PATIENCE;
+    let mut backoff = Backoff::connect();
+    loop {
+        match get_once(server, token, req, out).await {
+            Err(DataError::Refused {
+                reason: Refusal::Busy,
+                ..
+            }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(backoff.pause()).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn get_once<W>(
+    server: &str,
+    token: &Token,
+    req: &DataRequest,
+    out: &mut W,
+) -> Result<u64, DataError>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let failed = |e: io::Error| DataError::broken(server, e);
     let mut io = open(server, token).await?;
     write_frame(&mut io, req).await.map_err(failed)?;
     match read_frame(&mut io).await.map_err(failed)? {
@@ -275,7 +392,7 @@ pub async fn put<R>(
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let failed = |e: io::Error| DataError::failed(server, e);
+    let failed = |e: io::Error| DataError::broken(server, e);
     let refused = |reason| DataError::refused(server, reason);
     let mut io = open(server, token).await?;
     write_frame(&mut io, req).await.map_err(failed)?;

@@ -18,6 +18,7 @@
 //! - [`plugin`]: loading an app library and calling it through the C ABI.
 //! - [`atomic`]: writing a file so that it appears whole or not at all.
 //! - [`limits`]: raising the open-file limit at start.
+//! - [`retry`]: the one retry policy (exponential backoff).
 //! - [`logging`]: the `tracing` setup shared by the binaries.
 //! - [`units`]: parsing sizes and durations given on command lines.
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod logging;
 pub mod partition;
 pub mod plugin;
+pub mod retry;
 pub mod rpc;
 pub mod sortbuf;
 pub mod split;

@@ -91,14 +91,28 @@ pub struct MapOutput {
 
 impl MapOutput {
     /// This output, reported unusable.
-    pub fn lost(&self, error: impl Into<String>) -> TaskFailure {
+    pub fn lost(&self, cause: LossCause, error: impl Into<String>) -> TaskFailure {
         TaskFailure::LostMapOutput {
             map: self.map,
             attempt: self.attempt,
             location: self.location.clone(),
+            cause,
             error: error.into(),
         }
     }
+}
+
+/// Why a reduce could not use a map output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LossCause {
+    /// It is not there: its server has no such file, or the shared directory has none.
+    Missing,
+    /// It was read and is damaged (a bad checksum, cut short, unreadable).
+    Corrupt,
+    /// Its server could not be reached, or the transfer broke off: the output may be
+    /// whole and the reducer's own network at fault, so one reducer's word is not
+    /// enough to run the map again while its worker is alive.
+    Unreachable,
 }
 
 /// The work itself.
@@ -260,6 +274,8 @@ pub enum TaskFailure {
         attempt: Attempt,
         /// Where it was expected.
         location: Location,
+        /// What was wrong, by kind.
+        cause: LossCause,
         /// What was wrong.
         error: String,
     },

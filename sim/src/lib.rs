@@ -26,8 +26,8 @@ use coordinator::task::{AfterFailure, TaskState, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo, LONG_POLL};
 use mr::task::{
-    Assignment, Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskSpec,
-    TaskStats,
+    Assignment, Location, LossCause, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult,
+    TaskSpec, TaskStats,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,6 +47,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_FAILURES: u32 = 4;
 /// A failed call is noticed after this (a broken connection, or the call's deadline).
 const CALL_FAILS_AFTER: Duration = Duration::from_millis(300);
+/// The error text of a false loss report (for the statistics).
+const FALSE_REPORT: &str = "unreachable from this reducer only";
+
+/// A run that takes more steps than this goes in circles.
+const MAX_EVENTS: u64 = 200_000;
 /// Liveness: a job that is not over by then is stuck.
 const DEADLINE: Duration = Duration::from_secs(900);
 
@@ -78,6 +83,9 @@ pub struct Plan {
     pub freezes: u32,
     /// See `worker_crashes`.
     pub damage: u32,
+    /// Worker 1's network cannot reach the other workers' data servers (it still
+    /// reaches the coordinator): its loss reports are false.
+    pub deaf: bool,
 }
 
 impl Plan {
@@ -104,6 +112,7 @@ impl Plan {
             worker_crashes: rng.random_range(0..=3),
             freezes: rng.random_range(0..=2),
             damage: rng.random_range(0..=2),
+            deaf: rng.random_bool(0.25),
         }
     }
 }
@@ -220,7 +229,7 @@ enum TaskLoop {
 struct Reg {
     owner: Loop,
     call: u64,
-    backoff: Duration,
+    backoff: mr::retry::Backoff,
     limit: Duration,
 }
 
@@ -304,6 +313,12 @@ pub struct Stats {
     pub refused: u64,
     /// Stale loss reports that changed nothing.
     pub stale_losses: u64,
+    /// False loss reports (from a reducer whose network is broken).
+    pub false_reports: u64,
+    /// Loss reports the coordinator doubted (the reduce ran elsewhere, the map stayed).
+    pub doubted: u64,
+    /// False loss reports that re-ran a map (no worker on another machine could check).
+    pub believed: u64,
 }
 
 /// The world of one seed.
@@ -471,6 +486,13 @@ impl World {
         while let Some(((t, _), ev)) = self.queue.pop_first() {
             self.now = t;
             self.stats.events += 1;
+            if self.stats.events > MAX_EVENTS {
+                return Err(self.violation(format!(
+                    "livelock: {MAX_EVENTS} events by {:?} of simulated time ({})",
+                    self.now,
+                    self.describe()
+                )));
+            }
             if self.now > DEADLINE {
                 return Err(self.violation(format!(
                     "liveness: the job is not over after {DEADLINE:?} of simulated time ({})",
@@ -774,6 +796,15 @@ impl World {
                 after: AfterFailure::StaleLoss(_),
                 ..
             } => self.stats.stale_losses += 1,
+            Event::Failed {
+                after: AfterFailure::Unconfirmed(_),
+                ..
+            } => self.stats.doubted += 1,
+            Event::Failed {
+                failure: TaskFailure::LostMapOutput { error, .. },
+                after: AfterFailure::RerunMap(_),
+                ..
+            } if error == FALSE_REPORT => self.stats.believed += 1,
             _ => {}
         }
         self.log(|| format!("  core: {event:?}"));
@@ -1089,7 +1120,7 @@ impl World {
         self.procs[w].registering = Some(Reg {
             owner,
             call,
-            backoff: Duration::ZERO,
+            backoff: mr::retry::Backoff::connect(),
             limit,
         });
     }
@@ -1168,9 +1199,10 @@ impl World {
                     self.registration_over(w, reg, true);
                 }
                 _ => {
+                    let mut backoff = reg.backoff;
                     let next = self.procs[w].session.after_register_failed(
                         false,
-                        reg.backoff,
+                        &mut backoff,
                         now,
                         reg.limit,
                     );
@@ -1178,7 +1210,7 @@ impl World {
                         Some(pause) => {
                             self.procs[w].registering = Some(Reg {
                                 call: 0,
-                                backoff: pause,
+                                backoff,
                                 ..reg
                             });
                             let epoch = self.procs[w].epoch;
@@ -1321,8 +1353,16 @@ impl World {
             }
             TaskSpec::Reduce { inputs, .. } => {
                 for i in inputs {
-                    if !self.readable(w, i) {
-                        return Err(i.lost("unreadable"));
+                    if let Some(cause) = self.unreadable(w, i) {
+                        if self.deaf(w, i) {
+                            // A false report. The coordinator doubts it while a worker
+                            // on another machine could check; when none can, it may
+                            // count, so it is a fault met.
+                            self.stats.false_reports += 1;
+                            *self.harm.entry(TaskId::map(i.map)).or_default() += 1;
+                            return Err(i.lost(cause, FALSE_REPORT));
+                        }
+                        return Err(i.lost(cause, format!("{cause:?}")));
                     }
                 }
                 Ok(TaskResult::Reduce {
@@ -1333,18 +1373,40 @@ impl World {
         }
     }
 
-    /// Whether reduce on worker `w` can read map output `i`.
-    fn readable(&self, w: usize, i: &MapOutput) -> bool {
+    /// Whether worker `w`'s broken network is why it cannot reach `i`.
+    fn deaf(&self, w: usize, i: &MapOutput) -> bool {
+        let own = match &i.location {
+            Location::Remote { server, .. } => {
+                self.procs[w].info.data_addr.as_deref() == Some(server.as_str())
+            }
+            Location::Path(_) => true,
+        };
+        self.plan.deaf && w == 1 && !own
+    }
+
+    /// Why reduce on worker `w` cannot read map output `i`, if it cannot.
+    fn unreadable(&self, w: usize, i: &MapOutput) -> Option<LossCause> {
+        let file = |f: Option<&(Attempt, bool)>| match f {
+            None => Some(LossCause::Missing),
+            Some((_, false)) => Some(LossCause::Corrupt),
+            Some((_, true)) => None,
+        };
         match &i.location {
-            Location::Path(p) => self.shared_disk.get(p).is_some_and(|(_, ok)| *ok),
+            Location::Path(p) => file(self.shared_disk.get(p)),
             Location::Remote { server, name } => {
                 let own = self.procs[w].info.data_addr.as_deref() == Some(server.as_str());
-                self.procs.iter().any(|p| {
+                if self.deaf(w, i) {
+                    return Some(LossCause::Unreachable);
+                }
+                let serving = self.procs.iter().find(|p| {
                     p.info.data_addr.as_deref() == Some(server.as_str())
                         && (own || p.up(self.now))
                         && p.exited.is_none()
-                        && p.disk.get(name).is_some_and(|(_, ok)| *ok)
-                })
+                });
+                match serving {
+                    None => Some(LossCause::Unreachable),
+                    Some(p) => file(p.disk.get(name)),
+                }
             }
         }
     }
@@ -1539,6 +1601,9 @@ pub fn run_seeds(from: u64, n: u64, dir: &Path) -> Result<Stats, Violation> {
                 total.duplicated += s.duplicated;
                 total.refused += s.refused;
                 total.stale_losses += s.stale_losses;
+                total.false_reports += s.false_reports;
+                total.doubted += s.doubted;
+                total.believed += s.believed;
                 total.sim_time += s.sim_time;
             }
             Err(_) => return Err(run_seed(seed, dir, true).expect_err("a seed replays exactly")),

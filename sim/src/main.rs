@@ -89,14 +89,17 @@ fn main() -> ExitCode {
     match sim::run_seeds(from, n, dir.path()) {
         Ok(s) => {
             println!(
-                "{n} seeds from {from}: ok in {:.1?} ({} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports)",
+                "{n} seeds from {from}: ok in {:.1?} ({} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports, {} loss reports doubted, {} false loss reports of which {} re-ran a map)",
                 started.elapsed(),
                 s.events,
                 s.restarts,
                 s.dropped,
                 s.duplicated,
                 s.refused,
-                s.stale_losses
+                s.stale_losses,
+                s.doubted,
+                s.false_reports,
+                s.believed
             );
             ExitCode::SUCCESS
         }

@@ -381,6 +381,7 @@ impl Model for Mr {
                         map,
                         attempt,
                         location: Location::Remote { server, name },
+                        cause: mr::task::LossCause::Unreachable,
                         error: "unreachable".into(),
                     }),
                     (TaskKind::Map, None) => Ok(TaskResult::Map {

@@ -27,7 +27,7 @@ fn the_simulator_finds_no_broken_rule_in_ten_thousands_of_seeds() {
     }
     let (a, b) = (a.unwrap(), b.unwrap());
     eprintln!(
-        "{n} seeds in {:.1?}: {} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports",
+        "{n} seeds in {:.1?}: {} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports, {} doubted, {} false loss reports of which {} re-ran a map",
         started.elapsed(),
         a.events + b.events,
         a.restarts + b.restarts,
@@ -35,6 +35,9 @@ fn the_simulator_finds_no_broken_rule_in_ten_thousands_of_seeds() {
         a.duplicated + b.duplicated,
         a.refused + b.refused,
         a.stale_losses + b.stale_losses,
+        a.doubted + b.doubted,
+        a.false_reports + b.false_reports,
+        a.believed + b.believed,
     );
     // The faults were really met, not just planned.
     assert!(
@@ -43,6 +46,12 @@ fn the_simulator_finds_no_broken_rule_in_ten_thousands_of_seeds() {
     );
     assert!(a.stale_losses + b.stale_losses > 0, "stale loss reports");
     assert!(a.refused + b.refused > n / 10, "late reports");
+    // A reducer that cannot reach anyone is mostly doubted, not believed.
+    let (false_reports, believed) = (a.false_reports + b.false_reports, a.believed + b.believed);
+    assert!(
+        believed * 10 < false_reports,
+        "{believed} of {false_reports} false loss reports re-ran a map"
+    );
 }
 
 #[test]

@@ -16,7 +16,8 @@ use mr::partition::{ihash, Modulo};
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{
-    LocalFault, Location, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult, TaskStats,
+    LocalFault, Location, LossCause, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult,
+    TaskStats,
 };
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -358,7 +359,10 @@ fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
         FormatError::Io(e) if LocalFault::is_resource_shortage(&e) => {
             TaskFailure::local(format!("cannot open the output of map-{}", input.map), &e)
         }
-        e => input.lost(e.to_string()),
+        FormatError::Io(e) if e.kind() == io::ErrorKind::NotFound => {
+            input.lost(LossCause::Missing, e.to_string())
+        }
+        e => input.lost(LossCause::Corrupt, e.to_string()),
     }
 }
 
@@ -448,7 +452,7 @@ fn write_run(
 fn local_path(input: &MapOutput) -> Result<&Path, TaskFailure> {
     match &input.location {
         Location::Path(p) => Ok(p),
-        _ => Err(input.lost("not fetched to this machine")),
+        _ => Err(input.lost(LossCause::Missing, "not fetched to this machine")),
     }
 }
 
@@ -461,7 +465,9 @@ fn first_damaged(inputs: &[MapOutput]) -> Option<TaskFailure> {
             while r.next_into(&mut key, &mut value)? {}
             Ok(())
         });
-        check.err().map(|e| input.lost(e.to_string()))
+        check
+            .err()
+            .map(|e| input.lost(LossCause::Corrupt, e.to_string()))
     })
 }
 

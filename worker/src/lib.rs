@@ -156,7 +156,7 @@ impl Ctx {
             pid: std::process::id(),
             data_addr: self.own.as_ref().map(|o| o.server.clone()),
         };
-        let mut backoff = Duration::ZERO;
+        let mut backoff = mr::retry::Backoff::connect();
         loop {
             let req = self.link.request_id();
             let info = info.clone();
@@ -173,7 +173,7 @@ impl Ctx {
                 Err(e) => {
                     let next = self.session().after_register_failed(
                         e.is_refused(),
-                        backoff,
+                        &mut backoff,
                         Instant::now(),
                         limit,
                     );
@@ -182,7 +182,6 @@ impl Ctx {
                     };
                     tracing::debug!(error = %e, "coordinator not reachable yet; retrying");
                     tokio::time::sleep(pause).await;
-                    backoff = pause;
                 }
             }
         }
@@ -540,15 +539,17 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             map,
             attempt,
             location,
+            cause,
             error,
         }) => {
             let told = wanted.and_then(|w| w.iter().find(|i| i.map == map));
             Some(Err(match told {
-                Some(input) => input.lost(error),
+                Some(input) => input.lost(cause, error),
                 None => TaskFailure::LostMapOutput {
                     map,
                     attempt,
                     location,
+                    cause,
                     error,
                 },
             }))

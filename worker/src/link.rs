@@ -87,7 +87,7 @@ impl Link {
     /// a refused token is not retried.
     pub async fn connect(&self, limit: std::time::Duration) -> Result<(), LinkError> {
         let deadline = tokio::time::Instant::now() + limit;
-        let mut backoff = std::time::Duration::from_millis(50);
+        let mut backoff = mr::retry::Backoff::connect();
         loop {
             match self.client().await {
                 Ok(_) => return Ok(()),
@@ -96,8 +96,7 @@ impl Link {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "coordinator not reachable yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                    tokio::time::sleep(backoff.pause()).await;
                 }
             }
         }

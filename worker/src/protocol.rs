@@ -11,16 +11,13 @@
 
 use crate::Exit;
 use mr::ids::WorkerId;
+use mr::retry::Backoff;
 use mr::rpc::{Directive, ReportReply, TaskReply};
 use mr::task::Assignment;
 use std::time::{Duration, Instant};
 
 /// How long to wait before calling again after a failed call.
 pub const RETRY: Duration = Duration::from_millis(200);
-
-/// First and longest pause between registration attempts.
-pub const REGISTER_BACKOFF: (Duration, Duration) =
-    (Duration::from_millis(50), Duration::from_secs(1));
 
 /// What a loop does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,19 +84,20 @@ impl Session {
         self.worker == seen
     }
 
-    /// After a failed registration attempt that paused `backoff` so far: the next
-    /// pause, or the end (refused outright, or silent for longer than `limit`).
+    /// After a failed registration attempt: the pause before the next (from
+    /// `backoff`, which starts as [`Backoff::connect`]), or the end (refused outright,
+    /// or silent for longer than `limit`).
     pub fn after_register_failed(
         &self,
         refused: bool,
-        backoff: Duration,
+        backoff: &mut Backoff,
         now: Instant,
         limit: Duration,
     ) -> Option<Duration> {
         if refused || self.silent_for(now) >= limit {
             None
         } else {
-            Some((backoff * 2).clamp(REGISTER_BACKOFF.0, REGISTER_BACKOFF.1))
+            Some(backoff.pause())
         }
     }
 
@@ -220,11 +218,10 @@ mod tests {
         let t0 = Instant::now();
         let s = Session::new(t0, T);
         let limit = Duration::from_secs(2);
-        let mut b = Duration::ZERO;
+        let mut b = Backoff::connect();
         let mut pauses = Vec::new();
-        while let Some(next) = s.after_register_failed(false, b, t0, limit) {
+        while let Some(next) = s.after_register_failed(false, &mut b, t0, limit) {
             pauses.push(next);
-            b = next;
             if pauses.len() == 7 {
                 break;
             }
@@ -232,7 +229,10 @@ mod tests {
         assert_eq!(pauses[0], Duration::from_millis(50));
         assert_eq!(pauses[1], Duration::from_millis(100));
         assert_eq!(*pauses.last().unwrap(), Duration::from_secs(1));
-        assert_eq!(s.after_register_failed(true, b, t0, limit), None);
-        assert_eq!(s.after_register_failed(false, b, t0 + limit, limit), None);
+        assert_eq!(s.after_register_failed(true, &mut b, t0, limit), None);
+        assert_eq!(
+            s.after_register_failed(false, &mut b, t0 + limit, limit),
+            None
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! and removes them. A worker removes its own directory when it exits.
 
 use mr::auth::{self, Channel, Token};
-use mr::data::{self, DataReply, DataRequest};
+use mr::data::{self, DataReply, DataRequest, Refusal};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -108,7 +108,16 @@ fn sweep_stale(work_dir: &Path) -> io::Result<usize> {
 
 /// Serves the map output files in `dir` to reducers that prove `token`, until dropped.
 pub async fn serve(listener: TcpListener, dir: PathBuf, token: Token) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    serve_with_limit(listener, dir, token, MAX_CONNECTIONS).await
+}
+
+/// [`serve`], with at most `limit` transfers at once. A reducer over the limit is told
+/// [`Refusal::Busy`] (it waits and asks again) rather than dropped, which it would take
+/// for lost map output; telling it takes a handshake, so only `limit` more connections
+/// at a time are told, and any beyond those are dropped.
+pub async fn serve_with_limit(listener: TcpListener, dir: PathBuf, token: Token, limit: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
+    let overflow = Arc::new(tokio::sync::Semaphore::new(limit));
     loop {
         let (mut io, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -118,28 +127,36 @@ pub async fn serve(listener: TcpListener, dir: PathBuf, token: Token) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            warn!(%peer, "data server: too many connections; refusing one");
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => match overflow.clone().try_acquire_owned() {
+                Ok(extra) => {
+                    debug!(%peer, "data server: at its limit; telling a reducer to wait");
+                    let token = token.clone();
+                    tokio::spawn(async move {
+                        let _extra = extra;
+                        // Hear the request out, then answer it: closing before
+                        // reading would break the reducer's write, not tell it.
+                        if handshake(&mut io, &peer, &token).await
+                            && data::read_frame::<_, DataRequest>(&mut io).await.is_ok()
+                        {
+                            let busy = DataReply::Refused(Refusal::Busy);
+                            let _ = data::write_frame(&mut io, &busy).await;
+                        }
+                    });
+                    continue;
+                }
+                Err(_) => {
+                    warn!(%peer, "data server: far over its connection limit; dropping one");
+                    continue;
+                }
+            },
         };
         let (dir, token) = (dir.clone(), token.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, auth::server(&mut io, &token)).await
-            {
-                Ok(Ok(Channel::Data)) => {}
-                Ok(Ok(Channel::Control)) => {
-                    warn!(%peer, "data server: a control connection; this is a worker, not the coordinator");
-                    return;
-                }
-                Ok(Err(e)) => {
-                    warn!(%peer, error = %e, "data server: connection refused");
-                    return;
-                }
-                Err(_) => {
-                    warn!(%peer, "data server: no handshake in time; connection dropped");
-                    return;
-                }
+            if !handshake(&mut io, &peer, &token).await {
+                return;
             }
             if let Err(e) = answer(&mut io, &dir).await {
                 debug!(%peer, error = %e, "data server: transfer failed");
@@ -148,19 +165,49 @@ pub async fn serve(listener: TcpListener, dir: PathBuf, token: Token) {
     }
 }
 
+/// The token handshake of a data connection; false (logged) if it fails.
+async fn handshake(
+    io: &mut tokio::net::TcpStream,
+    peer: &std::net::SocketAddr,
+    token: &Token,
+) -> bool {
+    match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, auth::server(io, token)).await {
+        Ok(Ok(Channel::Data)) => true,
+        Ok(Ok(Channel::Control)) => {
+            warn!(%peer, "data server: a control connection; this is a worker, not the coordinator");
+            false
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "data server: connection refused");
+            false
+        }
+        Err(_) => {
+            warn!(%peer, "data server: no handshake in time; connection dropped");
+            false
+        }
+    }
+}
+
 async fn answer(io: &mut tokio::net::TcpStream, dir: &Path) -> io::Result<()> {
     let req: DataRequest = data::read_frame(io).await?;
     let name = match req {
         DataRequest::MapOutput { name } if data::is_map_output_name(&name) => name,
         other => {
-            let why = format!("a worker serves only map output files, not {other:?}");
+            let why = Refusal::NotServed(format!("{other:?}"));
             return data::write_frame(io, &DataReply::Refused(why)).await;
         }
     };
     let file = match tokio::fs::File::open(dir.join(&name)).await {
         Ok(f) => f,
         Err(e) => {
-            let why = format!("{name}: {e}");
+            let why = if e.kind() == io::ErrorKind::NotFound {
+                Refusal::NoSuchFile { name }
+            } else {
+                Refusal::Unreadable {
+                    name,
+                    error: e.to_string(),
+                }
+            };
             return data::write_frame(io, &DataReply::Refused(why)).await;
         }
     };
@@ -218,11 +265,62 @@ mod tests {
         };
         assert_eq!(get("mr-3-1", token.clone()).await.unwrap(), b"the bytes");
         let e = get("secret", token.clone()).await.unwrap_err();
-        assert!(matches!(e, data::DataError::Refused { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                data::DataError::Refused {
+                    reason: Refusal::NotServed(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = get("mr-9-9", token.clone()).await.unwrap_err();
-        assert!(matches!(e, data::DataError::Refused { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                data::DataError::Refused {
+                    reason: Refusal::NoSuchFile { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = get("mr-3-1", Token::new("wrong")).await.unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_busy_data_server_makes_the_reducer_wait_not_fail() {
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("mr-0-0"), b"bytes").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap().to_string();
+        let token = Token::new("t");
+        let task = tokio::spawn(serve_with_limit(
+            listener,
+            work.path().to_path_buf(),
+            token.clone(),
+            1,
+        ));
+        // One reducer holds the only slot (connected, request not yet sent).
+        let holder = data::open(&server, &token).await.unwrap();
+        let (s2, t2) = (server.clone(), token.clone());
+        let waiting = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let req = DataRequest::MapOutput {
+                name: "mr-0-0".into(),
+            };
+            data::get(&s2, &t2, &req, &mut out).await.map(|_| out)
+        });
+        // It is told "busy" and asks again until the slot is free.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if waiting.is_finished() {
+            panic!("a busy server failed the reducer: {:?}", waiting.await);
+        }
+        drop(holder);
+        assert_eq!(waiting.await.unwrap().unwrap(), b"bytes");
         task.abort();
     }
 }

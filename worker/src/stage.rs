@@ -8,7 +8,7 @@ use mr::atomic::TEMP_PREFIX;
 use mr::auth::Token;
 use mr::data::{self, DataError, DataRequest};
 use mr::ids::WorkerId;
-use mr::task::{Assignment, Location, MapOutput, Split, TaskFailure};
+use mr::task::{Assignment, Location, LossCause, MapOutput, Split, TaskFailure};
 use std::path::{Path, PathBuf};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
@@ -40,10 +40,21 @@ pub async fn fetch_split(
     )
     .await
     .map_err(|e| match e {
-        // The coordinator answered, and said no: the input itself is the problem.
+        // The coordinator answered, and said no: the input itself is the problem
+        // (unless it stayed too busy to answer, which is this worker's link).
+        DataError::Refused {
+            reason: mr::data::Refusal::Busy,
+            ..
+        } => TaskFailure::Network {
+            what: format!(
+                "the coordinator stayed too busy to stream {}",
+                split.path.display()
+            ),
+            error: e.to_string(),
+        },
         DataError::Refused { reason, .. } => TaskFailure::Input {
             path: split.path.clone(),
-            error: reason,
+            error: reason.to_string(),
         },
         DataError::Local { fault, error } => TaskFailure::Local {
             fault,
@@ -109,7 +120,7 @@ async fn fetch_one(
     if let Some(own) = own.filter(|o| &o.server == server) {
         return Ok((local(own.dir.join(name)), None));
     }
-    let lost = |error: String| input.lost(error);
+    let lost = |cause, error: String| input.lost(cause, error);
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
@@ -128,7 +139,24 @@ async fn fetch_one(
                 what: format!("cannot store a fetched copy in {}", dir.display()),
                 error,
             },
-            e => lost(e.to_string()),
+            // A server that stayed busy past the patience is load, not loss: this
+            // reducer retries (elsewhere), the map stays.
+            DataError::Refused {
+                reason: mr::data::Refusal::Busy,
+                ..
+            } => TaskFailure::Network {
+                what: format!("{server} stayed too busy to serve {name}"),
+                error: e.to_string(),
+            },
+            // Not there, or unreadable there: the output is lost.
+            DataError::Refused {
+                reason: mr::data::Refusal::NoSuchFile { .. },
+                ..
+            } => lost(LossCause::Missing, e.to_string()),
+            DataError::Refused { .. } => lost(LossCause::Corrupt, e.to_string()),
+            // Its server unreachable, or the transfer cut: lost, or this reducer's own
+            // network (the coordinator weighs that).
+            DataError::Failed { .. } => lost(LossCause::Unreachable, e.to_string()),
         })?;
     file.flush()
         .await
@@ -145,8 +173,8 @@ pub async fn upload_output(
     a: &Assignment,
     path: &Path,
 ) -> Result<PathBuf, DataError> {
-    let failed = |e: std::io::Error| DataError::Failed {
-        server: coordinator.to_string(),
+    let failed = |e: std::io::Error| DataError::Local {
+        fault: mr::task::LocalFault::of(&e),
         error: format!("{}: {e}", path.display()),
     };
     let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
