@@ -207,3 +207,43 @@ fn a_record_that_fails_the_app_fails_the_job_on_four_attempts_on_both_workers() 
     );
     assert_eq!(r["map"]["failures"], 4, "{r:#}");
 }
+
+#[test]
+fn in_shared_directory_mode_a_full_disk_fails_the_job_after_the_retries_leaving_no_temp_file() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    // One machine, one directory for every worker's map output: its full disk is
+    // everyone's, so it counts against the task.
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let full = Tmpfs::mount(&dir.join("shared"), "1m");
+    full.fill(0);
+    let mut args = vec!["--report", "report.json", "--reduce", "2"];
+    args.extend(inputs.iter().map(String::as_str));
+    let mut c = dir.coordinator(&args);
+    let mut ws: Vec<Proc> = (0..2)
+        .map(|_| {
+            let cmd = dir.worker_command("wc", &["--work-dir", "shared"]);
+            dir.spawn("worker", cmd)
+        })
+        .collect();
+    c.assert_exit(Duration::from_secs(30), Exit::Code(1));
+    // Whichever comes first, a task's fourth failure or every worker excluded (each
+    // failed three tasks on that disk), the one line names the full disk.
+    let line = verdict(&c.stderr(), &["No space left"]);
+    assert!(
+        line.contains("failed 4 times") || line.contains("every worker was excluded"),
+        "{line}"
+    );
+    for w in &mut ws {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(1));
+    }
+    let r = report(&dir);
+    assert_eq!(r["state"], "failed", "{r:#}");
+    assert!(excluded(&r).len() <= 2, "{r:#}");
+    assert_no_temp_files(&dir.join("shared"));
+    assert_no_temp_files(dir.path());
+    drop(full);
+}

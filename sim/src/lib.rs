@@ -319,6 +319,8 @@ pub struct Stats {
     pub doubted: u64,
     /// False loss reports that re-ran a map (no worker on another machine could check).
     pub believed: u64,
+    /// Workers excluded.
+    pub excluded: u64,
 }
 
 /// The world of one seed.
@@ -792,6 +794,7 @@ impl World {
                 *self.reduce_commits.entry(task.index).or_default() += 1;
             }
             Event::Refused { .. } => self.stats.refused += 1,
+            Event::Excluded { .. } => self.stats.excluded += 1,
             Event::Failed {
                 after: AfterFailure::StaleLoss(_),
                 ..
@@ -838,8 +841,13 @@ impl World {
     fn poll(&mut self, id: WorkerId) -> Result<TaskReply, Violation> {
         let now = self.at();
         let c = self.coord.as_mut().expect("coordinator up");
+        let excluded = c.job.workers.get(id).is_some_and(|w| w.excluded);
         let step = c.job.poll(id, now);
         if let TaskReply::Task(a) = &step.reply {
+            if excluded {
+                let msg = format!("{} handed to {id}, an excluded worker", a.task);
+                return Err(self.violation(msg));
+            }
             // No reduce is handed out while a map it needs is not done, and it reads
             // every map's current output.
             if let TaskSpec::Reduce { inputs, .. } = &a.spec {
@@ -1604,6 +1612,7 @@ pub fn run_seeds(from: u64, n: u64, dir: &Path) -> Result<Stats, Violation> {
                 total.false_reports += s.false_reports;
                 total.doubted += s.doubted;
                 total.believed += s.believed;
+                total.excluded += s.excluded;
                 total.sim_time += s.sim_time;
             }
             Err(_) => return Err(run_seed(seed, dir, true).expect_err("a seed replays exactly")),

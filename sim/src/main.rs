@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match sim::run_seeds(from, n, dir.path()) {
         Ok(s) => {
             println!(
-                "{n} seeds from {from}: ok in {:.1?} ({} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports, {} loss reports doubted, {} false loss reports of which {} re-ran a map)",
+                "{n} seeds from {from}: ok in {:.1?} ({} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports, {} loss reports doubted, {} false loss reports of which {} re-ran a map, {} workers excluded)",
                 started.elapsed(),
                 s.events,
                 s.restarts,
@@ -99,7 +99,8 @@ fn main() -> ExitCode {
                 s.stale_losses,
                 s.doubted,
                 s.false_reports,
-                s.believed
+                s.believed,
+                s.excluded
             );
             ExitCode::SUCCESS
         }

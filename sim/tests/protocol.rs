@@ -46,6 +46,7 @@ fn the_simulator_finds_no_broken_rule_in_ten_thousands_of_seeds() {
     );
     assert!(a.stale_losses + b.stale_losses > 0, "stale loss reports");
     assert!(a.refused + b.refused > n / 10, "late reports");
+    assert!(a.excluded + b.excluded > 0, "workers excluded");
     // A reducer that cannot reach anyone is mostly doubted, not believed.
     let (false_reports, believed) = (a.false_reports + b.false_reports, a.believed + b.believed);
     assert!(
