@@ -67,10 +67,13 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
             other => panic!("rogue expected a task, got {other:?}"),
         };
         assert!(matches!(a.spec, TaskSpec::Map { .. }), "{a:?}");
-        let bogus_map = |n: usize| TaskResult::Map {
-            outputs: (0..n)
-                .map(|y| Location::Path(format!("/nonexistent/mr-x-{y}").into()))
-                .collect(),
+        let bogus_map = |_: usize| TaskResult::Map {
+            output: mr::task::MapOutputs::Dir("/nonexistent".into()),
+            stats: TaskStats::default(),
+        };
+        // The result of a reduce, for a map task.
+        let wrong_shape = TaskResult::Reduce {
+            output: Location::Path("/nonexistent/mr-out-0".into()),
             stats: TaskStats::default(),
         };
         let mut refused = 0;
@@ -89,7 +92,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
         refused += matches!(r, ReportReply::Refused(_)) as usize;
         // The right attempt, but a result of the wrong shape.
         let r = client
-            .report(ctx(), RequestId(4), me, a.task, a.attempt, Ok(bogus_map(1)))
+            .report(ctx(), RequestId(4), me, a.task, a.attempt, Ok(wrong_shape))
             .await
             .expect("report");
         refused += matches!(r, ReportReply::Refused(_)) as usize;

@@ -354,16 +354,18 @@ impl Drop for Writer {
 ///
 /// Map output on a worker's own disk cannot be checked from here: it counts as intact,
 /// and if it is gone, the reduce that cannot fetch it reports it lost and the map runs
-/// again.
-pub fn outputs_intact(result: &TaskResult) -> bool {
+/// again. `n_reduce` is R (a map wrote one file per partition).
+pub fn outputs_intact(task: TaskId, result: &TaskResult, n_reduce: u32) -> bool {
     let intact = |l: &Location, check: &dyn Fn(&Path) -> bool| match l {
         Location::Path(p) => check(p),
         Location::Remote { .. } => true,
     };
     match result {
-        TaskResult::Map { outputs, .. } => outputs
-            .iter()
-            .all(|l| intact(l, &|p| mr::intermediate::Reader::open(p).is_ok())),
+        TaskResult::Map { output, .. } => (0..n_reduce).all(|y| {
+            intact(&output.location(task.index, y), &|p| {
+                mr::intermediate::Reader::open(p).is_ok()
+            })
+        }),
         TaskResult::Reduce { output, .. } => intact(output, &|p| p.is_file()),
     }
 }
@@ -371,7 +373,8 @@ pub fn outputs_intact(result: &TaskResult) -> bool {
 /// Applies a replay to a fresh task table: attempt counters continue, and done tasks
 /// whose files are intact are done again. Returns the tasks restored as done.
 pub fn restore(tasks: &mut TaskTable, replay: &Replay) -> Vec<TaskId> {
-    restore_with(tasks, replay, outputs_intact)
+    let n = tasks.n_reduce();
+    restore_with(tasks, replay, |t, r| outputs_intact(t, r, n))
 }
 
 /// [`restore`], with `intact` saying whether a finished task's files are still there
@@ -379,7 +382,7 @@ pub fn restore(tasks: &mut TaskTable, replay: &Replay) -> Vec<TaskId> {
 pub fn restore_with(
     tasks: &mut TaskTable,
     replay: &Replay,
-    intact: impl Fn(&TaskResult) -> bool,
+    intact: impl Fn(TaskId, &TaskResult) -> bool,
 ) -> Vec<TaskId> {
     for (task, attempts) in &replay.attempts {
         tasks.set_attempts(*task, *attempts);
@@ -399,7 +402,7 @@ pub fn restore_with(
                 .filter(|(t, _)| t.kind == TaskKind::Reduce),
         );
     for (task, (attempt, worker, result)) in ordered {
-        if intact(result) && tasks.restore_done(*task, *attempt, *worker, result.clone()) {
+        if intact(*task, result) && tasks.restore_done(*task, *attempt, *worker, result.clone()) {
             restored.push(*task);
         }
     }
@@ -440,7 +443,7 @@ mod tests {
             attempt: Attempt(2),
             worker: WorkerId(7),
             result: TaskResult::Map {
-                outputs: vec![Location::Path(path)],
+                output: mr::task::MapOutputs::Dir(dir.into()),
                 stats: TaskStats::default(),
             },
         }

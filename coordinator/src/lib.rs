@@ -367,7 +367,8 @@ fn open_journal(
     job: &mut Job,
 ) -> anyhow::Result<journal::Journal> {
     let (j, replay) = journal::Journal::open(path, key, config.resume)?;
-    let restored = resume(job, &replay, journal::outputs_intact);
+    let n = config.n_reduce;
+    let restored = resume(job, &replay, |t, r| journal::outputs_intact(t, r, n));
     if replay.incarnation > 1 {
         let maps = restored
             .iter()
@@ -391,7 +392,7 @@ fn open_journal(
 pub fn resume(
     job: &mut Job,
     replay: &journal::Replay,
-    intact: impl Fn(&mr::task::TaskResult) -> bool,
+    intact: impl Fn(mr::ids::TaskId, &mr::task::TaskResult) -> bool,
 ) -> Vec<mr::ids::TaskId> {
     job.workers.set_incarnation(replay.incarnation);
     if replay.incarnation > 1 {

@@ -219,7 +219,7 @@ pub(crate) mod tests {
     use crate::task::TaskTable;
     use crate::timeline::Timeline;
     use mr::rpc::WorkerInfo;
-    use mr::task::{Location, Split, TaskResult, TaskStats};
+    use mr::task::{Split, TaskResult, TaskStats};
     use std::time::Duration;
 
     /// A job of 2 maps and 1 reduce with two workers: map-0 done by w1 after 2 s (100
@@ -253,7 +253,7 @@ pub(crate) mod tests {
         job.timeline.assigned(b.task, s(1));
         let since = Timeline::running_since(&job.tasks, a.task);
         let result = TaskResult::Map {
-            outputs: vec![Location::Path("mr-0-0".into())],
+            output: mr::task::MapOutputs::Dir("".into()),
             stats: TaskStats {
                 bytes_read: 100,
                 bytes_written: 40,

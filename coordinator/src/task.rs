@@ -25,8 +25,8 @@
 
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::task::{
-    Assignment, Blame, Location, LossCause, MapOutput, OutputTarget, Split, SplitSource,
-    TaskFailure, TaskNow, TaskResult, TaskSpec, TaskStats,
+    Assignment, Blame, Location, LossCause, MapOutput, MapOutputs, OutputTarget, Split,
+    SplitSource, TaskFailure, TaskNow, TaskResult, TaskSpec, TaskStats,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -37,8 +37,8 @@ pub use mr::task::Refusal;
 /// What a finished task left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Output {
-    /// A map's `mr-X-Y` for every partition Y, in partition order.
-    Map(Vec<Location>),
+    /// A map's `mr-X-Y` for every partition Y.
+    Map(MapOutputs),
     /// A reduce's `mr-out-Y`.
     Reduce(Location),
 }
@@ -48,9 +48,7 @@ impl Output {
     /// with that worker).
     fn on_workers_disk(&self) -> bool {
         match self {
-            Output::Map(locations) => locations
-                .iter()
-                .any(|l| matches!(l, Location::Remote { .. })),
+            Output::Map(outputs) => outputs.on_workers_disk(),
             Output::Reduce(_) => false,
         }
     }
@@ -434,13 +432,13 @@ impl TaskTable {
     }
 
     /// The output of map `m`, if it is done.
-    pub fn map_output(&self, m: u32) -> Option<(Attempt, &[Location])> {
+    pub fn map_output(&self, m: u32) -> Option<(Attempt, &MapOutputs)> {
         match &self.maps.get(m as usize)?.state {
             TaskState::Done {
                 attempt,
-                output: Output::Map(locations),
+                output: Output::Map(outputs),
                 ..
-            } => Some((*attempt, locations)),
+            } => Some((*attempt, outputs)),
             _ => None,
         }
     }
@@ -524,12 +522,12 @@ impl TaskTable {
             .filter_map(|t| match &t.state {
                 TaskState::Done {
                     attempt,
-                    output: Output::Map(locations),
+                    output: Output::Map(outputs),
                     ..
                 } => Some(MapOutput {
                     map: t.id.index,
                     attempt: *attempt,
-                    location: locations[y as usize].clone(),
+                    location: outputs.location(t.id.index, y),
                 }),
                 _ => None,
             })
@@ -574,29 +572,13 @@ impl TaskTable {
         result: TaskResult,
     ) -> Result<(), Refusal> {
         self.check_current(worker, id, attempt)?;
-        let want = self.reduces.len();
         let (output, stats) = match (id.kind, result) {
-            (TaskKind::Map, TaskResult::Map { outputs, stats }) if outputs.len() == want => {
-                (Output::Map(outputs), stats)
-            }
+            (TaskKind::Map, TaskResult::Map { output, stats }) => (Output::Map(output), stats),
             (TaskKind::Reduce, TaskResult::Reduce { output, stats }) => {
                 (Output::Reduce(output), stats)
             }
-            (TaskKind::Map, TaskResult::Map { outputs, .. }) => {
-                return Err(Refusal::BadResult {
-                    got: outputs.len(),
-                    want,
-                })
-            }
-            (TaskKind::Map, TaskResult::Reduce { .. }) => {
-                return Err(Refusal::BadResult { got: 1, want })
-            }
-            (TaskKind::Reduce, TaskResult::Map { outputs, .. }) => {
-                return Err(Refusal::BadResult {
-                    got: outputs.len(),
-                    want: 1,
-                })
-            }
+            // A result of the other kind of task.
+            _ => return Err(Refusal::BadResult { got: 0, want: 1 }),
         };
         if let Some(task) = self.task_mut(id) {
             task.stats = stats;
@@ -701,8 +683,8 @@ impl TaskTable {
         // Current only if the map is done by the attempt the reduce was told of, with
         // that very file: a report about output since replaced (a re-run elsewhere, or
         // in a shared directory the same path re-written by a later attempt) is stale.
-        let is_current = self.map_output(map).is_some_and(|(a, locations)| {
-            a == *attempt && locations.get(id.index as usize) == Some(location)
+        let is_current = self.map_output(map).is_some_and(|(a, outputs)| {
+            a == *attempt && outputs.location(map, id.index) == *location
         });
         // Not the reduce's fault either way: it goes back to idle, nothing counted.
         self.set_state(id, TaskState::Idle);
@@ -849,12 +831,11 @@ impl TaskTable {
         worker: WorkerId,
         result: TaskResult,
     ) -> bool {
-        let want = self.reduces.len();
         let (output, stats) = match (id.kind, result) {
-            (TaskKind::Map, TaskResult::Map { outputs, stats })
-                if outputs.len() == want && (id.index as usize) < self.maps.len() =>
+            (TaskKind::Map, TaskResult::Map { output, stats })
+                if (id.index as usize) < self.maps.len() =>
             {
-                (Output::Map(outputs), stats)
+                (Output::Map(output), stats)
             }
             (TaskKind::Reduce, TaskResult::Reduce { output, stats })
                 if (id.index as usize) < self.reduces.len() =>
@@ -928,11 +909,10 @@ mod tests {
         TaskTable::new(splits, r, "out".into(), TIMEOUT, 4)
     }
 
-    fn map_result(r: u32, m: u32) -> TaskResult {
+    /// Map `_m`'s output for all `_r` partitions, in the current directory.
+    fn map_result(_r: u32, _m: u32) -> TaskResult {
         TaskResult::Map {
-            outputs: (0..r)
-                .map(|y| Location::Path(format!("mr-{m}-{y}").into()))
-                .collect(),
+            output: MapOutputs::Dir(PathBuf::new()),
             stats: TaskStats::default(),
         }
     }
@@ -1042,9 +1022,10 @@ mod tests {
             t.complete(W2, a.task, a.attempt, map_result(2, 0)),
             Err(Refusal::WrongWorker(a.attempt))
         );
+        // A reduce's result for a map task.
         assert!(matches!(
-            t.complete(W1, a.task, a.attempt, map_result(1, 0)),
-            Err(Refusal::BadResult { got: 1, want: 2 })
+            t.complete(W1, a.task, a.attempt, reduce_result(0)),
+            Err(Refusal::BadResult { .. })
         ));
         assert_eq!(
             t.complete(W1, TaskId::map(9), a.attempt, map_result(2, 0)),
@@ -1094,14 +1075,9 @@ mod tests {
         );
     }
 
-    fn remote_result(r: u32, m: u32, server: &str) -> TaskResult {
+    fn remote_result(_r: u32, _m: u32, server: &str) -> TaskResult {
         TaskResult::Map {
-            outputs: (0..r)
-                .map(|y| Location::Remote {
-                    server: server.into(),
-                    name: format!("mr-{m}-{y}"),
-                })
-                .collect(),
+            output: MapOutputs::Server(server.into()),
             stats: TaskStats::default(),
         }
     }

@@ -117,10 +117,10 @@ mod tests {
         tl.assigned(a.task, s(1));
         let since = Timeline::running_since(&tasks, a.task);
         assert_eq!(since, Some(s(1)));
-        let outputs = vec![Location::Path("mr-0-0".into())];
+        let output = mr::task::MapOutputs::Dir("".into());
         let stats = TaskStats::default();
         tasks
-            .complete(w, a.task, a.attempt, TaskResult::Map { outputs, stats })
+            .complete(w, a.task, a.attempt, TaskResult::Map { output, stats })
             .unwrap();
         tl.completed(a.task, since, s(3));
         tl.observe(&tasks, s(3));

@@ -57,6 +57,41 @@ impl fmt::Display for Location {
     }
 }
 
+/// Name of map task X's output for partition Y: the one place it is spelled.
+pub fn intermediate_name(map: u32, partition: u32) -> String {
+    format!("mr-{map}-{partition}")
+}
+
+/// Where a finished map's output lives: `mr-X-Y` for every partition Y, all in one
+/// place, so one value per map (not one location per partition: at R = 5,000 that is
+/// what keeps reports, the journal and the coordinator's table small).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MapOutputs {
+    /// In this directory, which the readers share.
+    Dir(PathBuf),
+    /// On the data server of the worker that wrote them, `HOST:PORT`.
+    Server(String),
+}
+
+impl MapOutputs {
+    /// Where map `map`'s output for `partition` is.
+    pub fn location(&self, map: u32, partition: u32) -> Location {
+        let name = intermediate_name(map, partition);
+        match self {
+            MapOutputs::Dir(d) => Location::Path(d.join(name)),
+            MapOutputs::Server(server) => Location::Remote {
+                server: server.clone(),
+                name,
+            },
+        }
+    }
+
+    /// Whether it lives on the disk of the worker that wrote it (and is lost with it).
+    pub fn on_workers_disk(&self) -> bool {
+        matches!(self, MapOutputs::Server(_))
+    }
+}
+
 /// How a map task gets its split's bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SplitSource {
@@ -163,10 +198,10 @@ pub struct TaskStats {
 /// What a finished task produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskResult {
-    /// One location per reduce partition, index = partition.
+    /// `mr-X-Y` for every partition Y.
     Map {
-        /// `mr-X-Y` for Y in 0..R.
-        outputs: Vec<Location>,
+        /// Where they are.
+        output: MapOutputs,
         /// Counters.
         stats: TaskStats,
     },

@@ -26,8 +26,8 @@ use coordinator::task::{AfterFailure, TaskState, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo, LONG_POLL};
 use mr::task::{
-    Assignment, Location, LossCause, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult,
-    TaskSpec, TaskStats,
+    Assignment, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskOutcome,
+    TaskResult, TaskSpec, TaskStats,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -43,6 +43,19 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(10);
 const WORKER_TIMEOUT: Duration = Duration::from_secs(3);
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Worker 0 owes liveness, so it is patient (`--coordinator-timeout 60s`,
+/// `--connect-timeout 60s`): a run of coordinator crashes and lost messages in its first
+/// seconds must not end it.
+const PATIENT: Duration = Duration::from_secs(60);
+
+/// How long worker `w` waits for the coordinator.
+fn patience(w: usize) -> Duration {
+    if w == 0 {
+        PATIENT
+    } else {
+        COORDINATOR_TIMEOUT
+    }
+}
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_FAILURES: u32 = 4;
 /// A failed call is noticed after this (a broken connection, or the call's deadline).
@@ -383,7 +396,7 @@ impl World {
                 held: Vec::new(),
                 slow: 1,
                 faulty: w != 0,
-                session: Session::new(base, COORDINATOR_TIMEOUT),
+                session: Session::new(base, patience(w)),
                 info: info_of(w, 1, plan.shared),
                 beating: false,
                 heartbeat: None,
@@ -447,13 +460,8 @@ impl World {
     pub fn run(mut self) -> Result<Stats, Violation> {
         self.start_coordinator()?;
         for w in 0..self.procs.len() {
-            // Worker 0 owes liveness: it waits as long for the coordinator at start as
-            // later (`--connect-timeout`), so a crash in its first second cannot end it.
-            let limit = if w == 0 {
-                COORDINATOR_TIMEOUT
-            } else {
-                CONNECT_TIMEOUT
-            };
+            // Worker 0 is patient at start too (see PATIENT).
+            let limit = if w == 0 { PATIENT } else { CONNECT_TIMEOUT };
             self.start_registration(w, Loop::Task, limit);
         }
         // The faults of the plan, at random times while the job runs (a few seconds).
@@ -588,7 +596,7 @@ impl World {
         let mut job = Job::new(tasks, Registry::new(WORKER_TIMEOUT), false, self.at());
         let (journal, replay) = Journal::open(&self.journal_path, &self.key, false)
             .map_err(|e| self.violation(format!("journal: {e}")))?;
-        let intact = |r: &TaskResult| self.intact(r);
+        let intact = |t: TaskId, r: &TaskResult| self.intact(t, r);
         let restored = coordinator::resume(&mut job, &replay, intact);
         self.incarnations += 1;
         let incarnation = replay.incarnation;
@@ -646,12 +654,14 @@ impl World {
     }
 
     /// The coordinator's restart check of a journaled result against the world.
-    fn intact(&self, r: &TaskResult) -> bool {
+    fn intact(&self, t: TaskId, r: &TaskResult) -> bool {
         match r {
-            TaskResult::Map { outputs, .. } => outputs.iter().all(|l| match l {
-                Location::Path(p) => self.shared_disk.get(p).is_some_and(|(_, ok)| *ok),
-                Location::Remote { .. } => true,
-            }),
+            TaskResult::Map { output, .. } => {
+                (0..self.plan.reduces).all(|y| match output.location(t.index, y) {
+                    Location::Path(p) => self.shared_disk.get(&p).is_some_and(|(_, ok)| *ok),
+                    Location::Remote { .. } => true,
+                })
+            }
             TaskResult::Reduce { .. } => true,
         }
     }
@@ -859,8 +869,8 @@ impl World {
                 for i in inputs {
                     let current = tasks
                         .map_output(i.map)
-                        .map(|(att, locs)| (att, locs.get(a.task.index as usize).cloned()));
-                    if current != Some((i.attempt, Some(i.location.clone()))) {
+                        .map(|(att, outs)| (att, outs.location(i.map, a.task.index)));
+                    if current != Some((i.attempt, i.location.clone())) {
                         let msg = format!(
                             "{} told to read map-{} attempt {} at {}, which is not its current output",
                             a.task, i.map, i.attempt, i.location
@@ -1001,7 +1011,7 @@ impl World {
             c.job
                 .tasks
                 .map_output(*m)
-                .is_some_and(|(att, locs)| att == *a && locs.get(task.index as usize) == Some(l))
+                .is_some_and(|(att, outs)| att == *a && outs.location(*m, task.index) == *l)
         });
         let ok = outcome.is_ok();
         let step = c.job.report(worker, task, attempt, outcome, now);
@@ -1239,7 +1249,7 @@ impl World {
             let next = self.procs[w].session.on_heartbeat(seen, d, now);
             match next {
                 Next::Register { seen } => {
-                    self.want_register(w, Loop::Heartbeat, seen, COORDINATOR_TIMEOUT)
+                    self.want_register(w, Loop::Heartbeat, seen, patience(w))
                 }
                 Next::Exit(x) => self.exit(w, x),
                 _ => self.resume(w, Loop::Heartbeat),
@@ -1268,9 +1278,7 @@ impl World {
                             },
                         );
                     }
-                    Next::Register { seen } => {
-                        self.want_register(w, Loop::Task, seen, COORDINATOR_TIMEOUT)
-                    }
+                    Next::Register { seen } => self.want_register(w, Loop::Task, seen, patience(w)),
                     Next::Exit(x) => self.exit(w, x),
                 }
             }
@@ -1340,22 +1348,23 @@ impl World {
         match &a.spec {
             TaskSpec::Map { n_reduce, .. } => {
                 let m = a.task.index;
-                let mut outputs = Vec::new();
                 for y in 0..*n_reduce {
-                    let name = format!("mr-{m}-{y}");
+                    let name = mr::task::intermediate_name(m, y);
                     if self.plan.shared {
-                        let path = PathBuf::from(&name);
-                        self.shared_disk.insert(path.clone(), (a.attempt, true));
-                        outputs.push(Location::Path(path));
+                        self.shared_disk
+                            .insert(PathBuf::from(name), (a.attempt, true));
                     } else {
-                        let p = &mut self.procs[w];
-                        p.disk.insert(name.clone(), (a.attempt, true));
-                        let server = p.info.data_addr.clone().unwrap_or_default();
-                        outputs.push(Location::Remote { server, name });
+                        self.procs[w].disk.insert(name, (a.attempt, true));
                     }
                 }
+                // The shared directory is the sim's current directory.
+                let output = if self.plan.shared {
+                    MapOutputs::Dir(PathBuf::new())
+                } else {
+                    MapOutputs::Server(self.procs[w].info.data_addr.clone().unwrap_or_default())
+                };
                 Ok(TaskResult::Map {
-                    outputs,
+                    output,
                     stats: TaskStats::default(),
                 })
             }
@@ -1521,7 +1530,7 @@ impl World {
                     p.frozen_until = None;
                     p.held.clear();
                     p.disk.clear();
-                    p.session = Session::new(self.base + self.now, COORDINATOR_TIMEOUT);
+                    p.session = Session::new(self.base + self.now, patience(w));
                     p.info = info_of(w, p.epoch, self.plan.shared);
                     p.beating = false;
                     p.heartbeat = None;

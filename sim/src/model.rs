@@ -247,7 +247,7 @@ impl Model for Mr {
             incarnation: 1,
             ..Default::default()
         };
-        coordinator::resume(&mut job, &replay, |_| true);
+        coordinator::resume(&mut job, &replay, |_, _| true);
         vec![State {
             job,
             now: Duration::ZERO,
@@ -385,12 +385,7 @@ impl Model for Mr {
                         error: "unreachable".into(),
                     }),
                     (TaskKind::Map, None) => Ok(TaskResult::Map {
-                        outputs: (0..self.reduces)
-                            .map(|y| Location::Remote {
-                                server: r.server.clone(),
-                                name: format!("mr-{}-{y}", r.task.index),
-                            })
-                            .collect(),
+                        output: mr::task::MapOutputs::Server(r.server.clone()),
                         stats: TaskStats::default(),
                     }),
                     (TaskKind::Reduce, None) => Ok(TaskResult::Reduce {
@@ -407,13 +402,13 @@ impl Model for Mr {
                         .map(|t| (t.state.clone(), t.failures))
                 });
                 let current_loss = r.lost.as_ref().is_some_and(|(m, a, server, name)| {
-                    s.job.tasks.map_output(*m).is_some_and(|(att, locs)| {
+                    s.job.tasks.map_output(*m).is_some_and(|(att, outs)| {
                         att == *a
-                            && locs.get(r.task.index as usize)
-                                == Some(&Location::Remote {
+                            && outs.location(*m, r.task.index)
+                                == Location::Remote {
                                     server: server.clone(),
                                     name: name.clone(),
-                                })
+                                }
                     })
                 });
                 let ok = outcome.is_ok();
@@ -471,7 +466,7 @@ impl Model for Mr {
                 let mut job = self.fresh_job(now);
                 // Map output on a worker's disk counts as intact (as in the real
                 // coordinator): a reduce that cannot fetch it reports it lost.
-                coordinator::resume(&mut job, &replay, |_| true);
+                coordinator::resume(&mut job, &replay, |_, _| true);
                 s.journal.push(Record::Start {
                     incarnation: replay.incarnation,
                 });

@@ -16,8 +16,8 @@ use mr::partition::{ihash, Modulo};
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{
-    LocalFault, Location, LossCause, MapOutput, Split, TaskFailure, TaskOutcome, TaskResult,
-    TaskStats,
+    LocalFault, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskOutcome,
+    TaskResult, TaskStats,
 };
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -32,10 +32,7 @@ const MERGE_BUFFERS: usize = 32 << 20;
 /// that it never holds more than this many files open whatever M is.
 pub const MERGE_FAN_IN: usize = 100;
 
-/// Name of map task X's output for partition Y.
-pub fn intermediate_name(map: u32, partition: u32) -> String {
-    format!("mr-{map}-{partition}")
-}
+pub use mr::task::intermediate_name;
 
 /// Name of partition Y's final output.
 pub fn output_name(partition: u32) -> String {
@@ -207,7 +204,6 @@ pub fn run_map(
     if spilled && !buf.is_empty() {
         buf.spill(app, dir, &mut runs)?;
     }
-    let mut outputs = Vec::with_capacity(n_reduce as usize);
     let mut stats = TaskStats {
         bytes_read,
         records_in,
@@ -226,9 +222,11 @@ pub fn run_map(
         let (file, size) = w.finish().map_err(output_err)?;
         stats.bytes_written += size;
         file.commit(false).map_err(output_err)?;
-        outputs.push(Location::Path(dest));
     }
-    Ok(TaskResult::Map { outputs, stats })
+    Ok(TaskResult::Map {
+        output: MapOutputs::Dir(dir.to_path_buf()),
+        stats,
+    })
 }
 
 /// Merges the spilled runs of one partition into `w`, combining across runs.

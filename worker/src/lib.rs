@@ -494,12 +494,13 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
     // Fetched copies are deleted here; a failure names the input as the reduce was told.
     let wanted = inputs.map(|(wanted, _copies)| wanted);
     match outcome {
-        Ok(TaskResult::Map { outputs, stats }) => {
-            let outputs = match &ctx.own {
-                Some(own) => outputs.into_iter().map(|l| served(own, l)).collect(),
-                None => outputs,
+        Ok(TaskResult::Map { output, stats }) => {
+            // Written into our own directory, served by our data server.
+            let output = match &ctx.own {
+                Some(own) => mr::task::MapOutputs::Server(own.server.clone()),
+                None => output,
             };
-            Some(Ok(TaskResult::Map { outputs, stats }))
+            Some(Ok(TaskResult::Map { output, stats }))
         }
         Ok(TaskResult::Reduce { output, stats }) => {
             let Location::Path(path) = &output else {
@@ -555,20 +556,6 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             }))
         }
         Err(f) => Some(Err(f)),
-    }
-}
-
-/// A map output file as this worker's data server offers it.
-fn served(own: &Own, location: Location) -> Location {
-    match location {
-        Location::Path(p) => match p.file_name() {
-            Some(name) => Location::Remote {
-                server: own.server.clone(),
-                name: name.to_string_lossy().into_owned(),
-            },
-            None => Location::Path(p),
-        },
-        remote => remote,
     }
 }
 
