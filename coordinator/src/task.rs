@@ -572,17 +572,34 @@ impl TaskTable {
         result: TaskResult,
     ) -> Result<(), Refusal> {
         self.check_current(worker, id, attempt)?;
+        if self.set_done(id, worker, attempt, result) {
+            Ok(())
+        } else {
+            // A result of the other kind of task.
+            Err(Refusal::BadResult { got: 0, want: 1 })
+        }
+    }
+
+    /// Marks task `id` done by `attempt` on `worker` with `result`; false (and nothing
+    /// changed) if there is no such task or the result is of the other kind.
+    fn set_done(
+        &mut self,
+        id: TaskId,
+        worker: WorkerId,
+        attempt: Attempt,
+        result: TaskResult,
+    ) -> bool {
         let (output, stats) = match (id.kind, result) {
             (TaskKind::Map, TaskResult::Map { output, stats }) => (Output::Map(output), stats),
             (TaskKind::Reduce, TaskResult::Reduce { output, stats }) => {
                 (Output::Reduce(output), stats)
             }
-            // A result of the other kind of task.
-            _ => return Err(Refusal::BadResult { got: 0, want: 1 }),
+            _ => return false,
         };
-        if let Some(task) = self.task_mut(id) {
-            task.stats = stats;
-        }
+        let Some(task) = self.task_mut(id) else {
+            return false;
+        };
+        task.stats = stats;
         self.set_state(
             id,
             TaskState::Done {
@@ -591,7 +608,7 @@ impl TaskTable {
                 output,
             },
         );
-        Ok(())
+        true
     }
 
     /// Records a failed attempt. A failure that `counts` (the task's own fault) is
@@ -831,31 +848,7 @@ impl TaskTable {
         worker: WorkerId,
         result: TaskResult,
     ) -> bool {
-        let (output, stats) = match (id.kind, result) {
-            (TaskKind::Map, TaskResult::Map { output, stats })
-                if (id.index as usize) < self.maps.len() =>
-            {
-                (Output::Map(output), stats)
-            }
-            (TaskKind::Reduce, TaskResult::Reduce { output, stats })
-                if (id.index as usize) < self.reduces.len() =>
-            {
-                (Output::Reduce(output), stats)
-            }
-            _ => return false,
-        };
-        if let Some(t) = self.task_mut(id) {
-            t.stats = stats;
-        }
-        self.set_state(
-            id,
-            TaskState::Done {
-                worker,
-                attempt,
-                output,
-            },
-        );
-        true
+        self.set_done(id, worker, attempt, result)
     }
 
     /// When the next in-progress task times out.
