@@ -13,7 +13,7 @@ fn run_and_compare(
     coord_args: &[&str],
     worker_args: &[&str],
 ) {
-    let want = d.sequential(app, inputs);
+    let want = d.expected(app, inputs);
     let mut args: Vec<&str> = coord_args.to_vec();
     args.extend(inputs.iter().map(String::as_str));
     let mut c = d.coordinator(&args);

@@ -82,7 +82,7 @@ fn a_worker_with_a_full_disk_is_excluded_and_the_job_succeeds_on_the_other() {
     }
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("wc", &inputs);
+    let want = dir.expected("wc", &inputs);
     let full = Tmpfs::mount(&dir.join("full"), "1m");
     full.fill(0);
     let addr = format!("127.0.0.1:{}", free_port());
@@ -147,7 +147,7 @@ fn when_every_workers_disk_is_full_the_job_fails_at_once_naming_them() {
 fn a_worker_whose_app_fails_on_every_task_is_excluded() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("faulty", &inputs);
+    let want = dir.expected("faulty", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = coordinator(&dir, &addr, &inputs);
     let mut bad = dir.tcp_worker(&addr, "bad", "faulty", &[], &[("MR_FAULT", "panic-map")]);

@@ -65,7 +65,7 @@ fn a_reduce_that_panics_fails_the_job_after_four_attempts() {
 fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("testlib_slow", &inputs);
+    let want = dir.expected("testlib_slow", &inputs);
     let args: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let mut c = dir.coordinator(&args);
     let mut w = dir.worker("testlib_slow", &[("MR_SLOW_FIRST_REDUCE_MS", "2000")]);
@@ -126,7 +126,7 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
 fn a_late_report_from_a_frozen_worker_is_refused() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("testlib_slow", &inputs);
+    let want = dir.expected("testlib_slow", &inputs);
     let mut args = vec!["--task-timeout", "10", "--worker-timeout", "1"];
     args.extend(inputs.iter().map(String::as_str));
     let mut c = dir.coordinator(&args);

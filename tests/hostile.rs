@@ -131,7 +131,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
 fn the_coordinator_survives_a_hostile_network() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("wc", &inputs);
+    let want = dir.expected("wc", &inputs);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut cmd = dir.command("coordinator");

@@ -27,7 +27,7 @@ fn limited(mut c: Command) -> Command {
 fn a_job_of_more_maps_than_open_files_succeeds_under_ulimit_1024() {
     let dir = Dir::new();
     let inputs = many_inputs(&dir, 2500);
-    let want = dir.sequential("wc", &inputs);
+    let want = dir.expected("wc", &inputs);
     let mut c = dir.command("coordinator");
     c.arg("--addr")
         .arg(dir.addr())

@@ -54,7 +54,7 @@ const WORK_DIRS: [&str; 3] = ["w1", "w2", "w3"];
 fn workers_in_separate_directories_share_nothing_and_clean_up() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("wc", &inputs);
+    let want = dir.expected("wc", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = coordinator(&dir, &addr, &inputs, &[]);
     let ws = run_to_the_end(&dir, &addr, &mut c, &want);
@@ -76,7 +76,7 @@ fn workers_in_separate_directories_share_nothing_and_clean_up() {
 fn a_killed_workers_map_output_is_made_again() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("wc", &inputs);
+    let want = dir.expected("wc", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = coordinator(&dir, &addr, &inputs, &["--worker-timeout", "1"]);
     // One slow worker does every map (each task starts 0.3 s late, which leaves time to
@@ -127,7 +127,7 @@ fn a_worker_with_the_wrong_token_leaves_no_trace() {
 fn with_shared_inputs_a_worker_that_cannot_read_them_streams_them() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.sequential("wc", &inputs);
+    let want = dir.expected("wc", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = coordinator(&dir, &addr, &inputs, &["--shared-inputs"]);
     // w2 runs elsewhere, where the (relative) input paths do not exist: it must stream

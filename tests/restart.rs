@@ -43,7 +43,7 @@ fn crash_and_resume(
 ) -> (BTreeSet<u32>, String) {
     let d = Dir::new();
     let inputs = d.copy_books();
-    let want = d.sequential("testlib_slow", &inputs);
+    let want = d.expected("testlib_slow", &inputs);
     let mut args = vec!["--task-timeout", "30"];
     args.extend(inputs.iter().map(String::as_str));
 

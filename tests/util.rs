@@ -499,6 +499,14 @@ impl Dir {
         self.spawn("worker", w)
     }
 
+    /// What a job of `app` over `inputs` (as given on the command line, relative to this
+    /// directory) must output, from [`oracle`]: sorted lines.
+    pub fn expected(&self, app_name: &str, inputs: &[String]) -> Vec<String> {
+        let files: Vec<(String, PathBuf)> =
+            inputs.iter().map(|i| (i.clone(), self.join(i))).collect();
+        oracle(&app(app_name), &files)
+    }
+
     /// Runs mrsequential over `inputs` into `mr-correct` (not an mr-out-* name) and
     /// returns its lines, sorted.
     pub fn sequential(&self, app_name: &str, inputs: &[String]) -> Vec<String> {
@@ -760,4 +768,39 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
+}
+
+/// The tests' oracle, the 6.824 way, sharing nothing with the framework's map-side
+/// buffers (mrsequential reuses them, so a bug there would show on both sides of a
+/// comparison): load the app, map each input whole, collect every pair, sort by key,
+/// group, reduce. Returns the output lines `key value`, sorted. `files` are (the name
+/// map sees, the path to read).
+pub fn oracle(app_path: &Path, files: &[(String, PathBuf)]) -> Vec<String> {
+    let app = mr::plugin::App::load(app_path).expect("load the app");
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (name, path) in files {
+        let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let contents = mr::split::decode_input(bytes);
+        app.map(name, &contents, |k, v| pairs.push((k.to_vec(), v.to_vec())))
+            .expect("map");
+    }
+    // Stable: values keep the order they were emitted in.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut lines = Vec::new();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < pairs.len() {
+        let j = i + pairs[i..].iter().take_while(|p| p.0 == pairs[i].0).count();
+        let values: Vec<&[u8]> = pairs[i..j].iter().map(|p| p.1.as_slice()).collect();
+        out.clear();
+        app.reduce(&pairs[i].0, &values, &mut out).expect("reduce");
+        lines.push(format!(
+            "{} {}",
+            String::from_utf8_lossy(&pairs[i].0),
+            String::from_utf8_lossy(&out)
+        ));
+        i = j;
+    }
+    lines.sort();
+    lines
 }
