@@ -88,7 +88,7 @@ async fn store_output(
     // On any error below, `tmp_path` is dropped and the partial file deleted.
     data::copy_exact(io, &mut file, len).await?;
     file.sync_all().await?;
-    let dest = out_dir.join(format!("mr-out-{}", task.index));
+    let dest = out_dir.join(mr::task::output_name(task.index));
     // Checked again now that the bytes are here, and renamed under the lock (one quick
     // system call), so that an attempt revoked meanwhile never lands. A late copy would
     // be harmless anyway (apps are deterministic: same bytes), but refusing it keeps the

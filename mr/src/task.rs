@@ -62,6 +62,11 @@ pub fn intermediate_name(map: u32, partition: u32) -> String {
     format!("mr-{map}-{partition}")
 }
 
+/// Name of partition Y's final output, `mr-out-Y`: the one place it is spelled.
+pub fn output_name(partition: u32) -> String {
+    format!("mr-out-{partition}")
+}
+
 /// Where a finished map's output lives: `mr-X-Y` for every partition Y, all in one
 /// place, so one value per map (not one location per partition: at R = 5,000 that is
 /// what keeps reports, the journal and the coordinator's table small).

@@ -32,12 +32,7 @@ const MERGE_BUFFERS: usize = 32 << 20;
 /// that it never holds more than this many files open whatever M is.
 pub const MERGE_FAN_IN: usize = 100;
 
-pub use mr::task::intermediate_name;
-
-/// Name of partition Y's final output.
-pub fn output_name(partition: u32) -> String {
-    format!("mr-out-{partition}")
-}
+pub use mr::task::{intermediate_name, output_name};
 
 /// Writing this worker's own files failed: its machine is blamed, not the task.
 fn output_err(e: io::Error) -> TaskFailure {
