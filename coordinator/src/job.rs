@@ -519,20 +519,19 @@ mod tests {
     use super::*;
     use crate::task::TaskState;
     use mr::rpc::WorkerInfo;
-    use mr::task::{Location, Split, TaskStats};
+    use mr::task::{Location, TaskStats};
     use std::time::Duration;
 
     fn job_of(maps: usize, reduces: u32) -> (Job, Instant) {
         let t0 = Instant::now();
-        let splits = (0..maps)
-            .map(|i| Split {
-                path: format!("in-{i}").into(),
-                offset: 0,
-                len: 1,
-            })
-            .collect();
         let job = Job::new(
-            TaskTable::new(splits, reduces, "out".into(), Duration::from_secs(10), 4),
+            TaskTable::new(
+                crate::task::test_splits(maps, 1),
+                reduces,
+                "out".into(),
+                Duration::from_secs(10),
+                4,
+            ),
             Registry::new(Duration::from_secs(3)),
             false,
             t0,
@@ -939,18 +938,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_misses_heartbeats_loses_its_task_before_the_task_timeout() {
-        let t0 = Instant::now();
-        let splits = vec![Split {
-            path: "in".into(),
-            offset: 0,
-            len: 1,
-        }];
-        let mut job = Job::new(
-            TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
-            Registry::new(Duration::from_secs(3)),
-            false,
-            t0,
-        );
+        let (mut job, t0) = job_of(1, 1);
         let info = WorkerInfo {
             host: "h".into(),
             pid: 1,

@@ -219,7 +219,7 @@ pub(crate) mod tests {
     use crate::task::TaskTable;
     use crate::timeline::Timeline;
     use mr::rpc::WorkerInfo;
-    use mr::task::{Split, TaskResult, TaskStats};
+    use mr::task::{TaskResult, TaskStats};
     use std::time::Duration;
 
     /// A job of 2 maps and 1 reduce with two workers: map-0 done by w1 after 2 s (100
@@ -227,15 +227,14 @@ pub(crate) mod tests {
     pub(crate) fn sample_job() -> (Job, Instant) {
         let t0 = Instant::now();
         let s = |n| t0 + Duration::from_secs(n);
-        let splits = (0..2)
-            .map(|i| Split {
-                path: format!("in-{i}").into(),
-                offset: 0,
-                len: 100,
-            })
-            .collect();
         let mut job = Job::new(
-            TaskTable::new(splits, 1, "out".into(), Duration::from_secs(10), 4),
+            TaskTable::new(
+                crate::task::test_splits(2, 100),
+                1,
+                "out".into(),
+                Duration::from_secs(10),
+                4,
+            ),
             Registry::new(Duration::from_secs(3)),
             false,
             t0,

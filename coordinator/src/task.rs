@@ -883,6 +883,18 @@ impl TaskTable {
     }
 }
 
+/// `n` splits `in-0`, `in-1`, ... of `len` bytes each: the unit tests' jobs.
+#[cfg(test)]
+pub(crate) fn test_splits(n: usize, len: u64) -> Vec<Split> {
+    (0..n)
+        .map(|i| Split {
+            path: format!("in-{i}").into(),
+            offset: 0,
+            len,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -892,14 +904,7 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(10);
 
     fn table(m: usize, r: u32) -> TaskTable {
-        let splits = (0..m)
-            .map(|i| Split {
-                path: format!("in-{i}").into(),
-                offset: 0,
-                len: 10,
-            })
-            .collect();
-        TaskTable::new(splits, r, "out".into(), TIMEOUT, 4)
+        TaskTable::new(test_splits(m, 10), r, "out".into(), TIMEOUT, 4)
     }
 
     /// Map `_m`'s output for all `_r` partitions, in the current directory.
