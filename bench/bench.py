@@ -7,10 +7,14 @@ measures, --runs times each, wall time, CPU time and peak RSS of every process:
   2. mrsequential wc                         (one process, same app code)
   3. coordinator + 2 workers wc, R=10        (coordinator start to coordinator exit)
   4. the 8 books with 2 workers              (small-job latency)
+and with --tcp also, interleaved (the order alternates between rounds):
+  5. coordinator + 2 workers wc over TCP, TLS (nothing shared: every split, map output and
+     reduce output crosses a TCP connection on 127.0.0.1)
+  6. the same with --insecure-plaintext
 and prints a table with medians, the ratios (3)/(2) and (3)/(1), and MiB/s; checks that
 (2) and (3) give the same sorted output; writes everything as JSON.
 
-Usage: bench/run.sh [--gib 1] [--runs 3] [--json bench/out/results.json]
+Usage: bench/run.sh [--gib 1] [--runs 3] [--tcp] [--json bench/out/results.json]
 A benchmark, not a test: it prints figures and never fails on speed.
 """
 
@@ -52,20 +56,51 @@ def run_single(cmd, cwd):
     return {"wall_s": wall, "cpu_s": cpu, "rss_mib": {"process": rss}}
 
 
-def run_cluster(app, inputs, cwd, workers=2, reduce=10):
+def run_job(coordinator, workers, cwd, what):
+    """Runs a coordinator and its workers (argument lists) in cwd: wall time from the
+    coordinator's start to its exit, CPU of all, peak RSS of each."""
     with open(os.path.join(cwd, "log.txt"), "ab") as log:
         t0 = time.monotonic()
-        coord = spawn([f"{BIN}/coordinator", "--reduce", str(reduce), *inputs], cwd, log)
-        ws = [spawn([f"{BIN}/worker", app], cwd, log) for _ in range(workers)]
+        coord = spawn(coordinator, cwd, log)
+        ws = [spawn(w, cwd, log) for w in workers]
         rc, ccpu, crss = reap(coord)
         wall = time.monotonic() - t0
         results = [reap(w) for w in ws]
     if rc != 0 or any(r[0] != 0 for r in results):
-        sys.exit(f"bench: cluster run failed (coordinator {rc}, workers {[r[0] for r in results]}); log in {cwd}/log.txt")
+        sys.exit(f"bench: {what} run failed (coordinator {rc}, workers {[r[0] for r in results]}); log in {cwd}/log.txt")
     rss = {"coordinator": crss}
     for i, r in enumerate(results):
         rss[f"worker{i + 1}"] = r[2]
     return {"wall_s": wall, "cpu_s": ccpu + sum(r[1] for r in results), "rss_mib": rss}
+
+
+def run_cluster(app, inputs, cwd, workers=2, reduce=10):
+    """Coordinator and workers on a Unix socket, sharing cwd."""
+    return run_job([f"{BIN}/coordinator", "--reduce", str(reduce), *inputs],
+                   [[f"{BIN}/worker", app] for _ in range(workers)], cwd, "cluster")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_tcp_cluster(app, inputs, cwd, tls, workers=2, reduce=10):
+    """A TCP job on 127.0.0.1 with nothing shared: inputs streamed, map output fetched
+    from the workers' data servers, reduce output uploaded."""
+    token = os.path.join(cwd, "token")
+    with open(token, "w") as fh:
+        fh.write("bench-token\n")
+    addr = f"127.0.0.1:{free_port()}"
+    mode = [] if tls else ["--insecure-plaintext"]
+    coordinator = [f"{BIN}/coordinator", "--reduce", str(reduce), "--listen", addr, "--token-file", token,
+                   "--no-journal", "--output", "out", *mode, *inputs]
+    ws = [[f"{BIN}/worker", "--coordinator", addr, "--token-file", token,
+           "--work-dir", fresh(os.path.join(cwd, f"w{i + 1}")), "--connect-timeout", "10", *mode, app]
+          for i in range(workers)]
+    return run_job(coordinator, ws, cwd, "TCP " + ("TLS" if tls else "plaintext"))
 
 
 def sorted_output(cwd, pattern):
@@ -100,6 +135,7 @@ def main():
     ap.add_argument("--corpus-dir", default=os.environ.get("MR_BENCH_CORPUS", "/tmp/mr-bench-corpus"))
     ap.add_argument("--work-dir", default=os.environ.get("MR_BENCH_WORK", "/tmp/mr-bench-work"))
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "out", "results.json"))
+    ap.add_argument("--tcp", action="store_true", help="also TCP jobs with TLS and with --insecure-plaintext")
     args = ap.parse_args()
 
     mib = int(args.gib * 1024)
@@ -116,6 +152,8 @@ def main():
     wc = os.path.join(BIN, "libwc.so")
 
     results = {"cat": [], "mrsequential": [], "cluster": [], "books": []}
+    if args.tcp:
+        results.update({"tcp_tls": [], "tcp_plain": []})
     same = True
     for i in range(args.runs):
         print(f"bench: run {i + 1} of {args.runs}", flush=True)
@@ -130,6 +168,14 @@ def main():
             print(f"bench: sorted outputs of mrsequential and the cluster are {'identical' if same else 'DIFFERENT'}", flush=True)
         bk = fresh(os.path.join(args.work_dir, "books"))
         results["books"].append(run_cluster(wc, books, bk))
+        if args.tcp:
+            order = [True, False] if i % 2 == 0 else [False, True]
+            for tls in order:
+                d = fresh(os.path.join(args.work_dir, "tcp-tls" if tls else "tcp-plain"))
+                results["tcp_tls" if tls else "tcp_plain"].append(run_tcp_cluster(wc, inputs, d, tls))
+                if i == 0 and sorted_output(d, "out/mr-out-*") != sorted_output(seq, "mr-out-0"):
+                    same = False
+                    print(f"bench: the TCP ({'TLS' if tls else 'plaintext'}) output DIFFERS", flush=True)
 
     med = {k: median_of(v) for k, v in results.items()}
     mibs = size / (1 << 20)
@@ -139,6 +185,12 @@ def main():
     }
     rows = [("1 cat > /dev/null", "cat"), ("2 mrsequential wc", "mrsequential"),
             ("3 coordinator + 2 workers wc", "cluster"), ("4 8 books, 2 workers", "books")]
+    if args.tcp:
+        rows += [("5 TCP, 2 workers, TLS", "tcp_tls"), ("6 TCP, 2 workers, plaintext", "tcp_plain")]
+        ratios["tls_over_plaintext"] = med["tcp_tls"]["wall_s"] / med["tcp_plain"]["wall_s"]
+        # Per round too: each pair ran back to back, so its ratio sees the same machine.
+        ratios["tls_over_plaintext_per_round"] = [
+            round(a["wall_s"] / b["wall_s"], 3) for a, b in zip(results["tcp_tls"], results["tcp_plain"])]
     print()
     print(f"input: {len(inputs)} files, {mibs:.0f} MiB; {args.runs} runs each, medians")
     print(f"{'measurement':32} {'wall s':>8} {'cpu s':>8} {'MiB/s':>8}  peak RSS MiB")
@@ -149,6 +201,9 @@ def main():
         print(f"{label:32} {m['wall_s']:8.2f} {m['cpu_s']:8.2f} {rate:>8}  {rss}")
     print(f"ratio (3)/(2) wall: {ratios['cluster_over_mrsequential']:.2f}")
     print(f"ratio (3)/(1) wall: {ratios['cluster_over_cat']:.2f}")
+    if args.tcp:
+        print(f"ratio (5)/(6) wall: {ratios['tls_over_plaintext']:.3f} "
+              f"(per round: {', '.join(str(r) for r in ratios['tls_over_plaintext_per_round'])})")
     print(f"outputs identical: {same}")
 
     # The targets of this 2-core machine (docs/performance.md), reported, never enforced.
@@ -162,6 +217,9 @@ def main():
         ("peak RSS of each worker <= 512 MiB", f"{worker_rss:.0f} MiB", worker_rss <= 512),
         ("8 books, 2 workers: exit within 1.0 s", f"{med['books']['wall_s']:.2f} s", med["books"]["wall_s"] <= 1.0),
     ]
+    if args.tcp:
+        targets.append(("TCP wc with TLS <= 1.10 x plaintext", f"{ratios['tls_over_plaintext']:.3f}x",
+                        ratios["tls_over_plaintext"] <= 1.10))
     print()
     print("targets (figures, not a test):")
     for name, got, ok in targets:

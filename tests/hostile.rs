@@ -1,7 +1,7 @@
-//! A hostile network: while a wc job runs on TCP, clients send garbage, try wrong
-//! tokens, send malformed and oversized frames behind a valid handshake (on the control
-//! and the data plane), hold idle connections, and a rogue client that holds the token
-//! speaks the protocol but lies. The coordinator must stay up, bounded in memory, and
+//! A hostile network: while a wc job runs on TCP (TLS), clients send garbage, try wrong
+//! tokens, speak plaintext to the TLS port, send malformed and oversized frames behind a
+//! valid handshake (on the control and the data plane), hold idle connections, and a
+//! rogue client that holds the token speaks the protocol but lies. The coordinator must stay up, bounded in memory, and
 //! finish the job correctly.
 
 use mr::auth::{Channel, Token};
@@ -9,7 +9,7 @@ use mr::ids::{Attempt, RequestId, TaskId};
 use mr::rpc::{Addr, ReportReply, TaskReply, WorkerInfo};
 use mr::task::{Location, TaskResult, TaskSpec, TaskStats};
 use mr_tests::*;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,8 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let addr: Addr = addr.parse().unwrap();
-        let client = mr::rpc::connect(&addr, &Token::new(TOKEN))
+        let guard = mr::secure::Guard::tls(Token::new(TOKEN)).unwrap();
+        let client = mr::rpc::connect(&addr, &guard)
             .await
             .expect("rogue connect");
         let ctx = tarpc::context::current;
@@ -156,24 +157,36 @@ fn the_coordinator_survives_a_hostile_network() {
     });
 
     let token = Token::new(TOKEN);
-    let mut held: Vec<TcpStream> = Vec::new();
+    let mut held: Vec<Box<dyn mr::secure::BlockingIo>> = Vec::new();
+    let connect = || Box::new(TcpStream::connect(&addr).expect("connect"));
     // Random bytes, several connections' worth: not even a handshake.
     for seed in 1..=4 {
-        held.push(send_raw(&addr, &noise(64 << 10, seed)));
+        held.push(Box::new(send_raw(&addr, &noise(64 << 10, seed))));
     }
     // Wrong tokens, on both planes: refused before anything is served.
     for channel in [Channel::Control, Channel::Data] {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        let r = mr::auth::client_blocking(&mut s, &Token::new("guess"), channel);
-        assert!(matches!(r, Err(mr::auth::AuthError::Refused)), "{r:?}");
+        let guess = mr::secure::Guard::tls(Token::new("guess")).unwrap();
+        let r = guess.client_blocking(TcpStream::connect(&addr).unwrap(), channel);
+        assert!(
+            matches!(
+                r,
+                Err(mr::secure::HandshakeError::Auth(
+                    mr::auth::AuthError::Refused
+                ))
+            ),
+            "{:?}",
+            r.err()
+        );
     }
+    // The right token in plaintext, to the TLS port: refused, said so.
+    let plain = mr::secure::Guard::insecure_plaintext(token.clone());
+    let r = plain.client_blocking(TcpStream::connect(&addr).unwrap(), Channel::Control);
+    assert!(r.is_err(), "a plaintext client was let in");
     // Behind a valid handshake, on the control plane: a frame cut short (the header
     // promises 1000 bytes, 10 arrive), once left open, once closed half-way.
     let control = |bytes: &[u8]| send_after_handshake(&addr, &token, Channel::Control, bytes);
     held.push(control(&frame(1000, b"{\"Request\"")));
-    let s = control(&frame(1000, b"{\"Request\""));
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    held.push(s);
+    drop(control(&frame(1000, b"{\"Request\"")));
     // A length prefix of 0xFFFFFFFF (4 GiB), and the largest allowed frame announced
     // with only 1 MiB of it sent.
     held.push(control(&frame(u32::MAX, b"xxxx")));
@@ -193,16 +206,16 @@ fn the_coordinator_survives_a_hostile_network() {
             offset: 0,
             len: 100,
         };
-        let mut s = TcpStream::connect(&addr).unwrap();
-        mr::auth::client_blocking(&mut s, &token, Channel::Data).unwrap();
+        let mut s = secured(&addr, &token, Channel::Data);
         let req = serde_json::to_vec(&mr::data::DataRequest::Split(split)).unwrap();
         s.write_all(&frame(req.len() as u32, &req)).unwrap();
-        let mut reply = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut s, &mut reply);
+        s.flush().unwrap();
         // A frame: a 4-byte length, then the typed reply.
-        let parsed: Option<mr::data::DataReply> = reply
-            .get(4..)
-            .and_then(|body| serde_json::from_slice(body).ok());
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut reply).unwrap();
+        let parsed: Option<mr::data::DataReply> = serde_json::from_slice(&reply).ok();
         assert!(
             matches!(
                 parsed,
@@ -215,17 +228,17 @@ fn the_coordinator_survives_a_hostile_network() {
         );
     }
     // A connection that never speaks.
-    held.push(TcpStream::connect(&addr).unwrap());
+    held.push(connect());
     // 500 idle connections.
     for _ in 0..500 {
-        held.push(TcpStream::connect(&addr).expect("idle connection"));
+        held.push(connect());
     }
     // Pipelined junk on one connection, byte by byte.
     let mut slow = TcpStream::connect(&addr).unwrap();
     for b in frame(40, b"[1,2,3]") {
         let _ = slow.write_all(&[b]);
     }
-    held.push(slow);
+    held.push(Box::new(slow));
 
     assert!(c.try_wait().is_none(), "coordinator died:\n{}", c.stderr());
     let refused = rogue_client(&addr, 10);
@@ -244,7 +257,7 @@ fn the_coordinator_survives_a_hostile_network() {
         .collect();
     // More junk while the job runs.
     for seed in 10..20 {
-        held.push(send_raw(&addr, &noise(4096, seed)));
+        held.push(Box::new(send_raw(&addr, &noise(4096, seed))));
     }
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     for w in &mut workers {
@@ -262,6 +275,13 @@ fn the_coordinator_survives_a_hostile_network() {
             .filter(|l| l.contains("authentication failed") && l.contains("peer=127.0.0.1:"))
             .count(),
         2,
+        "{}",
+        tail(&err, 60)
+    );
+    // The plaintext client was told apart from the TLS ones, with its address.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("does not speak TLS") && l.contains("peer=127.0.0.1:")),
         "{}",
         tail(&err, 60)
     );

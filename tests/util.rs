@@ -42,6 +42,32 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// A cargo command in the workspace root, for tests that build what they run. Without
+/// the variables cargo sets for a test process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …):
+/// build scripts such as ring's watch them, so passing them on would make every such
+/// build rebuild those crates and everything above them, and flip back after.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || k.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
+    c
+}
+
 /// `target/release`, after `cargo build --release --workspace` has run once in this test
 /// binary (so the binaries and apps match the sources under test). Set
 /// `MR_TESTS_NO_BUILD=1` to use whatever is there.
@@ -50,9 +76,8 @@ pub fn bins() -> &'static Path {
     BINS.get_or_init(|| {
         let target = target_dir();
         if std::env::var_os("MR_TESTS_NO_BUILD").is_none() {
-            let out = Command::new(env!("CARGO"))
+            let out = cargo()
                 .args(["build", "--release", "--workspace", "--quiet"])
-                .current_dir(workspace_root())
                 .env("CARGO_TARGET_DIR", &target)
                 .stdin(Stdio::null())
                 .output()
@@ -658,18 +683,31 @@ pub fn send_raw(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
     s
 }
 
-/// Connects to `addr`, passes the token handshake for `channel` with `token`, then sends
-/// `bytes` raw: junk that reaches the frame parser behind the handshake.
+/// Connects to `addr`, passes TLS and the token handshake for `channel` with `token`,
+/// then sends `bytes`: junk that reaches the frame parser behind the handshake.
 pub fn send_after_handshake(
     addr: &str,
     token: &mr::auth::Token,
     channel: mr::auth::Channel,
     bytes: &[u8],
-) -> std::net::TcpStream {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    mr::auth::client_blocking(&mut s, token, channel).expect("handshake");
+) -> Box<dyn mr::secure::BlockingIo> {
+    let mut s = secured(addr, token, channel);
     let _ = s.write_all(bytes);
+    let _ = s.flush();
     s
+}
+
+/// A blocking connection to `addr` through TLS and the token handshake for `channel`.
+pub fn secured(
+    addr: &str,
+    token: &mr::auth::Token,
+    channel: mr::auth::Channel,
+) -> Box<dyn mr::secure::BlockingIo> {
+    let s = std::net::TcpStream::connect(addr).expect("connect");
+    mr::secure::Guard::tls(token.clone())
+        .expect("TLS set-up")
+        .client_blocking(s, channel)
+        .expect("handshake")
 }
 
 /// Standard timeout for a whole small job.

@@ -16,8 +16,7 @@ fn five_seeds_of_chaos() {
          (it is tools/make-corpus in the repository; or set MR_CORPUS_TOOL)",
         tool.display()
     );
-    let built = Command::new(env!("CARGO"))
-        .current_dir(root)
+    let built = mr_tests::cargo()
         .args(["build", "--release", "--workspace", "--quiet"])
         .status()
         .expect("cannot run cargo");

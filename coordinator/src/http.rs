@@ -1,15 +1,24 @@
 //! The status page: `/` is a small self-refreshing HTML page, `/api/status` the JSON
 //! [`Status`] it shows. Served with axum on the coordinator's runtime during the job.
+//!
+//! Who may look: on a loopback address, anyone on this machine (as before). On any other
+//! address the job must have a token, and a browser gets in only through a one-time
+//! login link printed at start (`/login?code=…`), which trades the code for a session
+//! cookie. The token itself is never asked for over HTTP: this page is not encrypted,
+//! and the token would travel in the clear; a code used once, and a cookie that only
+//! shows the page, are worth little to an eavesdropper.
 
 use crate::service::Shared;
 use crate::status::Status;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router};
+use mr::auth::Token;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,22 +29,67 @@ const PAGE: &str = include_str!("status.html");
 /// How long [`HttpServer::stop`] waits for open requests.
 const STOP_WAIT: Duration = Duration::from_millis(500);
 
+/// The session cookie's name.
+const COOKIE: &str = "mr_session";
+
 /// A running status server.
 pub struct HttpServer {
     addr: SocketAddr,
+    login: Option<String>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
-/// Binds `addr` (`HOST:PORT`; port 0 picks one) and serves the status of the job in
-/// `shared` until [`HttpServer::stop`].
-pub async fn serve(addr: &str, shared: Arc<Shared>) -> std::io::Result<HttpServer> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+/// Who may see the page.
+struct Page {
+    shared: Arc<Shared>,
+    /// None on loopback: anyone on this machine. Else the login code not yet used and
+    /// the sessions it (and only it) opened.
+    access: Option<Mutex<Sessions>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    code: Option<String>,
+    open: HashSet<String>,
+}
+
+/// Binds `addr` (`HOST:PORT`, or a bare port for 127.0.0.1; port 0 picks one) and serves
+/// the status of the job in `shared` until [`HttpServer::stop`]. Off loopback it needs
+/// `token` set, and makes a one-time login link ([`HttpServer::login_url`]).
+pub async fn serve(addr: &str, shared: Arc<Shared>, token: &Token) -> std::io::Result<HttpServer> {
+    let addr = if addr.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{addr}")
+    } else {
+        addr.to_string()
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
+    let login = if addr.ip().is_loopback() {
+        None
+    } else if !token.is_set() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "off loopback the status page needs the job's token (--token-file or MR_TOKEN); or serve it on 127.0.0.1 and use an SSH tunnel",
+        ));
+    } else {
+        Some(mr::auth::random_hex())
+    };
+    let page = Arc::new(Page {
+        shared,
+        access: login.as_ref().map(|code| {
+            Mutex::new(Sessions {
+                code: Some(code.clone()),
+                open: HashSet::new(),
+            })
+        }),
+    });
     let app = Router::new()
-        .route("/", get(page))
+        .route("/", get(page_html))
         .route("/api/status", get(status))
-        .with_state(shared);
+        .route("/login", get(log_in))
+        .layer(axum::middleware::from_fn_with_state(page.clone(), gate))
+        .with_state(page);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async {
@@ -48,13 +102,94 @@ pub async fn serve(addr: &str, shared: Arc<Shared>) -> std::io::Result<HttpServe
             tracing::warn!(error = %e, "status page server failed");
         }
     });
-    Ok(HttpServer { addr, stop, task })
+    Ok(HttpServer {
+        addr,
+        login,
+        stop,
+        task,
+    })
+}
+
+/// Lets a request through if the page is open to it: on loopback always; else with a
+/// session cookie, or to `/login` (which checks its code itself).
+async fn gate(
+    State(page): State<Arc<Page>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(access) = &page.access else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/login" {
+        return next.run(req).await;
+    }
+    let session = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .any(|sid| {
+            access
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .open
+                .contains(sid)
+        });
+    if session {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            "log in with the one-time link the coordinator printed at start\n",
+        )
+            .into_response()
+    }
+}
+
+/// Trades the one-time code for a session cookie.
+async fn log_in(State(page): State<Arc<Page>>, uri: Uri) -> axum::response::Response {
+    let Some(access) = &page.access else {
+        return Redirect::to("/").into_response();
+    };
+    let given = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("code="))
+        .unwrap_or("");
+    let mut a = access.lock().unwrap_or_else(|p| p.into_inner());
+    let valid = a
+        .code
+        .as_deref()
+        .is_some_and(|code| mr::auth::same_secret(code.as_bytes(), given.as_bytes()));
+    if !valid {
+        return (
+            StatusCode::FORBIDDEN,
+            "this login link is wrong or was already used\n",
+        )
+            .into_response();
+    }
+    a.code = None;
+    let sid = mr::auth::random_hex();
+    a.open.insert(sid.clone());
+    let cookie = format!("{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
 impl HttpServer {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What to open in a browser: the page, or off loopback its one-time login link.
+    pub fn login_url(&self) -> String {
+        match &self.login {
+            None => format!("http://{}/", self.addr),
+            Some(code) => format!("http://{}/login?code={code}", self.addr),
+        }
     }
 
     /// Stops accepting, lets open requests finish briefly, then closes everything.
@@ -67,12 +202,12 @@ impl HttpServer {
     }
 }
 
-async fn page() -> impl IntoResponse {
+async fn page_html() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE))
 }
 
-async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let status = Status::of(&shared.lock(), Instant::now());
+async fn status(State(page): State<Arc<Page>>) -> impl IntoResponse {
+    let status = Status::of(&page.shared.lock(), Instant::now());
     ([(header::CACHE_CONTROL, "no-store")], Json(status))
 }
 
@@ -84,20 +219,76 @@ mod tests {
 
     /// A minimal HTTP/1.1 GET: returns the status line and the body.
     async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+        let (line, _, body) = get_with(addr, path, "").await;
+        (line, body)
+    }
+
+    /// A GET with extra header lines: the status line, the headers and the body.
+    async fn get_with(addr: SocketAddr, path: &str, headers: &str) -> (String, String, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).await.unwrap();
         let (head, body) = resp.split_once("\r\n\r\n").unwrap();
-        (head.lines().next().unwrap().to_string(), body.to_string())
+        let (line, rest) = head.split_once("\r\n").unwrap_or((head, ""));
+        (line.to_string(), rest.to_string(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn off_loopback_the_page_needs_the_token_and_a_one_time_login() {
+        let (job, _) = sample_job();
+        let shared = Shared::new(job, Duration::from_millis(500));
+        let e = serve("0.0.0.0:0", shared.clone(), &Token::none())
+            .await
+            .err()
+            .expect("no token, not loopback");
+        assert!(e.to_string().contains("needs the job's token"), "{e}");
+
+        let server = serve("0.0.0.0:0", shared.clone(), &Token::new("t"))
+            .await
+            .unwrap();
+        let url = server.login_url();
+        assert!(!url.contains("t@") && url.contains("/login?code="), "{url}");
+        let code = url.split("code=").nth(1).unwrap().to_string();
+        let addr: SocketAddr = ([127, 0, 0, 1], server.local_addr().port()).into();
+        // Without a session: nothing but the refusal.
+        for path in ["/", "/api/status"] {
+            let (line, body) = get(addr, path).await;
+            assert_eq!(line, "HTTP/1.1 401 Unauthorized", "{path}");
+            assert!(!body.contains("running"), "{body}");
+        }
+        let (line, _) = get(addr, "/login?code=0000").await;
+        assert_eq!(line, "HTTP/1.1 403 Forbidden");
+        // The code, once: a session cookie.
+        let (line, headers, _) = get_with(addr, &format!("/login?code={code}"), "").await;
+        assert_eq!(line, "HTTP/1.1 303 See Other");
+        let cookie = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .expect("a session cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let (line, _) = get(addr, &format!("/login?code={code}")).await;
+        assert_eq!(line, "HTTP/1.1 403 Forbidden", "the code works once");
+        let (line, _, body) = get_with(addr, "/api/status", &format!("Cookie: {cookie}\r\n")).await;
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        assert!(body.contains("\"running\""), "{body}");
+        let (line, _, _) = get_with(addr, "/api/status", "Cookie: mr_session=forged\r\n").await;
+        assert_eq!(line, "HTTP/1.1 401 Unauthorized");
+        server.stop().await;
     }
 
     #[tokio::test]
     async fn serves_the_status_json_and_the_page() {
         let (job, _) = sample_job();
         let shared = Shared::new(job, Duration::from_millis(500));
-        let server = serve("127.0.0.1:0", shared.clone()).await.unwrap();
+        let server = serve("127.0.0.1:0", shared.clone(), &Token::none())
+            .await
+            .unwrap();
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback() && addr.port() != 0);
 

@@ -34,8 +34,9 @@ pub mod timeline;
 use anyhow::Context as _;
 use futures::StreamExt;
 use job::Job;
-use mr::auth::{self, Channel, Token};
+use mr::auth::{Channel, Token};
 use mr::rpc::{json_transport, Coordinator as _, JobEnd, Listener};
+use mr::secure::{self, Guard};
 use mr::split::plan_splits;
 use mr::task::Split;
 use registry::Registry;
@@ -78,6 +79,9 @@ pub struct Config {
     pub http: Option<String>,
     /// The job's shared secret: every connection must prove it.
     pub token: Token,
+    /// Speak TCP without TLS (`--insecure-plaintext`): traffic readable and alterable
+    /// on the path; the only way to listen on TCP without a token.
+    pub insecure_plaintext: bool,
     /// Workers that share no filesystem with the coordinator can still read the input
     /// paths themselves (the inputs are on shared storage), rather than stream them.
     pub shared_inputs: bool,
@@ -99,6 +103,7 @@ impl Default for Config {
             report_file: None,
             http: None,
             token: Token::none(),
+            insecure_plaintext: false,
             shared_inputs: false,
         }
     }
@@ -210,41 +215,31 @@ pub async fn run(
     if let Some(j) = journal {
         shared.set_journal(j);
     }
+    let guard = Guard::for_process(
+        config.token.clone(),
+        listener.is_tcp(),
+        config.insecure_plaintext,
+    )?;
+    if listener.is_tcp() && !guard.encrypts() {
+        warn!("--insecure-plaintext: TCP traffic is neither encrypted nor integrity-protected; anyone on the path can read and alter inputs and outputs");
+    }
     let monitor = monitor::Monitor::start(&config, &shared).await?;
     let mut end_rx = shared.end.subscribe();
     let addr = listener.local_addr()?;
     info!(%addr, maps, reduces = config.n_reduce, "coordinator listening");
 
-    let server = Service(shared.clone());
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let open = connections.clone();
-    let (token, out_dir) = (config.token.clone(), config.out_dir.clone());
-    let accept = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((io, peer)) => {
-                    // Bounded resources whatever clients do: at most MAX_CONNECTIONS
-                    // connections, each dropped unless it proves the token within
-                    // auth::HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT calls each, frames of at
-                    // most mr::rpc::MAX_FRAME_LEN (a bad frame closes the connection).
-                    let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        warn!(%peer, "too many connections; refusing one");
-                        continue;
-                    };
-                    tracing::debug!(%peer, "connection");
-                    let (server, token, out_dir) = (server.clone(), token.clone(), out_dir.clone());
-                    tokio::spawn(async move {
-                        serve_connection(io, &peer, server, &token, &out_dir).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    });
+    let service = Service(shared.clone());
+    let out_dir = config.out_dir.clone();
+    // Bounded resources whatever clients do: at most MAX_CONNECTIONS connections, each
+    // dropped unless it proves the token within auth::HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT
+    // calls each, frames of at most mr::rpc::MAX_FRAME_LEN (a bad frame closes it).
+    let server = secure::serve(
+        listener,
+        guard,
+        MAX_CONNECTIONS,
+        "coordinator",
+        move |conn| serve_connection(conn, service.clone(), out_dir.clone()),
+    );
     let sweeper = tokio::spawn(sweep_loop(shared.clone()));
 
     let end = loop {
@@ -276,11 +271,10 @@ pub async fn run(
     // coordinator that is gone, then exit as if the job had succeeded. So wait, briefly,
     // for the workers to hang up.
     let flush = tokio::time::Instant::now() + EXIT_FLUSH;
-    while open.available_permits() < MAX_CONNECTIONS && tokio::time::Instant::now() < flush {
+    while server.open_connections() > 0 && tokio::time::Instant::now() < flush {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    accept.abort();
-    let _ = accept.await; // drops the listener, which removes a Unix socket file
+    drop(server); // drops the listener, which removes a Unix socket file
 
     if let Ok(n) = mr::atomic::sweep_temp_files(&config.out_dir) {
         if n > 0 {
@@ -300,31 +294,18 @@ pub async fn run(
     })
 }
 
-/// Serves one connection: the token handshake, then RPCs or one data transfer.
-async fn serve_connection(
-    mut io: Box<dyn mr::rpc::Io>,
-    peer: &str,
-    server: Service,
-    token: &Token,
-    out_dir: &std::path::Path,
-) {
-    let channel = match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, auth::server(&mut io, token))
-        .await
-    {
-        Ok(Ok(channel)) => channel,
-        Ok(Err(auth::AuthError::Io(e))) => {
-            tracing::debug!(%peer, error = %e, "connection closed during the handshake");
-            return;
-        }
-        Ok(Err(e)) => {
-            warn!(%peer, error = %e, "connection refused");
-            return;
-        }
-        Err(_) => {
-            warn!(%peer, "no handshake within {:?}; connection dropped", auth::HANDSHAKE_TIMEOUT);
-            return;
-        }
-    };
+/// Serves one secured connection: RPCs, or one data transfer.
+async fn serve_connection(conn: secure::Accepted, server: Service, out_dir: PathBuf) {
+    let secure::Accepted {
+        mut io,
+        channel,
+        peer,
+        over_limit,
+    } = conn;
+    if over_limit {
+        warn!(%peer, "too many connections; refusing one");
+        return;
+    }
     match channel {
         Channel::Control => {
             let channel = BaseChannel::with_defaults(json_transport(io))
@@ -337,7 +318,7 @@ async fn serve_connection(
                 .await;
         }
         Channel::Data => {
-            if let Err(e) = data::serve(&mut io, &server.0, out_dir).await {
+            if let Err(e) = data::serve(&mut io, &server.0, &out_dir).await {
                 tracing::debug!(%peer, error = %e, "data transfer failed");
             }
         }

@@ -25,6 +25,10 @@ struct Args {
     /// $MR_TOKEN if set, else none).
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// TCP without TLS: anyone on the path can read and alter the job's data. Only for
+    /// a network you trust; the only way to use TCP without a token.
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// Workers on other machines read the input paths themselves (shared storage)
     /// instead of streaming splits from the coordinator.
     #[arg(long)]
@@ -75,6 +79,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tcp = matches!(args.addr, Addr::Tcp(_));
+    if let Err(e) = mr::secure::check_token(&token, tcp, args.insecure_plaintext) {
+        eprintln!("coordinator: {e}");
+        return ExitCode::from(2);
+    }
     let splits = match plan_inputs(&args.files, args.split_size) {
         Ok(s) => s,
         Err(bad) => {
@@ -96,6 +105,7 @@ fn main() -> ExitCode {
         report_file: args.report.clone(),
         http: args.http.clone(),
         token,
+        insecure_plaintext: args.insecure_plaintext,
         shared_inputs: args.shared_inputs,
         ..Config::default()
     };

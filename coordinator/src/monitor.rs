@@ -39,10 +39,10 @@ impl Monitor {
         };
         let http = match &config.http {
             Some(addr) => {
-                let server = http::serve(addr, shared.clone())
+                let server = http::serve(addr, shared.clone(), &config.token)
                     .await
                     .with_context(|| format!("cannot serve the status page on {addr}"))?;
-                info!("status page at http://{}/", server.local_addr());
+                info!("status page at {}", server.login_url());
                 Some(server)
             }
             None => None,

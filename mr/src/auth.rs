@@ -6,18 +6,21 @@
 //!
 //! ```text
 //! client → server   "MRA1" | channel (1 byte) | client nonce (32)
-//! server → client   server nonce (32) | HMAC(token, "server" | channel | cnonce | snonce)
-//! client → server   HMAC(token, "client" | channel | cnonce | snonce)
+//! server → client   server nonce (32) | HMAC(token, "server" | channel | cnonce | snonce | binding)
+//! client → server   HMAC(token, "client" | channel | cnonce | snonce | binding)
 //! server → client   0 (accepted) or 1 (refused)
 //! ```
 //!
 //! The client then checks the server's proof too, so a server without the token cannot
-//! pose as the coordinator or as a worker serving map output.
+//! pose as the coordinator or as a worker serving map output. `binding` is what ties the
+//! proofs to one connection: over TLS, keying material exported from the TLS session
+//! (see [`crate::secure`]), which a man in the middle cannot make equal on its two
+//! sessions; on a Unix socket, empty.
 //!
 //! A job without a token uses the empty key on both sides, so one code path serves both,
 //! and a mismatch (one side with a token, the other without) fails like a wrong token.
-//! Proofs are compared in constant time (`hmac`'s `verify_slice`). What this does not do:
-//! encrypt the traffic that follows (see the README).
+//! Proofs are compared in constant time (`hmac`'s `verify_slice`). Encryption
+//! is TLS's job, in [`crate::secure`].
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -106,26 +109,37 @@ impl Token {
         }
     }
 
-    fn mac(&self, role: &[u8], channel: Channel, cnonce: &[u8], snonce: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, role: &[u8], channel: Channel, nonces: Nonces) -> Hmac<Sha256> {
         let key: &[u8] = self.0.as_deref().unwrap_or(&[]);
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(role);
         mac.update(&[channel as u8]);
-        mac.update(cnonce);
-        mac.update(snonce);
+        mac.update(nonces.client);
+        mac.update(nonces.server);
+        // Length first, so that no two (nonces, binding) inputs run together alike.
+        mac.update(&(nonces.binding.len() as u32).to_be_bytes());
+        mac.update(nonces.binding);
         mac
     }
 
-    fn prove(&self, role: &[u8], channel: Channel, cnonce: &[u8], snonce: &[u8]) -> [u8; PROOF] {
-        self.mac(role, channel, cnonce, snonce)
+    fn prove(&self, role: &[u8], channel: Channel, nonces: Nonces) -> [u8; PROOF] {
+        self.mac(role, channel, nonces)
             .finalize()
             .into_bytes()
             .into()
     }
 
-    fn check(&self, proof: &[u8], role: &[u8], channel: Channel, cn: &[u8], sn: &[u8]) -> bool {
-        self.mac(role, channel, cn, sn).verify_slice(proof).is_ok()
+    fn check(&self, proof: &[u8], role: &[u8], channel: Channel, nonces: Nonces) -> bool {
+        self.mac(role, channel, nonces).verify_slice(proof).is_ok()
     }
+}
+
+/// What one exchange's proofs cover besides the token, role and channel.
+#[derive(Clone, Copy)]
+struct Nonces<'a> {
+    client: &'a [u8],
+    server: &'a [u8],
+    binding: &'a [u8],
 }
 
 /// What a connection is for, declared by the client in its hello.
@@ -158,13 +172,13 @@ pub enum AuthError {
     #[error("not an mr client (bad handshake)")]
     NotMr,
     /// The client's proof was wrong: it does not hold our token.
-    #[error("authentication failed: the client does not hold this job's token")]
+    #[error("authentication failed: the client does not hold this job's token (or a man in the middle relays it)")]
     BadClient,
     /// The server refused our proof.
-    #[error("the token does not match (give both sides the same --token-file or MR_TOKEN)")]
+    #[error("the token does not match, or a man in the middle is on the path (give both sides the same --token-file or MR_TOKEN)")]
     Refused,
     /// The server could not prove it holds our token.
-    #[error("the server does not hold this job's token (give both sides the same --token-file or MR_TOKEN)")]
+    #[error("the server does not hold this job's token, or a man in the middle is on the path (give both sides the same --token-file or MR_TOKEN)")]
     BadServer,
 }
 
@@ -178,6 +192,16 @@ impl AuthError {
             e => io::Error::new(io::ErrorKind::PermissionDenied, e),
         }
     }
+}
+
+/// A fresh random secret of 32 bytes, in hex: for one-time codes and session ids.
+pub fn random_hex() -> String {
+    nonce().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn nonce() -> [u8; NONCE] {
@@ -194,8 +218,13 @@ fn hello(channel: Channel, cnonce: &[u8; NONCE]) -> [u8; HELLO] {
     h
 }
 
-/// Client side of the exchange, on an async stream.
-pub async fn client<S>(s: &mut S, token: &Token, channel: Channel) -> Result<(), AuthError>
+/// Client side of the exchange, on an async stream, bound to `binding`.
+pub async fn client<S>(
+    s: &mut S,
+    token: &Token,
+    channel: Channel,
+    binding: &[u8],
+) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
@@ -204,11 +233,17 @@ where
     let mut reply = [0u8; NONCE + PROOF];
     s.read_exact(&mut reply).await?;
     let (snonce, proof) = reply.split_at(NONCE);
-    s.write_all(&token.prove(b"client", channel, &cnonce, snonce))
+    let nonces = Nonces {
+        client: &cnonce,
+        server: snonce,
+        binding,
+    };
+    s.write_all(&token.prove(b"client", channel, nonces))
         .await?;
+    s.flush().await?;
     let mut verdict = [0u8; 1];
     s.read_exact(&mut verdict).await?;
-    judge(token, verdict[0], proof, channel, &cnonce, snonce)
+    judge(token, verdict[0], proof, channel, nonces)
 }
 
 /// The client's conclusion. It proves itself before checking the server, so that a
@@ -218,21 +253,21 @@ fn judge(
     verdict: u8,
     proof: &[u8],
     channel: Channel,
-    cnonce: &[u8],
-    snonce: &[u8],
+    nonces: Nonces,
 ) -> Result<(), AuthError> {
     if verdict != 0 {
         Err(AuthError::Refused)
-    } else if !token.check(proof, b"server", channel, cnonce, snonce) {
+    } else if !token.check(proof, b"server", channel, nonces) {
         Err(AuthError::BadServer)
     } else {
         Ok(())
     }
 }
 
-/// Server side of the exchange, on an async stream: the channel the client asked for,
-/// once it has proven it holds the token. Bound it with [`HANDSHAKE_TIMEOUT`].
-pub async fn server<S>(s: &mut S, token: &Token) -> Result<Channel, AuthError>
+/// Server side of the exchange, on an async stream, bound to `binding`: the channel the
+/// client asked for, once it has proven it holds the token. Bound it with
+/// [`HANDSHAKE_TIMEOUT`].
+pub async fn server<S>(s: &mut S, token: &Token, binding: &[u8]) -> Result<Channel, AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
@@ -242,39 +277,54 @@ where
         (true, Some(c)) => c,
         _ => return Err(AuthError::NotMr),
     };
-    let cnonce = &h[5..];
     let snonce = nonce();
+    let nonces = Nonces {
+        client: &h[5..],
+        server: &snonce,
+        binding,
+    };
     let mut reply = [0u8; NONCE + PROOF];
     reply[..NONCE].copy_from_slice(&snonce);
-    reply[NONCE..].copy_from_slice(&token.prove(b"server", channel, cnonce, &snonce));
+    reply[NONCE..].copy_from_slice(&token.prove(b"server", channel, nonces));
     s.write_all(&reply).await?;
+    s.flush().await?;
     let mut proof = [0u8; PROOF];
     s.read_exact(&mut proof).await?;
-    if token.check(&proof, b"client", channel, cnonce, &snonce) {
+    if token.check(&proof, b"client", channel, nonces) {
         s.write_all(&[0]).await?;
+        s.flush().await?;
         Ok(channel)
     } else {
         // Best effort: tell the client why before hanging up.
         let _ = s.write_all(&[1]).await;
+        let _ = s.flush().await;
         Err(AuthError::BadClient)
     }
 }
 
 /// Client side of the exchange on a blocking stream (for tools and tests).
-pub fn client_blocking<S: Read + Write>(
+pub fn client_blocking<S: Read + Write + ?Sized>(
     s: &mut S,
     token: &Token,
     channel: Channel,
+    binding: &[u8],
 ) -> Result<(), AuthError> {
     let cnonce = nonce();
     s.write_all(&hello(channel, &cnonce))?;
+    s.flush()?;
     let mut reply = [0u8; NONCE + PROOF];
     s.read_exact(&mut reply)?;
     let (snonce, proof) = reply.split_at(NONCE);
-    s.write_all(&token.prove(b"client", channel, &cnonce, snonce))?;
+    let nonces = Nonces {
+        client: &cnonce,
+        server: snonce,
+        binding,
+    };
+    s.write_all(&token.prove(b"client", channel, nonces))?;
+    s.flush()?;
     let mut verdict = [0u8; 1];
     s.read_exact(&mut verdict)?;
-    judge(token, verdict[0], proof, channel, &cnonce, snonce)
+    judge(token, verdict[0], proof, channel, nonces)
 }
 
 #[cfg(test)]
@@ -286,8 +336,9 @@ mod tests {
         server_token: Token,
     ) -> (Result<(), AuthError>, Result<Channel, AuthError>) {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let c = tokio::spawn(async move { client(&mut a, &client_token, Channel::Data).await });
-        let s = server(&mut b, &server_token).await;
+        let c =
+            tokio::spawn(async move { client(&mut a, &client_token, Channel::Data, b"").await });
+        let s = server(&mut b, &server_token, b"").await;
         drop(b);
         (c.await.unwrap(), s)
     }
@@ -325,7 +376,7 @@ mod tests {
             b.read_exact(&mut proof).await?;
             b.write_all(&[0]).await
         });
-        let c = client(&mut a, &Token::new("mine"), Channel::Data).await;
+        let c = client(&mut a, &Token::new("mine"), Channel::Data, b"").await;
         assert!(matches!(c, Err(AuthError::BadServer)), "{c:?}");
         fake.await.unwrap().unwrap();
     }
@@ -343,7 +394,7 @@ mod tests {
             a.read_exact(&mut verdict).await?;
             Ok::<_, io::Error>(verdict[0])
         });
-        let s = server(&mut b, &Token::new("theirs")).await;
+        let s = server(&mut b, &Token::new("theirs"), b"").await;
         assert!(matches!(s, Err(AuthError::BadClient)), "{s:?}");
         assert_eq!(rogue.await.unwrap().unwrap(), 1);
     }
@@ -353,20 +404,28 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         a.write_all(&[0xAB; HELLO]).await.unwrap();
         assert!(matches!(
-            server(&mut b, &Token::none()).await,
+            server(&mut b, &Token::none(), b"").await,
             Err(AuthError::NotMr)
         ));
     }
 
     #[test]
-    fn proofs_depend_on_token_role_channel_and_nonces() {
+    fn proofs_depend_on_token_role_channel_nonces_and_binding() {
+        let n = |c: u8, s: u8, binding: &'static [u8]| Nonces {
+            client: if c == 1 { &[1; 32] } else { &[3; 32] },
+            server: if s == 2 { &[2; 32] } else { &[4; 32] },
+            binding,
+        };
         let t = Token::new("k");
-        let p = t.prove(b"client", Channel::Data, &[1; 32], &[2; 32]);
-        assert!(t.check(&p, b"client", Channel::Data, &[1; 32], &[2; 32]));
-        assert!(!t.check(&p, b"server", Channel::Data, &[1; 32], &[2; 32]));
-        assert!(!t.check(&p, b"client", Channel::Control, &[1; 32], &[2; 32]));
-        assert!(!t.check(&p, b"client", Channel::Data, &[3; 32], &[2; 32]));
-        assert!(!Token::new("j").check(&p, b"client", Channel::Data, &[1; 32], &[2; 32]));
+        let p = t.prove(b"client", Channel::Data, n(1, 2, b"tls"));
+        assert!(t.check(&p, b"client", Channel::Data, n(1, 2, b"tls")));
+        assert!(!t.check(&p, b"server", Channel::Data, n(1, 2, b"tls")));
+        assert!(!t.check(&p, b"client", Channel::Control, n(1, 2, b"tls")));
+        assert!(!t.check(&p, b"client", Channel::Data, n(3, 2, b"tls")));
+        assert!(!t.check(&p, b"client", Channel::Data, n(1, 4, b"tls")));
+        assert!(!t.check(&p, b"client", Channel::Data, n(1, 2, b"other session")));
+        assert!(!t.check(&p, b"client", Channel::Data, n(1, 2, b"")));
+        assert!(!Token::new("j").check(&p, b"client", Channel::Data, n(1, 2, b"tls")));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! goes back to the coordinator. Raw bytes, never JSON arrays, and never one giant
 //! message: a file is streamed in chunks, with a deadline on each chunk.
 //!
-//! One request per connection, after the [`crate::auth`] handshake on
+//! One request per connection, secured by [`crate::secure`] (TLS on TCP, the token
+//! handshake always) on
 //! [`Channel::Data`](crate::auth::Channel):
 //!
 //! ```text
@@ -19,10 +20,11 @@
 //! and [`get`] waits and retries (with [`crate::retry::Backoff`]), so that load is never
 //! taken for lost data.
 
-use crate::auth::{self, Channel, Token};
+use crate::auth::Channel;
 use crate::ids::{Attempt, TaskId, WorkerId};
 use crate::retry::Backoff;
 use crate::rpc::{dial, Addr, Io};
+use crate::secure::Guard;
 use crate::task::{LocalFault, Split};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -129,7 +131,7 @@ pub enum Refusal {
 pub enum NetFault {
     /// No connection (refused, unreachable, or not within [`CONNECT_TIMEOUT`]).
     Connect,
-    /// The token handshake failed.
+    /// TLS or the token handshake failed.
     Handshake,
     /// The peer made no progress for [`IDLE_TIMEOUT`].
     Timeout,
@@ -304,13 +306,13 @@ where
         .map_err(CopyError::Write)
 }
 
-/// Opens an authenticated data connection to `server` (`HOST:PORT` or `unix:PATH`).
-pub async fn open(server: &str, token: &Token) -> Result<Box<dyn Io>, DataError> {
+/// Opens a secured data connection to `server` (`HOST:PORT` or `unix:PATH`).
+pub async fn open(server: &str, guard: &Guard) -> Result<Box<dyn Io>, DataError> {
     let failed = |fault, error: String| DataError::failed(server, fault, error);
     let addr: Addr = server
         .parse()
         .map_err(|e: String| failed(NetFault::Connect, e))?;
-    let mut io = timeout(CONNECT_TIMEOUT, dial(&addr))
+    let io = timeout(CONNECT_TIMEOUT, dial(&addr))
         .await
         .map_err(|_| {
             failed(
@@ -319,23 +321,17 @@ pub async fn open(server: &str, token: &Token) -> Result<Box<dyn Io>, DataError>
             )
         })?
         .map_err(|e| failed(NetFault::Connect, format!("cannot connect: {e}")))?;
-    timeout(CONNECT_TIMEOUT, auth::client(&mut io, token, Channel::Data))
+    guard
+        .client(io, Channel::Data)
         .await
-        .map_err(|_| {
-            failed(
-                NetFault::Handshake,
-                "no handshake within the connect timeout".into(),
-            )
-        })?
-        .map_err(|e| failed(NetFault::Handshake, e.to_string()))?;
-    Ok(io)
+        .map_err(|e| failed(NetFault::Handshake, e.to_string()))
 }
 
 /// Asks `server` for `req` and streams the bytes into `out`; returns how many. A busy
 /// server is asked again, with backoff, for up to [`BUSY_PATIENCE`].
 pub async fn get<W>(
     server: &str,
-    token: &Token,
+    guard: &Guard,
     req: &DataRequest,
     out: &mut W,
 ) -> Result<u64, DataError>
@@ -345,7 +341,7 @@ where
     let deadline = tokio::time::Instant::now() + BUSY_PATIENCE;
     let mut backoff = Backoff::connect();
     loop {
-        match get_once(server, token, req, out).await {
+        match get_once(server, guard, req, out).await {
             Err(DataError::Refused {
                 reason: Refusal::Busy,
                 ..
@@ -359,7 +355,7 @@ where
 
 async fn get_once<W>(
     server: &str,
-    token: &Token,
+    guard: &Guard,
     req: &DataRequest,
     out: &mut W,
 ) -> Result<u64, DataError>
@@ -367,7 +363,7 @@ where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let failed = |e: io::Error| DataError::broken(server, e);
-    let mut io = open(server, token).await?;
+    let mut io = open(server, guard).await?;
     write_frame(&mut io, req).await.map_err(failed)?;
     match read_frame(&mut io).await.map_err(failed)? {
         DataReply::Ok { len } => match copy_exact(&mut io, out, len).await {
@@ -384,7 +380,7 @@ where
 /// [`DataRequest::PutOutput`]); returns where the server stored them.
 pub async fn put<R>(
     server: &str,
-    token: &Token,
+    guard: &Guard,
     req: &DataRequest,
     input: &mut R,
     len: u64,
@@ -394,7 +390,7 @@ where
 {
     let failed = |e: io::Error| DataError::broken(server, e);
     let refused = |reason| DataError::refused(server, reason);
-    let mut io = open(server, token).await?;
+    let mut io = open(server, guard).await?;
     write_frame(&mut io, req).await.map_err(failed)?;
     match read_frame(&mut io).await.map_err(failed)? {
         DataReply::Ok { .. } => {}

@@ -7,6 +7,8 @@
 //! - [`rpc`]: the coordinator's tarpc service, its messages, and the transport
 //!   (Unix socket or TCP, with a frame size limit).
 //! - [`auth`]: the token handshake every connection starts with.
+//! - [`secure`]: TLS on TCP with the token handshake bound to it, and the one
+//!   authenticated accept loop.
 //! - [`data`]: the data plane: input splits, map output and reduce output streamed
 //!   between machines that share no filesystem.
 //! - [`partition`]: `ihash`, the 6.824 key-to-partition function.
@@ -35,6 +37,7 @@ pub mod partition;
 pub mod plugin;
 pub mod retry;
 pub mod rpc;
+pub mod secure;
 pub mod sortbuf;
 pub mod split;
 pub mod task;

@@ -1,11 +1,13 @@
 //! The coordinator's RPC service (tarpc), its messages, and the transport: JSON frames
-//! with a length prefix and a size limit, over a Unix socket or TCP.
+//! with a length prefix and a size limit, over a Unix socket or TCP (secured by
+//! [`crate::secure`]).
 //!
 //! Every call carries a [`RequestId`] so that a worker's and the coordinator's log lines
 //! about one call can be matched.
 
-use crate::auth::{self, Channel, Token};
+use crate::auth::Channel;
 use crate::ids::{Attempt, RequestId, TaskId, WorkerId};
+use crate::secure::{Guard, HandshakeError};
 use crate::task::{Assignment, TaskOutcome};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -172,34 +174,34 @@ where
     tarpc::serde_transport::new(Framed::new(io, codec), Json::default())
 }
 
+/// A connected byte stream before [`Guard`] has secured it: which kind decides whether
+/// it gets TLS.
+pub enum Stream {
+    /// A Unix socket: never leaves the machine, so the token handshake alone.
+    Unix(UnixStream),
+    /// TCP: TLS, unless the process runs with `--insecure-plaintext`.
+    Tcp(TcpStream),
+}
+
 /// Opens a byte stream to `addr`.
-pub async fn dial(addr: &Addr) -> io::Result<Box<dyn Io>> {
+pub async fn dial(addr: &Addr) -> io::Result<Stream> {
     Ok(match addr {
-        Addr::Unix(p) => Box::new(UnixStream::connect(p).await?),
+        Addr::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
         Addr::Tcp(a) => {
             let s = TcpStream::connect(a.as_str()).await?;
             s.set_nodelay(true)?;
-            Box::new(s)
+            Stream::Tcp(s)
         }
     })
 }
 
-/// Connects a coordinator client to `addr`, proving `token` (see [`crate::auth`]). A
-/// refused token is an error of kind `PermissionDenied`.
-pub async fn connect(addr: &Addr, token: &Token) -> io::Result<CoordinatorClient> {
-    let mut io = dial(addr).await?;
-    tokio::time::timeout(
-        auth::HANDSHAKE_TIMEOUT,
-        auth::client(&mut io, token, Channel::Control),
-    )
-    .await
-    .map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the coordinator did not answer the handshake",
-        )
-    })?
-    .map_err(auth::AuthError::into_io)?;
+/// Connects a coordinator client to `addr`, secured by `guard` (see [`crate::secure`]).
+/// A refused token is an error of kind `PermissionDenied`.
+pub async fn connect(addr: &Addr, guard: &Guard) -> io::Result<CoordinatorClient> {
+    let io = guard
+        .client(dial(addr).await?, Channel::Control)
+        .await
+        .map_err(HandshakeError::into_io)?;
     Ok(CoordinatorClient::new(tarpc::client::Config::default(), json_transport(io)).spawn())
 }
 
@@ -244,18 +246,23 @@ impl Listener {
     }
 
     /// Accepts one connection, with a printable peer name.
-    pub async fn accept(&self) -> io::Result<(Box<dyn Io>, String)> {
+    pub async fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok((Box::new(s), "unix".to_string()))
+                Ok((Stream::Unix(s), "unix".to_string()))
             }
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 s.set_nodelay(true)?;
-                Ok((Box::new(s), peer.to_string()))
+                Ok((Stream::Tcp(s), peer.to_string()))
             }
         }
+    }
+
+    /// Whether connections arrive over TCP (and so need TLS).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Listener::Tcp(_))
     }
 }
 

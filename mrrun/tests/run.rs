@@ -17,9 +17,7 @@ fn bin_dir() -> &'static Path {
         let mr = PathBuf::from(env!("CARGO_BIN_EXE_mr"));
         let dir = mr.parent().expect("binary has a directory").to_path_buf();
         if !dir.join("libwc.so").exists() || !dir.join("mrsequential").exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build.current_dir(root());
+            let mut build = mr_tests::cargo();
             build.args(["build", "--quiet", "-p", "wc", "-p", "mrsequential"]);
             if dir.ends_with("release") {
                 build.arg("--release");

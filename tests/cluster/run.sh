@@ -15,6 +15,10 @@
 #                the same host and w2, w3 finish; the lost maps are run again
 #   wrong-token  a worker with another token (the intruder host) is refused and exits
 #                at once; the job completes with the 3 good workers
+#   plaintext    wc as above, every process with --insecure-plaintext (no TLS)
+# The wc, indexer and plaintext jobs run under tcpdump on the bridge: with TLS no word of
+# the inputs or outputs may appear in the capture; in plaintext they must (so that the
+# check can fail).
 # After each job: every process exited (workers with 0), no intermediate file is left on
 # any host, the coordinator's host holds only its inputs, its token and out/mr-out-0..9,
 # and the token appears in no log.
@@ -30,7 +34,7 @@
 # (same as --self-check), MR_CLUSTER_KEEP=1 (same as --keep), MR_CLUSTER_RUST_LOG
 # (RUST_LOG for the processes; by default their own default, info).
 #
-# Needs root (namespaces, mounts); installs iproute2 with apt when `ip` is missing.
+# Needs root (namespaces, mounts); installs iproute2 and tcpdump with apt when missing.
 # Prints PASS/FAIL per scenario and a final line; exits non-zero on any failure. Leaves
 # no namespace, mount or process behind (the EXIT trap tears everything down and checks).
 set -euo pipefail
@@ -42,17 +46,18 @@ LOG_COMPLETED='completed'                # coordinator, with task=map-N / task=r
 LOG_RERUN='re-running the map'           # coordinator, a map re-run for lost output
 LOG_AUTH_FAILED='authentication failed'  # coordinator, WARN with peer=IP:PORT
 WORKER_TOKEN_WORD='token'                # worker's one-line message for a wrong token
+TCPDUMP_READY='listening on'             # tcpdump's stderr once it captures
 
 SELF_CHECK=${MR_CLUSTER_SELF_CHECK:-0}
 KEEP=${MR_CLUSTER_KEEP:-0}
-ALL_SCENARIOS=(wc indexer lost-map wrong-token)
+ALL_SCENARIOS=(wc indexer lost-map wrong-token plaintext)
 SCENARIOS=()
 for arg in "$@"; do
   case "$arg" in
     --self-check) SELF_CHECK=1 ;;
     --keep) KEEP=1 ;;
     -h | --help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    wc | indexer | lost-map | wrong-token) SCENARIOS+=("$arg") ;;
+    wc | indexer | lost-map | wrong-token | plaintext) SCENARIOS+=("$arg") ;;
     *) echo "run.sh: unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; --self-check, --keep)" >&2; exit 2 ;;
   esac
 done
@@ -76,6 +81,12 @@ if ! command -v ip >/dev/null; then
   apt-get update -qq || die "apt-get update failed; install Debian's iproute2 package"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null ||
     die "cannot install iproute2; install it by hand"
+fi
+if [ "$SELF_CHECK" != 1 ] && ! command -v tcpdump >/dev/null; then
+  echo "run.sh: installing tcpdump (to check that the traffic is encrypted)"
+  apt-get update -qq || die "apt-get update failed; install Debian's tcpdump package"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null ||
+    die "cannot install tcpdump; install it by hand"
 fi
 for tool in ip unshare mount timeout sed grep find sort cmp od; do
   command -v "$tool" >/dev/null || die "'$tool' is not installed"
@@ -188,7 +199,7 @@ echo "*** Topology: ${HOSTS[*]} in namespaces $ID-*, bridge in $NS_BRIDGE (10.20
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mr-cluster.XXXXXX")
 LOGS=$TMP/logs
-mkdir -p "$TMP/coord/in" "$LOGS" "$TMP/ref" "$TMP/results"
+mkdir -p "$TMP/coord/in" "$LOGS" "$TMP/ref" "$TMP/results" "$TMP/cap"
 BOOKS=("$ROOT"/data/pg-*.txt)
 [ -f "${BOOKS[0]}" ] || die "no input books in $ROOT/data"
 cp "${BOOKS[@]}" "$TMP/coord/in/"
@@ -373,6 +384,11 @@ for app in wc indexer; do
     >"$LOGS/ref-$app.log" 2>&1 || { cat "$LOGS/ref-$app.log"; die "mrsequential failed for $app"; }
   LC_ALL=C sort "$TMP/ref/$app.out" | grep . >"$TMP/ref/$app.sorted"
 done
+# Words that must not cross the network readably: 12 long words of the books (so they
+# are in the inputs, the map output and the wc output), spread over the alphabet.
+awk 'length($1) >= 9 && $1 ~ /^[A-Za-z]+$/ {print $1}' "$TMP/ref/wc.sorted" |
+  awk 'NR % 97 == 0' | head -n 12 >"$TMP/ref/secret-words"
+[ "$(wc -l <"$TMP/ref/secret-words")" -eq 12 ] || die "cannot pick 12 words of the books to look for"
 
 #########################################################
 # helpers for jobs
@@ -404,8 +420,11 @@ start() {
   SCEN_LOGS+=("$LOGS/$SCEN-$name.log")
 }
 
+# Flags every process of the scenario gets (the plaintext scenario's --insecure-plaintext).
+MODE=()
+
 start_coordinator() {
-  start coord coord "$JOB_TIMEOUT" "$BIN/coordinator" --addr "$COORD_ADDR" \
+  start coord coord "$JOB_TIMEOUT" "$BIN/coordinator" --addr "$COORD_ADDR" "${MODE[@]}" \
     --token-file "$TMP/coord/token" --output out --no-journal --reduce 10 "${INPUTS[@]}"
   COORD_PID=$LAST_PID
   COORD_LOG=$LOGS/$SCEN-coord.log
@@ -423,8 +442,53 @@ start_coordinator() {
 start_worker() {
   local name=$1 host=$2 app=$3
   shift 3
-  start "$name" "$host" "$JOB_TIMEOUT" "$BIN/worker" --coordinator "$COORD_ADDR" \
+  start "$name" "$host" "$JOB_TIMEOUT" "$BIN/worker" --coordinator "$COORD_ADDR" "${MODE[@]}" \
     --work-dir "$TMP/$host" --token-file "$TMP/$host/token" "$@" "$BIN/lib$app.so"
+}
+
+# Captures every packet on the bridge's ports (all the hosts' traffic) into
+# cap/SCEN.pcap until stop_capture; returns once tcpdump says it is capturing.
+CAP_PID=""
+start_capture() {
+  local i log=$LOGS/$SCEN-tcpdump.log
+  CAP_FILE=$TMP/cap/$SCEN.pcap
+  ip netns exec "$NS_BRIDGE" tcpdump -i any -U -s 0 -w "$CAP_FILE" >"$log" 2>&1 &
+  CAP_PID=$!
+  PIDS+=("$CAP_PID")
+  for ((i = 0; i < 100; i++)); do
+    log_has "$log" "$TCPDUMP_READY" && return 0
+    alive "$CAP_PID" || break
+    sleep 0.1
+  done
+  fail "tcpdump did not start capturing: $(tail -n 2 "$log")"
+  return 1
+}
+
+stop_capture() {
+  kill -INT "$CAP_PID" 2>/dev/null || true
+  wait "$CAP_PID" 2>/dev/null || true
+}
+
+# How many of the secret words appear anywhere in the capture.
+words_in_capture() {
+  # (grep finding nothing fails the pipeline; wc still says 0)
+  { grep -aoF -f "$TMP/ref/secret-words" "$CAP_FILE" | sort -u | wc -l; } 2>/dev/null || true
+}
+
+# check_capture encrypted|plaintext: with TLS none of the words may appear; in
+# plaintext every one must (or the check itself is blind).
+check_capture() {
+  local n size
+  n=$(words_in_capture)
+  size=$(stat -c %s "$CAP_FILE" 2>/dev/null || echo 0)
+  [ "$size" -gt 100000 ] || fail "the capture holds only $size bytes: tcpdump saw no job"
+  if [ "$1" = encrypted ]; then
+    [ "$n" -eq 0 ] || fail "$n of 12 words of the books appear in the capture of a TLS job"
+    echo "    capture: $((size / 1024)) KiB on the bridge, 0 of 12 book words readable"
+  else
+    [ "$n" -eq 12 ] || fail "only $n of 12 words of the books appear in the plaintext capture: the check cannot see"
+    echo "    capture: $((size / 1024)) KiB on the bridge, all 12 book words readable (plaintext)"
+  fi
 }
 
 # wait_exit PID DEADLINE: waits until $SECONDS reaches DEADLINE for PID to end; RC is
@@ -533,6 +597,7 @@ run_scenario() {
   SCEN_FAIL=0
   SCEN_LOGS=()
   echo "*** Starting $SCEN test."
+  MODE=()
   fresh_dirs
   "scenario_${SCEN//-/_}" || SCEN_FAIL=1
   check_no_processes || SCEN_FAIL=1
@@ -562,9 +627,28 @@ three_workers() {
   check_output "$app"
 }
 
-scenario_wc() { three_workers wc; }
+scenario_wc() {
+  start_capture || return 1
+  three_workers wc
+  stop_capture
+  check_capture encrypted
+}
 
-scenario_indexer() { three_workers indexer --data-addr "0.0.0.0:7070"; }
+scenario_indexer() {
+  start_capture || return 1
+  three_workers indexer --data-addr "0.0.0.0:7070"
+  stop_capture
+  check_capture encrypted
+}
+
+scenario_plaintext() {
+  MODE=(--insecure-plaintext)
+  start_capture || return 1
+  three_workers wc
+  stop_capture
+  check_capture plaintext
+  log_has "$COORD_LOG" "insecure-plaintext" || fail "the coordinator did not warn about --insecure-plaintext"
+}
 
 scenario_lost_map() {
   local i a child n_reduce p1 p2 p3 slow=() slowed=""

@@ -30,7 +30,8 @@ use link::{Link, LinkError};
 use mr::auth::Token;
 use mr::ids::WorkerId;
 use mr::plugin::App;
-use mr::rpc::{Addr, JobEnd, ReportReply, WorkerInfo};
+use mr::rpc::{Addr, JobEnd, Listener, ReportReply, WorkerInfo};
+use mr::secure::Guard;
 use mr::task::{
     Assignment, Location, MapOutput, OutputTarget, SplitSource, TaskFailure, TaskOutcome,
     TaskResult, TaskSpec,
@@ -64,6 +65,8 @@ pub struct Config {
     pub merge_fan_in: usize,
     /// The job's shared secret, proven on every connection.
     pub token: Token,
+    /// Speak TCP without TLS (`--insecure-plaintext`); see [`mr::secure`].
+    pub insecure_plaintext: bool,
     /// Where the data server listens when connected over TCP; port 0 picks one, and an
     /// unspecified IP (0.0.0.0) is advertised as the one that reaches the coordinator.
     pub data_addr: String,
@@ -81,6 +84,7 @@ impl Config {
             task_delay: Duration::ZERO,
             merge_fan_in: exec::MERGE_FAN_IN,
             token: Token::none(),
+            insecure_plaintext: false,
             data_addr: "0.0.0.0:0".into(),
         }
     }
@@ -114,6 +118,9 @@ pub enum WorkerError {
         /// Why (a token mismatch).
         reason: String,
     },
+    /// TCP without a token and without `--insecure-plaintext`, or TLS could not be set up.
+    #[error("{0}")]
+    Insecure(std::io::Error),
     /// The work directory is unusable.
     #[error("work directory {0}: {1}")]
     WorkDir(PathBuf, std::io::Error),
@@ -130,6 +137,8 @@ pub enum WorkerError {
 struct Ctx {
     link: Link,
     config: Config,
+    /// How connections are secured (the data plane's; the link holds its own copy).
+    guard: Guard,
     /// This worker's data server and map output directory, when it shares no files.
     own: Option<Own>,
     /// Its id and when the coordinator last answered; the decisions are
@@ -216,7 +225,13 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         .map_err(|e| WorkerError::WorkDir(config.work_dir.clone(), e))?;
     // Reach the coordinator and prove the token before opening anything to the network
     // or writing anything: a worker that is refused leaves no trace.
-    let link = Link::new(config.coordinator.clone(), config.token.clone());
+    let tcp = matches!(config.coordinator, Addr::Tcp(_));
+    let guard = Guard::for_process(config.token.clone(), tcp, config.insecure_plaintext)
+        .map_err(WorkerError::Insecure)?;
+    if tcp && !guard.encrypts() {
+        warn!("--insecure-plaintext: TCP traffic is neither encrypted nor integrity-protected; anyone on the path can read and alter it");
+    }
+    let link = Link::new(config.coordinator.clone(), guard.clone());
     let unreachable = |addr: Addr, source: LinkError| {
         if source.is_refused() {
             let reason = match source {
@@ -241,7 +256,7 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         if stale > 0 {
             info!(removed = stale, "removed map output left by dead workers");
         }
-        let listener = tokio::net::TcpListener::bind(config.data_addr.clone())
+        let listener = Listener::bind(&Addr::Tcp(config.data_addr.clone()))
             .await
             .map_err(|source| WorkerError::DataServer {
                 addr: config.data_addr.clone(),
@@ -253,17 +268,18 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
                 source,
             })?;
         info!(%server, dir = %dir.path().display(), "serving map output");
-        let serving = shuffle::serve(listener, dir.path().to_path_buf(), config.token.clone());
+        let serving = shuffle::serve(listener, dir.path().to_path_buf(), guard.clone());
         own = Some(Own {
             server,
             dir: dir.path().to_path_buf(),
         });
-        shuffle = Some((dir, AbortOnDrop(tokio::spawn(serving))));
+        shuffle = Some((dir, serving));
     }
     let session = Session::new(Instant::now(), config.coordinator_timeout);
     let ctx = Arc::new(Ctx {
         link,
         config,
+        guard,
         own,
         session: Mutex::new(session),
         registering: tokio::sync::Mutex::new(()),
@@ -285,20 +301,15 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
     Ok(exit)
 }
 
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The address other machines reach our data server at: the bound one, or, if bound to
 /// an unspecified IP, the local IP of the route to the coordinator. (A UDP "connect"
 /// only picks the route; no packet is sent.)
-fn advertised(listener: &tokio::net::TcpListener, coordinator: &str) -> std::io::Result<String> {
-    let bound = listener.local_addr()?;
+fn advertised(listener: &Listener, coordinator: &str) -> std::io::Result<String> {
+    let bound: std::net::SocketAddr = listener
+        .local_addr()?
+        .to_string()
+        .parse()
+        .map_err(std::io::Error::other)?;
     if !bound.ip().is_unspecified() {
         return Ok(bound.to_string());
     }
@@ -418,7 +429,7 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
 /// attempt was revoked): there is nothing left to report.
 async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<TaskOutcome> {
     let coordinator = ctx.config.coordinator.to_string();
-    let token = &ctx.config.token;
+    let guard = &ctx.guard;
     // Where this task writes: our map output directory when we serve our own files.
     let dir = match &ctx.own {
         Some(own) => own.dir.clone(),
@@ -440,7 +451,7 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
                 info!(task = %a.task, input = %split.path.display(), "cannot read the input here; streaming it from the coordinator");
             }
             let bytes = if *source == SplitSource::Coordinator || unreadable {
-                match stage::fetch_split(&coordinator, token, split).await {
+                match stage::fetch_split(&coordinator, guard, split).await {
                     Ok(b) => Some(b),
                     Err(f) => return Some(Err(f)),
                 }
@@ -458,7 +469,7 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             inputs: wanted,
             output,
         } => {
-            let local = stage::fetch_map_outputs(wanted, ctx.own.as_ref(), &dir, token).await;
+            let local = stage::fetch_map_outputs(wanted, ctx.own.as_ref(), &dir, guard).await;
             let local = match local {
                 Ok(l) => l,
                 Err(f) => return Some(Err(f)),
@@ -513,7 +524,7 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             else {
                 return Some(Ok(TaskResult::Reduce { output, stats }));
             };
-            let sent = stage::upload_output(&coordinator, token, ctx.worker(), a, path).await;
+            let sent = stage::upload_output(&coordinator, guard, ctx.worker(), a, path).await;
             let _ = std::fs::remove_file(path);
             match sent {
                 Ok(stored) => Some(Ok(TaskResult::Reduce {
@@ -661,8 +672,9 @@ mod tests {
             .parse()
             .unwrap();
         Ctx {
-            link: Link::new(addr.clone(), Token::none()),
+            link: Link::new(addr.clone(), Guard::insecure_plaintext(Token::none())),
             config: Config::new(addr),
+            guard: Guard::insecure_plaintext(Token::none()),
             own: None,
             session: Mutex::new({
                 let mut s = Session::new(Instant::now(), Duration::from_secs(10));

@@ -1,9 +1,9 @@
 //! The worker's connection to the coordinator: connects lazily, reconnects after a
 //! failed call, and numbers every request so both sides can log the same id.
 
-use mr::auth::Token;
 use mr::ids::RequestId;
 use mr::rpc::{connect, Addr, CoordinatorClient};
+use mr::secure::Guard;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -36,7 +36,7 @@ impl LinkError {
 /// A reconnecting client.
 pub struct Link {
     addr: Addr,
-    token: Token,
+    guard: Guard,
     client: Mutex<Option<CoordinatorClient>>,
     next: AtomicU64,
     base: u64,
@@ -44,10 +44,10 @@ pub struct Link {
 
 impl Link {
     /// A link to `addr`; nothing is dialled until the first call.
-    pub fn new(addr: Addr, token: Token) -> Self {
+    pub fn new(addr: Addr, guard: Guard) -> Self {
         Link {
             addr,
-            token,
+            guard,
             client: Mutex::new(None),
             next: AtomicU64::new(1),
             base: u64::from(std::process::id()) << 32,
@@ -73,7 +73,7 @@ impl Link {
         {
             return Ok(c);
         }
-        let c = connect(&self.addr, &self.token)
+        let c = connect(&self.addr, &self.guard)
             .await
             .map_err(|source| LinkError::Connect {
                 addr: self.addr.clone(),

@@ -21,6 +21,10 @@ struct Args {
     /// File holding the job's shared secret (default: $MR_TOKEN if set, else none).
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// TCP without TLS (the coordinator must run so too): anyone on the path can read
+    /// and alter the job's data. Only for a network you trust.
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// With a TCP coordinator: where this worker's data server listens for reducers
     /// fetching its map output. Port 0 picks one; 0.0.0.0 is advertised as the address
     /// this machine uses to reach the coordinator.
@@ -84,9 +88,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tcp = matches!(args.coordinator, Addr::Tcp(_));
+    if let Err(e) = mr::secure::check_token(&token, tcp, args.insecure_plaintext) {
+        eprintln!("worker: {e}");
+        return ExitCode::from(2);
+    }
     mr::logging::init();
     let mut config = Config::new(args.coordinator);
     config.token = token;
+    config.insecure_plaintext = args.insecure_plaintext;
     config.data_addr = args.data_addr;
     config.work_dir = args.work_dir;
     config.map_memory = usize::try_from(args.map_memory).unwrap_or(usize::MAX);

@@ -6,14 +6,14 @@
 //! can tell the leftovers of a killed one (unlocked) from a live neighbour's (locked),
 //! and removes them. A worker removes its own directory when it exits.
 
-use mr::auth::{self, Channel, Token};
+use mr::auth::Channel;
 use mr::data::{self, DataReply, DataRequest, Refusal};
+use mr::rpc::{Io, Listener};
+use mr::secure::{self, Accepted, Guard, Server};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 /// Prefix of a worker's map output directory.
@@ -106,89 +106,47 @@ fn sweep_stale(work_dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
-/// Serves the map output files in `dir` to reducers that prove `token`, until dropped.
-pub async fn serve(listener: TcpListener, dir: PathBuf, token: Token) {
-    serve_with_limit(listener, dir, token, MAX_CONNECTIONS).await
+/// Serves the map output files in `dir` to reducers that prove the token, until the
+/// returned server is dropped.
+pub fn serve(listener: Listener, dir: PathBuf, guard: Guard) -> Server {
+    serve_with_limit(listener, dir, guard, MAX_CONNECTIONS)
 }
 
 /// [`serve`], with at most `limit` transfers at once. A reducer over the limit is told
 /// [`Refusal::Busy`] (it waits and asks again) rather than dropped, which it would take
 /// for lost map output; telling it takes a handshake, so only `limit` more connections
 /// at a time are told, and any beyond those are dropped.
-pub async fn serve_with_limit(listener: TcpListener, dir: PathBuf, token: Token, limit: usize) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
-    let overflow = Arc::new(tokio::sync::Semaphore::new(limit));
-    loop {
-        let (mut io, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "data server: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+pub fn serve_with_limit(listener: Listener, dir: PathBuf, guard: Guard, limit: usize) -> Server {
+    secure::serve(listener, guard, limit, "data server", move |conn| {
+        let dir = dir.clone();
+        async move {
+            let Accepted {
+                mut io,
+                channel,
+                peer,
+                over_limit,
+            } = conn;
+            if channel != Channel::Data {
+                warn!(%peer, "data server: a control connection; this is a worker, not the coordinator");
+                return;
             }
-        };
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) => match overflow.clone().try_acquire_owned() {
-                Ok(extra) => {
-                    debug!(%peer, "data server: at its limit; telling a reducer to wait");
-                    let token = token.clone();
-                    tokio::spawn(async move {
-                        let _extra = extra;
-                        // Hear the request out, then answer it: closing before
-                        // reading would break the reducer's write, not tell it.
-                        if handshake(&mut io, &peer, &token).await
-                            && data::read_frame::<_, DataRequest>(&mut io).await.is_ok()
-                        {
-                            let busy = DataReply::Refused(Refusal::Busy);
-                            let _ = data::write_frame(&mut io, &busy).await;
-                        }
-                    });
-                    continue;
+            if over_limit {
+                debug!(%peer, "data server: at its limit; telling a reducer to wait");
+                // Hear the request out, then answer it: closing before reading would
+                // break the reducer's write, not tell it.
+                if data::read_frame::<_, DataRequest>(&mut io).await.is_ok() {
+                    let _ = data::write_frame(&mut io, &DataReply::Refused(Refusal::Busy)).await;
                 }
-                Err(_) => {
-                    warn!(%peer, "data server: far over its connection limit; dropping one");
-                    continue;
-                }
-            },
-        };
-        let (dir, token) = (dir.clone(), token.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            if !handshake(&mut io, &peer, &token).await {
                 return;
             }
             if let Err(e) = answer(&mut io, &dir).await {
                 debug!(%peer, error = %e, "data server: transfer failed");
             }
-        });
-    }
+        }
+    })
 }
 
-/// The token handshake of a data connection; false (logged) if it fails.
-async fn handshake(
-    io: &mut tokio::net::TcpStream,
-    peer: &std::net::SocketAddr,
-    token: &Token,
-) -> bool {
-    match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, auth::server(io, token)).await {
-        Ok(Ok(Channel::Data)) => true,
-        Ok(Ok(Channel::Control)) => {
-            warn!(%peer, "data server: a control connection; this is a worker, not the coordinator");
-            false
-        }
-        Ok(Err(e)) => {
-            warn!(%peer, error = %e, "data server: connection refused");
-            false
-        }
-        Err(_) => {
-            warn!(%peer, "data server: no handshake in time; connection dropped");
-            false
-        }
-    }
-}
-
-async fn answer(io: &mut tokio::net::TcpStream, dir: &Path) -> io::Result<()> {
+async fn answer(io: &mut Box<dyn Io>, dir: &Path) -> io::Result<()> {
     let req: DataRequest = data::read_frame(io).await?;
     let name = match req {
         DataRequest::MapOutput { name } if data::is_map_output_name(&name) => name,
@@ -245,16 +203,27 @@ mod tests {
         assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
     }
 
+    async fn local() -> (Listener, String) {
+        let l = Listener::bind(&mr::rpc::Addr::Tcp("127.0.0.1:0".into()))
+            .await
+            .unwrap();
+        let a = l.local_addr().unwrap().to_string();
+        (l, a)
+    }
+
+    fn tls(token: &str) -> Guard {
+        Guard::tls(mr::auth::Token::new(token)).unwrap()
+    }
+
     #[tokio::test]
     async fn the_data_server_serves_map_output_only_to_token_holders() {
         let work = tempfile::tempdir().unwrap();
         std::fs::write(work.path().join("mr-3-1"), b"the bytes").unwrap();
         std::fs::write(work.path().join("secret"), b"no").unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = listener.local_addr().unwrap().to_string();
-        let token = Token::new("t");
-        let task = tokio::spawn(serve(listener, work.path().to_path_buf(), token.clone()));
-        let get = |name: &str, token: Token| {
+        let (listener, server) = local().await;
+        let token = tls("t");
+        let task = serve(listener, work.path().to_path_buf(), token.clone());
+        let get = |name: &str, token: Guard| {
             let (server, name) = (server.clone(), name.to_string());
             async move {
                 let mut out = Vec::new();
@@ -286,24 +255,18 @@ mod tests {
             ),
             "{e}"
         );
-        let e = get("mr-3-1", Token::new("wrong")).await.unwrap_err();
+        let e = get("mr-3-1", tls("wrong")).await.unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
-        task.abort();
+        drop(task);
     }
 
     #[tokio::test]
     async fn a_busy_data_server_makes_the_reducer_wait_not_fail() {
         let work = tempfile::tempdir().unwrap();
         std::fs::write(work.path().join("mr-0-0"), b"bytes").unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = listener.local_addr().unwrap().to_string();
-        let token = Token::new("t");
-        let task = tokio::spawn(serve_with_limit(
-            listener,
-            work.path().to_path_buf(),
-            token.clone(),
-            1,
-        ));
+        let (listener, server) = local().await;
+        let token = tls("t");
+        let task = serve_with_limit(listener, work.path().to_path_buf(), token.clone(), 1);
         // One reducer holds the only slot (connected, request not yet sent).
         let holder = data::open(&server, &token).await.unwrap();
         let (s2, t2) = (server.clone(), token.clone());
@@ -321,6 +284,6 @@ mod tests {
         }
         drop(holder);
         assert_eq!(waiting.await.unwrap().unwrap(), b"bytes");
-        task.abort();
+        drop(task);
     }
 }

@@ -5,9 +5,9 @@
 
 use futures::{StreamExt, TryStreamExt};
 use mr::atomic::TEMP_PREFIX;
-use mr::auth::Token;
 use mr::data::{self, DataError, DataRequest};
 use mr::ids::WorkerId;
+use mr::secure::Guard;
 use mr::task::{Assignment, Location, LossCause, MapOutput, Split, TaskFailure};
 use std::path::{Path, PathBuf};
 use tempfile::TempPath;
@@ -28,13 +28,13 @@ pub struct Own {
 /// Streams the lines of `split` from the coordinator's data plane.
 pub async fn fetch_split(
     coordinator: &str,
-    token: &Token,
+    guard: &Guard,
     split: &Split,
 ) -> Result<Vec<u8>, TaskFailure> {
     let mut bytes = Vec::with_capacity(split.len.min(1 << 30) as usize + 4096);
     data::get(
         coordinator,
-        token,
+        guard,
         &DataRequest::Split(split.clone()),
         &mut bytes,
     )
@@ -86,11 +86,11 @@ pub async fn fetch_map_outputs(
     inputs: &[MapOutput],
     own: Option<&Own>,
     dir: &Path,
-    token: &Token,
+    guard: &Guard,
 ) -> Result<LocalInputs, TaskFailure> {
     let fetches: Vec<_> = inputs
         .iter()
-        .map(|input| fetch_one(input, own, dir, token))
+        .map(|input| fetch_one(input, own, dir, guard))
         .collect();
     let fetched: Vec<(MapOutput, Option<TempPath>)> = futures::stream::iter(fetches)
         .buffered(PARALLEL_FETCHES)
@@ -107,7 +107,7 @@ async fn fetch_one(
     input: &MapOutput,
     own: Option<&Own>,
     dir: &Path,
-    token: &Token,
+    guard: &Guard,
 ) -> Result<(MapOutput, Option<TempPath>), TaskFailure> {
     let (server, name) = match &input.location {
         Location::Path(_) => return Ok((input.clone(), None)),
@@ -130,7 +130,7 @@ async fn fetch_one(
     let (file, path) = tmp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
     let req = DataRequest::MapOutput { name: name.clone() };
-    data::get(server, token, &req, &mut file)
+    data::get(server, guard, &req, &mut file)
         .await
         .map_err(|e| match e {
             // Our own disk failed, not the map output: never re-run a map for that.
@@ -168,7 +168,7 @@ async fn fetch_one(
 /// the task's current attempt. Returns where the coordinator stored it.
 pub async fn upload_output(
     coordinator: &str,
-    token: &Token,
+    guard: &Guard,
     worker: WorkerId,
     a: &Assignment,
     path: &Path,
@@ -185,5 +185,5 @@ pub async fn upload_output(
         attempt: a.attempt,
         len,
     };
-    data::put(coordinator, token, &req, &mut file, len).await
+    data::put(coordinator, guard, &req, &mut file, len).await
 }
