@@ -4,9 +4,9 @@
 
 use coordinator::journal::{Record, DEFAULT_PATH};
 use mr::ids::TaskKind;
-use mr_tests::{Dir, Exit};
+use mr_tests::{wait_until, Dir, Exit};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The map tasks the journal records as done.
 fn maps_done(d: &Dir) -> BTreeSet<u32> {
@@ -26,14 +26,6 @@ fn maps_done(d: &Dir) -> BTreeSet<u32> {
     done
 }
 
-fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Runs the 8 books through `testlib_slow` with two workers (env `env`), kills the
 /// coordinator once `kill_when(maps done)` holds, restarts it, and checks the outcome.
 /// Returns the maps that were done at the kill and the restarted coordinator's log.
@@ -49,7 +41,7 @@ fn crash_and_resume(
 
     let mut first = d.coordinator(&args);
     let mut workers: Vec<_> = (0..2).map(|_| d.worker("testlib_slow", env)).collect();
-    wait_until("the kill point", Duration::from_secs(60), || {
+    wait_until(Duration::from_secs(60), "the kill point", || {
         kill_when(maps_done(&d).len())
     });
     first.kill();

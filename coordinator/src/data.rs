@@ -4,7 +4,7 @@
 //! current attempt) by temp file and atomic rename into the output directory.
 
 use crate::service::Shared;
-use mr::atomic::TEMP_PREFIX;
+use mr::atomic::AtomicFile;
 use mr::data::{self, DataReply, DataRequest, Refusal};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::Io;
@@ -80,23 +80,22 @@ async fn store_output(
         return refuse(io, not_current(why)).await;
     }
     data::write_frame(io, &DataReply::Ok { len: 0 }).await?;
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(out_dir)?;
-    let (file, tmp_path) = tmp.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    // On any error below, `tmp_path` is dropped and the partial file deleted.
-    data::copy_exact(io, &mut file, len).await?;
-    file.sync_all().await?;
     let dest = out_dir.join(mr::task::output_name(task.index));
+    // On any error below, the temp file is dropped and deleted.
+    let out = AtomicFile::create(&dest)?;
+    let mut file = out.tokio_file()?;
+    data::copy_exact(io, &mut file, len).await?;
+    drop(file); // flushed by copy_exact
+    let prepared = tokio::task::spawn_blocking(move || out.prepare(true))
+        .await
+        .map_err(io::Error::other)??;
     // Checked again now that the bytes are here, and renamed under the lock (one quick
-    // system call), so that an attempt revoked meanwhile never lands. A late copy would
-    // be harmless anyway (apps are deterministic: same bytes), but refusing it keeps the
-    // rule simple: only the current attempt's output counts.
+    // system call), so that an attempt revoked meanwhile never lands: see mr::atomic
+    // for why this, and the shared directory's unchecked rename, are both safe.
     let stored = {
         let job = shared.lock();
         match job.tasks.check_current(worker, task, attempt) {
-            Ok(()) => Ok(tmp_path.persist(&dest).map_err(|e| e.error)),
+            Ok(()) => Ok(prepared.rename()),
             Err(r) => Err(r),
         }
     };
@@ -104,10 +103,7 @@ async fn store_output(
         Ok(renamed) => renamed?,
         Err(why) => return refuse(io, not_current(why)).await,
     }
-    if let Ok(d) = std::fs::File::open(out_dir) {
-        // Make the rename durable; not every filesystem allows it.
-        let _ = d.sync_all();
-    }
+    mr::atomic::sync_dir(out_dir);
     info!(%worker, %task, %attempt, len, output = %dest.display(), "stored reduce output");
     data::write_frame(io, &DataReply::Stored { path: dest }).await
 }

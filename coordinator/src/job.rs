@@ -9,7 +9,7 @@ use crate::effect::{Effect, Event, Step};
 use crate::journal::Record;
 use crate::registry::Registry;
 use crate::task::{AfterFailure, JobFailure, Placement, Refusal, Revoked, TaskTable};
-use crate::timeline::Timeline;
+use crate::views::timeline::Timeline;
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
 use mr::task::{Assignment, Blame, SplitSource, TaskFailure, TaskOutcome, TaskResult};

@@ -10,26 +10,19 @@
 //! - [`service`]: the tarpc handlers over the shared job.
 //! - [`data`]: the data plane for workers that share no filesystem with the
 //!   coordinator: input splits out, reduce output in.
-//! - [`timeline`]: when the job and its phases started and ended.
-//! - [`status`], [`progress`], [`report`], [`http`]: what people see: a snapshot of the
-//!   job, the live display on stderr, the end-of-job report, the status page; started
-//!   and stopped together by [`monitor`].
+//! - [`views`]: what people see: a snapshot of the job, the live display on stderr, the
+//!   end-of-job report, the status page, the job's timeline.
 //! - [`run`] (here): the server: accept loop, deadline sweeper, shutdown.
 #![warn(missing_docs)]
 
 pub mod data;
 pub mod effect;
-pub mod http;
 pub mod job;
 pub mod journal;
-pub mod monitor;
-pub mod progress;
 pub mod registry;
-pub mod report;
 pub mod service;
-pub mod status;
 pub mod task;
-pub mod timeline;
+pub mod views;
 
 use anyhow::Context as _;
 use futures::StreamExt;
@@ -166,7 +159,7 @@ pub struct Outcome {
     /// Reduce tasks run.
     pub reduces: usize,
     /// What happened, per phase.
-    pub report: report::Report,
+    pub report: views::report::Report,
 }
 
 /// Connections served at once; more are closed as soon as they are accepted.
@@ -223,7 +216,7 @@ pub async fn run(
     if listener.is_tcp() && !guard.encrypts() {
         warn!("--insecure-plaintext: TCP traffic is neither encrypted nor integrity-protected; anyone on the path can read and alter inputs and outputs");
     }
-    let monitor = monitor::Monitor::start(&config, &shared).await?;
+    let monitor = views::monitor::Monitor::start(&config, &shared).await?;
     let mut end_rx = shared.end.subscribe();
     let addr = listener.local_addr()?;
     info!(%addr, maps, reduces = config.n_reduce, "coordinator listening");

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     // Reduces merge many files and data servers serve many peers: use what the
     // administrator allows, not the soft default. Failing to raise it is not fatal.
     let _ = mr::limits::raise_open_files();
-    coordinator::progress::init_logging("info,tarpc=warn");
+    coordinator::views::progress::init_logging(mr::logging::DEFAULT_FILTER);
     let token = match mr::auth::Token::resolve(args.token_file.as_deref()) {
         Ok(t) => t,
         Err(e) => {

@@ -1,7 +1,27 @@
-//! Writing a file so that it appears whole or not at all: a temp file in the destination's
-//! directory (same filesystem, so the rename is atomic), renamed over the destination
-//! only once everything is written. Temp names start with [`TEMP_PREFIX`] so that
-//! leftovers of killed workers can be recognised and swept.
+//! The one commit primitive: writing a file so that it appears whole or not at all. A
+//! temp file in the destination's directory (same filesystem, so the rename is atomic),
+//! renamed over the destination only once everything is written (and, when durable,
+//! fsynced, then the directory fsynced so that the rename survives a crash). Temp names
+//! start with [`TEMP_PREFIX`] so that leftovers of killed workers can be recognised and
+//! swept.
+//!
+//! Every final file goes through [`AtomicFile`]: intermediate `mr-X-Y` files, the reduce
+//! output a worker writes into a shared directory, the reduce output the coordinator
+//! stores for a remote worker, and mrsequential's output. Why both ways of committing
+//! `mr-out-Y` are safe although only one checks the attempt:
+//!
+//! - **Shared directory** (Unix socket): the worker commits with [`AtomicFile::commit`]
+//!   and no attempt check, so a revoked attempt that is still running may rename over a
+//!   file another attempt committed. Harmless: apps are deterministic, so every attempt
+//!   writes the same bytes, and each rename replaces one whole file with another; no
+//!   reader ever sees a partial file, and the coordinator counts only the current
+//!   attempt's report.
+//! - **Over the network**: the coordinator writes the uploaded bytes with
+//!   [`AtomicFile::prepare`] (outside its lock: it may be slow), then checks that the
+//!   attempt is still current and [`Prepared::rename`]s under its lock (one quick system
+//!   call), so a revoked attempt's upload never lands. The same determinism would make a
+//!   late copy harmless too; refusing it keeps the rule simple: only the current attempt
+//!   writes.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -39,26 +59,65 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// Flushes, optionally fsyncs, and renames onto the destination.
+    /// A second handle on the temp file for async writers (e.g. a network copy). Write
+    /// through one handle only, and flush it before [`AtomicFile::prepare`].
+    pub fn tokio_file(&self) -> io::Result<tokio::fs::File> {
+        Ok(tokio::fs::File::from_std(
+            self.out.get_ref().as_file().try_clone()?,
+        ))
+    }
+
+    /// Flushes, optionally fsyncs, and renames onto the destination (then, if durable,
+    /// fsyncs the directory).
     pub fn commit(self, durable: bool) -> io::Result<()> {
+        let dir = self.dir();
+        self.prepare(durable)?.rename()?;
+        if durable {
+            sync_dir(&dir);
+        }
+        Ok(())
+    }
+
+    /// The first half of a commit: everything but the rename (flush, and fsync if
+    /// `durable`). Nothing is visible under the final name yet; dropping the result
+    /// deletes the temp file.
+    pub fn prepare(self, durable: bool) -> io::Result<Prepared> {
         let tmp = self.out.into_inner().map_err(|e| e.into_error())?;
         if durable {
             tmp.as_file().sync_all()?;
         }
-        tmp.persist(&self.dest).map_err(|e| e.error)?;
-        if durable {
-            if let Some(dir) = self.dest.parent() {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                // Make the rename itself durable; not every filesystem allows it.
-                let _ = File::open(dir).and_then(|d| d.sync_all());
-            }
-        }
-        Ok(())
+        Ok(Prepared {
+            tmp,
+            dest: self.dest,
+        })
     }
+
+    fn dir(&self) -> PathBuf {
+        match self.dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// A temp file written in full, waiting for its rename ([`AtomicFile::prepare`]).
+pub struct Prepared {
+    tmp: NamedTempFile,
+    dest: PathBuf,
+}
+
+impl Prepared {
+    /// The second half of a commit: the rename, one quick system call (so it can be
+    /// made under a lock, after a last check). A durable caller then calls
+    /// [`sync_dir`] on the destination's directory, outside the lock.
+    pub fn rename(self) -> io::Result<()> {
+        self.tmp.persist(&self.dest).map(drop).map_err(|e| e.error)
+    }
+}
+
+/// Makes renames in `dir` durable; best effort, as not every filesystem allows it.
+pub fn sync_dir(dir: &Path) {
+    let _ = File::open(dir).and_then(|d| d.sync_all());
 }
 
 impl Write for AtomicFile {

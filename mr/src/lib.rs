@@ -21,7 +21,7 @@
 //! - [`atomic`]: writing a file so that it appears whole or not at all.
 //! - [`limits`]: raising the open-file limit at start.
 //! - [`retry`]: the one retry policy (exponential backoff).
-//! - [`logging`]: the `tracing` setup shared by the binaries.
+//! - `logging` (feature `subscriber`): the one `tracing` set-up of the binaries.
 //! - [`units`]: parsing sizes and durations given on command lines.
 #![warn(missing_docs)]
 
@@ -32,6 +32,7 @@ pub mod data;
 pub mod ids;
 pub mod intermediate;
 pub mod limits;
+#[cfg(feature = "subscriber")]
 pub mod logging;
 pub mod partition;
 pub mod plugin;

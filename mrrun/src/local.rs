@@ -32,11 +32,13 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
 
+    let token = config.token.clone();
     let mut job = tokio::spawn(coordinator::run(config, splits, listener));
     let mut crew = JoinSet::new();
     for _ in 0..workers {
         let mut wc = worker::Config::new(addr.clone());
         wc.work_dir = work_dir.clone();
+        wc.token = token.clone();
         crew.spawn(worker::run(wc, app.clone()));
     }
 

@@ -82,8 +82,8 @@ fn main() -> ExitCode {
         }
     };
     // The progress display replaces the per-task log lines of the distributed mode.
-    coordinator::progress::init_logging(
-        "warn,coordinator::progress=info,coordinator::monitor=info,tarpc=error",
+    coordinator::views::progress::init_logging(
+        "warn,coordinator::views::progress=info,coordinator::views::monitor=info,tarpc=error",
     );
     let workers = args.workers.map(|n| n as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -98,6 +98,8 @@ fn main() -> ExitCode {
         progress: true,
         report_file: args.report.clone(),
         http: args.http.clone(),
+        // Only the status page off loopback needs one (the job's socket is private).
+        token: mr::auth::Token::resolve(None).unwrap_or_default(),
         ..Config::default()
     };
     let rt = match tokio::runtime::Runtime::new() {

@@ -1138,7 +1138,7 @@ impl World {
         self.procs[w].registering = Some(Reg {
             owner,
             call,
-            backoff: mr::retry::Backoff::connect(),
+            backoff: mr::retry::Backoff::connect_seeded(self.rng.random()),
             limit,
         });
     }

@@ -38,7 +38,7 @@ function startJob(cwd) {
     "--http", "127.0.0.1:0", ...inputs];
   const child = spawn(path.join(target, "mr"), args, {
     cwd,
-    env: { ...process.env, RUST_LOG: "warn,coordinator::monitor=info" },
+    env: { ...process.env, RUST_LOG: "warn,coordinator::views::monitor=info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.log = "";

@@ -59,8 +59,8 @@ pub struct Config {
     /// Once working, give up after this long without reaching the coordinator (it may
     /// be restarting: workers retry with backoff and register again).
     pub coordinator_timeout: Duration,
-    /// Fault testing: sleep this long before running each task (a slow worker).
-    pub task_delay: Duration,
+    /// Hooks for fault tests, off by default; not features.
+    pub test_hooks: TestHooks,
     /// Files a reduce merges at once; more are merged in passes.
     pub merge_fan_in: usize,
     /// The job's shared secret, proven on every connection.
@@ -81,13 +81,22 @@ impl Config {
             map_memory: 256 << 20,
             connect_timeout: Duration::from_secs(2),
             coordinator_timeout: Duration::from_secs(10),
-            task_delay: Duration::ZERO,
+            test_hooks: TestHooks::default(),
             merge_fan_in: exec::MERGE_FAN_IN,
             token: Token::none(),
             insecure_plaintext: false,
             data_addr: "0.0.0.0:0".into(),
         }
     }
+}
+
+/// Hooks that make a worker misbehave on purpose, for the fault tests (the chaos suite,
+/// the cluster test, the blame and network tests). Kept in one named place so that
+/// nobody takes them for features; the command line hides them from `--help`.
+#[derive(Debug, Clone, Default)]
+pub struct TestHooks {
+    /// Sleep this long before running each task (a slow worker).
+    pub task_delay: Duration,
 }
 
 /// Why the worker stopped.
@@ -490,7 +499,7 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
     let outcome = {
         let (app, a, config) = (app.clone(), a.clone(), ctx.config.clone());
         tokio::task::spawn_blocking(move || {
-            std::thread::sleep(config.task_delay);
+            std::thread::sleep(config.test_hooks.task_delay);
             work.run(&app, &a, &config)
         })
         .await

@@ -46,8 +46,9 @@ struct Args {
     /// Seconds to keep trying a coordinator that stopped answering before exiting.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     coordinator_timeout: Duration,
-    /// For fault testing: seconds to sleep before each task (a slow worker).
-    #[arg(long, default_value = "0", value_parser = parse_delay)]
+    /// Test hook (hidden from --help; see worker::TestHooks): seconds to sleep before
+    /// each task, to make a slow worker for the fault tests.
+    #[arg(long, default_value = "0", value_parser = parse_delay, hide = true)]
     task_delay: Duration,
     /// The app library, e.g. target/release/libwc.so.
     app: PathBuf,
@@ -102,7 +103,7 @@ fn main() -> ExitCode {
     config.map_memory = usize::try_from(args.map_memory).unwrap_or(usize::MAX);
     config.connect_timeout = args.connect_timeout;
     config.coordinator_timeout = args.coordinator_timeout;
-    config.task_delay = args.task_delay;
+    config.test_hooks.task_delay = args.task_delay;
     config.merge_fan_in = args.merge_fan_in;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

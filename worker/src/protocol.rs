@@ -218,7 +218,7 @@ mod tests {
         let t0 = Instant::now();
         let s = Session::new(t0, T);
         let limit = Duration::from_secs(2);
-        let mut b = Backoff::connect();
+        let mut b = Backoff::connect_seeded(1);
         let mut pauses = Vec::new();
         while let Some(next) = s.after_register_failed(false, &mut b, t0, limit) {
             pauses.push(next);
@@ -226,9 +226,13 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(pauses[0], Duration::from_millis(50));
-        assert_eq!(pauses[1], Duration::from_millis(100));
-        assert_eq!(*pauses.last().unwrap(), Duration::from_secs(1));
+        // Jittered: between half and all of 50 ms, 100 ms, … 1 s.
+        let within = |p: Duration, ms: u64| {
+            p >= Duration::from_millis(ms) / 2 && p <= Duration::from_millis(ms)
+        };
+        assert!(within(pauses[0], 50), "{pauses:?}");
+        assert!(within(pauses[1], 100), "{pauses:?}");
+        assert!(within(*pauses.last().unwrap(), 1000), "{pauses:?}");
         assert_eq!(s.after_register_failed(true, &mut b, t0, limit), None);
         assert_eq!(
             s.after_register_failed(false, &mut b, t0 + limit, limit),

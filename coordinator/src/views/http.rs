@@ -9,7 +9,7 @@
 //! shows the page, are worth little to an eavesdropper.
 
 use crate::service::Shared;
-use crate::status::Status;
+use crate::views::status::Status;
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect};
@@ -214,7 +214,7 @@ async fn status(State(page): State<Arc<Page>>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::tests::sample_job;
+    use crate::views::status::tests::sample_job;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A minimal HTTP/1.1 GET: returns the status line and the body.

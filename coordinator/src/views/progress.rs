@@ -2,9 +2,9 @@
 //! per phase and every few seconds otherwise. Also the log setup that keeps log lines
 //! from tearing through the bars.
 
-use crate::report::human_bytes;
 use crate::service::Shared;
-use crate::status::Counts;
+use crate::views::report::human_bytes;
+use crate::views::status::Counts;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -54,13 +54,7 @@ impl Drop for LineWriter {
 /// Installs `tracing` to stderr like [`mr::logging::init`], filtered by `RUST_LOG` or
 /// else `default_filter`, printing above the progress bars when they are shown.
 pub fn init_logging(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LineWriter(Vec::new()))
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    mr::logging::init_with(default_filter, || LineWriter(Vec::new()));
 }
 
 /// The running display.

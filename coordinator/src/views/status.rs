@@ -217,7 +217,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::registry::Registry;
     use crate::task::TaskTable;
-    use crate::timeline::Timeline;
+    use crate::views::timeline::Timeline;
     use mr::rpc::WorkerInfo;
     use mr::task::{TaskResult, TaskStats};
     use std::time::Duration;

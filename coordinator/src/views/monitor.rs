@@ -1,10 +1,10 @@
 //! What a job shows people while it runs and after it ends: the progress display, the
 //! status page and the report, started and stopped around [`crate::run`].
 
-use crate::http::{self, HttpServer};
-use crate::progress::{self, Progress};
-use crate::report::Report;
 use crate::service::Shared;
+use crate::views::http::{self, HttpServer};
+use crate::views::progress::{self, Progress};
+use crate::views::report::Report;
 use crate::Config;
 use anyhow::Context as _;
 use std::fs::File;

@@ -2,8 +2,8 @@
 //! tasks, bytes and records; printed as a table on stderr, written as JSON on request.
 
 use crate::job::Job;
-use crate::status::state_word;
 use crate::task::{Task, TaskState};
+use crate::views::status::state_word;
 use serde::Serialize;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -210,7 +210,7 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::tests::sample_job;
+    use crate::views::status::tests::sample_job;
 
     #[test]
     fn report_sums_each_phase() {

@@ -1,0 +1,11 @@
+//! What people see of a job, apart from the scheduling core: a snapshot of it
+//! ([`status`]), the live display on stderr ([`progress`]), the end-of-job report
+//! ([`report`]), the status page ([`http`]), when the job and its phases started and
+//! ended ([`timeline`]); started and stopped together by [`monitor`].
+
+pub mod http;
+pub mod monitor;
+pub mod progress;
+pub mod report;
+pub mod status;
+pub mod timeline;
