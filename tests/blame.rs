@@ -12,8 +12,7 @@ use std::time::Duration;
 const SPLITS: &[&str] = &["--split-size", "256KiB", "--reduce", "4"];
 
 fn report(dir: &Dir) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report is JSON")
+    dir.report()
 }
 
 fn excluded(report: &serde_json::Value) -> Vec<(String, String)> {

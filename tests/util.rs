@@ -524,6 +524,13 @@ impl Dir {
         self.spawn("worker", w)
     }
 
+    /// The coordinator's end-of-job report, `report.json` in this directory (give the
+    /// coordinator `--report report.json`): assert on it rather than on log wording.
+    pub fn report(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.join("report.json")).expect("report.json");
+        serde_json::from_str(&text).expect("the report is JSON")
+    }
+
     /// What a job of `app` over `inputs` (as given on the command line, relative to this
     /// directory) must output, from [`oracle`]: sorted lines.
     pub fn expected(&self, app_name: &str, inputs: &[String]) -> Vec<String> {

@@ -120,6 +120,60 @@ pub enum Event {
     GaveUp(JobFailure),
 }
 
+/// How many events of each kind the core reported: the job's counters, in the report
+/// (`events`), so that tools and tests read numbers rather than log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EventCounts {
+    /// Registrations (a worker joining, or joining again).
+    pub registered: u64,
+    /// Calls from ids the coordinator did not know.
+    pub unknown_ids: u64,
+    /// Attempts handed out.
+    pub assigned: u64,
+    /// Tasks whose output became final.
+    pub completed: u64,
+    /// Reports refused (late reports of revoked attempts, lies).
+    pub refused: u64,
+    /// Failed attempts.
+    pub failed: u64,
+    /// Workers excluded.
+    pub excluded: u64,
+    /// Workers that missed their heartbeats.
+    pub lost_workers: u64,
+    /// Attempts taken back.
+    pub revoked: u64,
+    /// Done maps run again because their output was lost (found so by a reducer, or on
+    /// a lost worker's disk).
+    pub reopened_maps: u64,
+}
+
+impl EventCounts {
+    /// Counts `event`.
+    pub fn count(&mut self, event: &Event) {
+        if let Event::Failed {
+            after: AfterFailure::RerunMap(_),
+            ..
+        } = event
+        {
+            self.reopened_maps += 1;
+        }
+        let n = match event {
+            Event::Registered { .. } => &mut self.registered,
+            Event::Unknown { .. } => &mut self.unknown_ids,
+            Event::Assigned { .. } => &mut self.assigned,
+            Event::Completed { .. } => &mut self.completed,
+            Event::Refused { .. } => &mut self.refused,
+            Event::Failed { .. } => &mut self.failed,
+            Event::Excluded { .. } => &mut self.excluded,
+            Event::Lost { .. } => &mut self.lost_workers,
+            Event::Revoked(_) => &mut self.revoked,
+            Event::Reopened { .. } => &mut self.reopened_maps,
+            Event::GaveUp(_) => return,
+        };
+        *n += 1;
+    }
+}
+
 /// A call's reply and the effects it implies.
 #[derive(Debug)]
 #[must_use = "the effects must be applied"]
@@ -128,4 +182,49 @@ pub struct Step<R> {
     pub reply: R,
     /// What to do.
     pub effects: Vec<Effect>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_counted_by_kind() {
+        let mut c = EventCounts::default();
+        let (worker, task, attempt) = (WorkerId(1), TaskId::map(0), Attempt(1));
+        c.count(&Event::Assigned {
+            worker,
+            task,
+            attempt,
+        });
+        c.count(&Event::Assigned {
+            worker,
+            task,
+            attempt: Attempt(2),
+        });
+        c.count(&Event::Lost { worker });
+        c.count(&Event::Reopened { map: 0 });
+        c.count(&Event::Failed {
+            worker,
+            task: TaskId::reduce(0),
+            attempt,
+            failure: TaskFailure::App {
+                message: "lost".into(),
+            },
+            after: AfterFailure::RerunMap(1),
+        });
+        assert_eq!(
+            c,
+            EventCounts {
+                assigned: 2,
+                lost_workers: 1,
+                failed: 1,
+                reopened_maps: 2,
+                ..EventCounts::default()
+            }
+        );
+        let v = serde_json::to_value(c).unwrap();
+        assert_eq!(v["assigned"], 2);
+        assert_eq!(v["refused"], 0);
+    }
 }

@@ -267,7 +267,7 @@ pub async fn run(
     while server.open_connections() > 0 && tokio::time::Instant::now() < flush {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    drop(server); // drops the listener, which removes a Unix socket file
+    server.stop().await; // closes the listener, which removes a Unix socket file
 
     if let Ok(n) = mr::atomic::sweep_temp_files(&config.out_dir) {
         if n > 0 {

@@ -3,7 +3,7 @@
 //! critical sections are short and synchronous, and a guard held across a wait would
 //! block the runtime thread).
 
-use crate::effect::{Effect, Event};
+use crate::effect::{Effect, Event, EventCounts};
 use crate::job::Job;
 use crate::journal::{Durable, Journal, Writer};
 use crate::task::AfterFailure;
@@ -35,6 +35,8 @@ pub struct Shared {
     heartbeat_interval: Duration,
     /// Where task state changes are recorded for a restart, if anywhere.
     journal: Mutex<Option<Writer>>,
+    /// The events applied so far, counted.
+    events: Mutex<EventCounts>,
 }
 
 impl Shared {
@@ -49,6 +51,7 @@ impl Shared {
             changes: watch::channel(0).0,
             heartbeat_interval,
             journal: Mutex::new(None),
+            events: Mutex::new(EventCounts::default()),
         })
     }
 
@@ -96,13 +99,24 @@ impl Shared {
                 Effect::Ended(end) => {
                     self.end.send_replace(Some(end));
                 }
-                Effect::Log(event) => log(req, &event),
+                Effect::Log(event) => {
+                    self.events
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .count(&event);
+                    log(req, &event)
+                }
             }
         }
         if changed {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         durable
+    }
+
+    /// The events applied so far, counted.
+    pub fn event_counts(&self) -> EventCounts {
+        *self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks the job. A panic while holding the lock would be a bug in this crate; the

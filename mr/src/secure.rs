@@ -391,6 +391,13 @@ impl Server {
     pub fn open_connections(&self) -> usize {
         2 * self.limit - self.slots.available_permits() - self.overflow.available_permits()
     }
+
+    /// Stops accepting and waits until the listener is closed (a Unix socket's file is
+    /// removed then). Connections being served go on until they end.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for Server {

@@ -63,7 +63,8 @@ impl Monitor {
         if let Some(p) = self.progress {
             p.finish().await;
         }
-        let report = Report::of(&shared.lock(), Instant::now());
+        let events = shared.event_counts();
+        let report = Report::of(&shared.lock(), events, Instant::now());
         if self.summary {
             progress::eprint(format!("{report}\n").as_bytes());
         }

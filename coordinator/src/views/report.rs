@@ -1,6 +1,7 @@
 //! The end-of-job report: per phase the wall time, tasks, attempts, reassigned and failed
 //! tasks, bytes and records; printed as a table on stderr, written as JSON on request.
 
+use crate::effect::EventCounts;
 use crate::job::Job;
 use crate::task::{Task, TaskState};
 use crate::views::status::state_word;
@@ -96,11 +97,14 @@ pub struct Report {
     pub map: PhaseReport,
     /// The reduce phase.
     pub reduce: PhaseReport,
+    /// What happened, counted by kind (refused reports, revocations, lost workers, maps
+    /// run again, …).
+    pub events: EventCounts,
 }
 
 impl Report {
-    /// The report of `job` at `now`.
-    pub fn of(job: &Job, now: Instant) -> Report {
+    /// The report of `job` at `now`, with the `events` counted so far.
+    pub fn of(job: &Job, events: EventCounts, now: Instant) -> Report {
         let tl = &job.timeline;
         Report {
             state: state_word(job.end()),
@@ -120,6 +124,7 @@ impl Report {
                 .collect(),
             map: PhaseReport::of(job.tasks.maps(), tl.map_wall(now)),
             reduce: PhaseReport::of(job.tasks.reduces(), tl.reduce_wall(now)),
+            events,
         }
     }
 
@@ -215,7 +220,7 @@ mod tests {
     #[test]
     fn report_sums_each_phase() {
         let (job, now) = sample_job();
-        let r = Report::of(&job, now);
+        let r = Report::of(&job, EventCounts::default(), now);
         assert_eq!(r.state, "running");
         assert_eq!(r.workers, 2);
         assert_eq!(r.elapsed_secs, 4.0);
@@ -232,7 +237,7 @@ mod tests {
     #[test]
     fn report_renders_as_json_and_as_a_table() {
         let (job, now) = sample_job();
-        let r = Report::of(&job, now);
+        let r = Report::of(&job, EventCounts::default(), now);
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["map"]["bytes_read"], 100);
         assert_eq!(v["reduce"]["tasks"], 1);
