@@ -121,7 +121,8 @@ pub enum Event {
 }
 
 /// How many events of each kind the core reported: the job's counters, in the report
-/// (`events`), so that tools and tests read numbers rather than log lines.
+/// (`events`), so that tools and tests read numbers rather than log lines. They count
+/// from this coordinator's start: a job resumed from its journal counts afresh.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EventCounts {
     /// Registrations (a worker joining, or joining again).
