@@ -16,7 +16,6 @@ use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router};
 use mr::auth::Token;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,15 +42,16 @@ pub struct HttpServer {
 /// Who may see the page.
 struct Page {
     shared: Arc<Shared>,
-    /// None on loopback: anyone on this machine. Else the login code not yet used and
-    /// the sessions it (and only it) opened.
-    access: Option<Mutex<Sessions>>,
+    /// None on loopback: anyone on this machine. Else the login code not yet used, or
+    /// the one session it opened (one code, used once: one session).
+    access: Option<Mutex<Login>>,
 }
 
-#[derive(Default)]
-struct Sessions {
-    code: Option<String>,
-    open: HashSet<String>,
+enum Login {
+    /// The code printed at start, not used yet.
+    Pending(String),
+    /// The session id its use gave out.
+    Session(String),
 }
 
 /// Binds `addr` (`HOST:PORT`, or a bare port for 127.0.0.1; port 0 picks one) and serves
@@ -77,12 +77,9 @@ pub async fn serve(addr: &str, shared: Arc<Shared>, token: &Token) -> std::io::R
     };
     let page = Arc::new(Page {
         shared,
-        access: login.as_ref().map(|code| {
-            Mutex::new(Sessions {
-                code: Some(code.clone()),
-                open: HashSet::new(),
-            })
-        }),
+        access: login
+            .as_ref()
+            .map(|code| Mutex::new(Login::Pending(code.clone()))),
     });
     let app = Router::new()
         .route("/", get(page_html))
@@ -131,11 +128,8 @@ async fn gate(
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
         .any(|sid| {
-            access
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .open
-                .contains(sid)
+            matches!(&*access.lock().unwrap_or_else(|p| p.into_inner()),
+                Login::Session(open) if mr::auth::same_secret(open.as_bytes(), sid.as_bytes()))
         });
     if session {
         next.run(req).await
@@ -160,10 +154,8 @@ async fn log_in(State(page): State<Arc<Page>>, uri: Uri) -> axum::response::Resp
         .find_map(|kv| kv.strip_prefix("code="))
         .unwrap_or("");
     let mut a = access.lock().unwrap_or_else(|p| p.into_inner());
-    let valid = a
-        .code
-        .as_deref()
-        .is_some_and(|code| mr::auth::same_secret(code.as_bytes(), given.as_bytes()));
+    let valid = matches!(&*a,
+        Login::Pending(code) if mr::auth::same_secret(code.as_bytes(), given.as_bytes()));
     if !valid {
         return (
             StatusCode::FORBIDDEN,
@@ -171,9 +163,8 @@ async fn log_in(State(page): State<Arc<Page>>, uri: Uri) -> axum::response::Resp
         )
             .into_response();
     }
-    a.code = None;
     let sid = mr::auth::random_hex();
-    a.open.insert(sid.clone());
+    *a = Login::Session(sid.clone());
     let cookie = format!("{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
