@@ -116,6 +116,8 @@ pub enum Event {
         /// The map.
         map: u32,
     },
+    /// The split points of a range-partitioned job were chosen: the maps may run.
+    SplitPoints(crate::task::Chosen),
     /// The job failed.
     GaveUp(JobFailure),
 }
@@ -169,7 +171,7 @@ impl EventCounts {
             Event::Lost { .. } => &mut self.lost_workers,
             Event::Revoked(_) => &mut self.revoked,
             Event::Reopened { .. } => &mut self.reopened_maps,
-            Event::GaveUp(_) => return,
+            Event::GaveUp(_) | Event::SplitPoints(_) => return,
         };
         *n += 1;
     }

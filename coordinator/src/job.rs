@@ -163,19 +163,37 @@ impl Job {
                 failure,
             })
         };
+        let had_points = self.tasks.chosen().is_some();
         let reply = match outcome {
             Ok(result) => match self.complete(worker, task, attempt, result.clone(), now) {
                 Ok(excluded) => {
-                    // On disk before the worker hears "accepted".
-                    effects.push(Effect::Journal {
-                        record: Record::Done {
-                            task,
-                            attempt,
-                            worker,
-                            result,
-                        },
-                        sync: true,
-                    });
+                    if task.kind == TaskKind::Sample {
+                        // A sample's keys are not journaled (they can be many, and a
+                        // restart just samples again); the split points chosen from
+                        // them are, on disk before any map can be handed out with them
+                        // (the journal writes in order, and a map's own completion is
+                        // synced after this).
+                        if let (false, Some(chosen)) = (had_points, self.tasks.chosen()) {
+                            effects.push(Effect::Journal {
+                                record: Record::SplitPoints {
+                                    chosen: chosen.clone(),
+                                },
+                                sync: true,
+                            });
+                            effects.push(Effect::Log(Event::SplitPoints(chosen.clone())));
+                        }
+                    } else {
+                        // On disk before the worker hears "accepted".
+                        effects.push(Effect::Journal {
+                            record: Record::Done {
+                                task,
+                                attempt,
+                                worker,
+                                result,
+                            },
+                            sync: true,
+                        });
+                    }
                     effects.push(Effect::Log(Event::Completed {
                         worker,
                         task,
@@ -607,6 +625,7 @@ mod tests {
                     output: Location::Path("mr-out-0".into()),
                     stats: TaskStats::default(),
                 },
+                mr::ids::TaskKind::Sample => unreachable!("a hash-partitioned job"),
             };
             job.complete(good, a.task, a.attempt, result, t0).unwrap();
         }

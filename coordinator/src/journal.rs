@@ -2,7 +2,7 @@
 //! changes, fsynced at every completion, from which a restarted coordinator picks the
 //! job up: done tasks whose files are intact stay done, everything else is idle again.
 
-use crate::task::TaskTable;
+use crate::task::{Chosen, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::task::{Location, TaskResult};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,9 @@ pub struct JobKey {
     pub n_reduce: u32,
     /// The split size (it decides M).
     pub split_size: u64,
+    /// How keys are partitioned (journals from before range partitioning are hash).
+    #[serde(default)]
+    pub partition: mr::partition::PartitionMode,
 }
 
 /// One line of the journal.
@@ -57,6 +60,13 @@ pub enum Record {
         /// What it produced.
         result: TaskResult,
     },
+    /// The split points of a range-partitioned job, chosen from the sample tasks' keys
+    /// (fsynced before the first map is handed out; the sample tasks' own results are
+    /// not journaled: without this record they run again).
+    SplitPoints {
+        /// The points and what they were chosen from.
+        chosen: Chosen,
+    },
     /// A done map task's output was lost; it runs again.
     Reopened {
         /// The map task.
@@ -78,6 +88,8 @@ pub struct Replay {
     pub attempts: BTreeMap<TaskId, u32>,
     /// Tasks that were done, with their result.
     pub done: BTreeMap<TaskId, (Attempt, WorkerId, TaskResult)>,
+    /// The split points, if chosen.
+    pub split_points: Option<Chosen>,
 }
 
 /// An open journal.
@@ -159,6 +171,7 @@ pub fn replay(records: &[Record], key: &JobKey) -> Option<Replay> {
             Record::Reopened { task } => {
                 r.done.remove(task);
             }
+            Record::SplitPoints { chosen } => r.split_points = Some(chosen.clone()),
             Record::Finished { .. } => return None,
         }
     }
@@ -367,6 +380,8 @@ pub fn outputs_intact(task: TaskId, result: &TaskResult, n_reduce: u32) -> bool 
             })
         }),
         TaskResult::Reduce { output, .. } => intact(output, &|p| p.is_file()),
+        // Kept by the coordinator itself.
+        TaskResult::Sample { .. } => true,
     }
 }
 
@@ -388,6 +403,12 @@ pub fn restore_with(
         tasks.set_attempts(*task, *attempts);
     }
     let mut restored = Vec::new();
+    // Before any map: a map's output depends on them.
+    if let Some(chosen) = &replay.split_points {
+        if tasks.restore_split_points(chosen.clone()) {
+            restored.extend(tasks.samples().iter().map(|t| t.id));
+        }
+    }
     // Maps first, then reduces. A reduce's committed output stays final even if a map
     // it read must run again (its output was lost): only the reduces still to do need
     // that map.
@@ -420,6 +441,7 @@ mod tests {
             inputs: vec!["a.txt".into(), "b.txt".into()],
             n_reduce: 1,
             split_size: 64 << 20,
+            partition: mr::partition::PartitionMode::Hash,
         }
     }
 
@@ -572,6 +594,81 @@ mod tests {
         assert_eq!(attempts, (1..=50).collect::<Vec<_>>());
         assert!(matches!(records.last(), Some(Record::Done { .. })));
         w.close();
+    }
+
+    #[test]
+    fn a_restart_partitions_by_the_journaled_split_points_without_sampling_again() {
+        use mr::partition::{PartitionMode, Partitioning};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let key = JobKey {
+            n_reduce: 3,
+            partition: PartitionMode::Range,
+            ..key()
+        };
+        let range_table = || {
+            let splits = (0..4)
+                .map(|i| Split {
+                    path: format!("in-{i}").into(),
+                    offset: 0,
+                    len: 100,
+                })
+                .collect();
+            TaskTable::new(splits, 3, dir.path().into(), Duration::from_secs(10), 4)
+                .with_partitioning(PartitionMode::Range)
+        };
+        // First run: sample, choose, journal the points as the job does.
+        let mut first = range_table();
+        let now = std::time::Instant::now();
+        while let Some(a) = first.assign(WorkerId(1), now) {
+            assert_eq!(a.task.kind, TaskKind::Sample, "maps wait for the points");
+            let keys = (0..30).map(|k| vec![b'a' + (k % 26) as u8]).collect();
+            let result = TaskResult::Sample {
+                keys,
+                stats: TaskStats::default(),
+            };
+            first
+                .complete(WorkerId(1), a.task, a.attempt, result)
+                .unwrap();
+            if first.chosen().is_some() {
+                break;
+            }
+        }
+        let chosen = first.chosen().cloned().unwrap();
+        assert_eq!(chosen.points.points().len(), 2);
+        let (mut j, _) = Journal::open(&path, &key, false).unwrap();
+        j.append(
+            &Record::SplitPoints {
+                chosen: chosen.clone(),
+            },
+            true,
+        )
+        .unwrap();
+        drop(j);
+        // The restart: the same points, no sample task to run, maps carry the points.
+        let (_, replay) = Journal::open(&path, &key, true).unwrap();
+        let mut second = range_table();
+        let restored = restore(&mut second, &replay);
+        assert_eq!(restored.len(), second.samples().len());
+        assert_eq!(second.chosen(), Some(&chosen));
+        let a = second.assign(WorkerId(2), now).unwrap();
+        match a.spec {
+            mr::task::TaskSpec::Map { partitioning, .. } => {
+                assert_eq!(partitioning, Partitioning::Range(chosen.points.clone()))
+            }
+            other => panic!("expected a map, got {other:?}"),
+        }
+        second.audit().unwrap();
+        // A journal of the hash job is not this job's.
+        assert!(Journal::open(
+            &path,
+            &JobKey {
+                partition: PartitionMode::Hash,
+                ..key.clone()
+            },
+            true
+        )
+        .is_err());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Config {
     pub n_reduce: u32,
     /// Largest split; files up to this size are one map task each.
     pub split_size: u64,
+    /// How keys are assigned to partitions: by hash, or by range (a total order).
+    pub partition: mr::partition::PartitionMode,
     /// A task in progress longer than this is handed out again.
     pub task_timeout: Duration,
     /// A worker silent for this long is lost and its tasks are handed out again.
@@ -85,6 +87,7 @@ impl Default for Config {
         Config {
             n_reduce: 10,
             split_size: 64 << 20,
+            partition: mr::partition::PartitionMode::Hash,
             task_timeout: Duration::from_secs(10),
             worker_timeout: Duration::from_secs(3),
             heartbeat_interval: Duration::from_millis(500),
@@ -195,7 +198,8 @@ pub async fn run(
             config.out_dir.clone(),
             config.task_timeout,
             config.max_failures,
-        ),
+        )
+        .with_partitioning(config.partition),
         Registry::new(config.worker_timeout),
         config.shared_inputs,
         std::time::Instant::now(),
@@ -330,6 +334,7 @@ fn job_key(splits: &[Split], config: &Config) -> journal::JobKey {
         inputs,
         n_reduce: config.n_reduce,
         split_size: config.split_size,
+        partition: config.partition,
     }
 }
 
@@ -344,15 +349,13 @@ fn open_journal(
     let n = config.n_reduce;
     let restored = resume(job, &replay, |t, r| journal::outputs_intact(t, r, n));
     if replay.incarnation > 1 {
-        let maps = restored
-            .iter()
-            .filter(|t| t.kind == mr::ids::TaskKind::Map)
-            .count();
+        let count = |kind| restored.iter().filter(|t| t.kind == kind).count();
         info!(
             journal = %path.display(),
             incarnation = replay.incarnation,
-            maps_done = maps,
-            reduces_done = restored.len() - maps,
+            split_points = replay.split_points.is_some(),
+            maps_done = count(mr::ids::TaskKind::Map),
+            reduces_done = count(mr::ids::TaskKind::Reduce),
             "resuming the job from its journal"
         );
     }

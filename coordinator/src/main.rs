@@ -1,5 +1,5 @@
-//! `coordinator [--reduce R] [--addr ADDR] [--token-file PATH] [--task-timeout SECS]
-//! [--report FILE] [--http ADDR] FILES...`
+//! `coordinator [--reduce R] [--partition hash|range] [--addr ADDR] [--token-file PATH]
+//! [--task-timeout SECS] [--report FILE] [--http ADDR] FILES...`
 
 use clap::Parser;
 use coordinator::{plan_inputs, Config};
@@ -42,6 +42,11 @@ struct Args {
     /// Largest input split (e.g. 64MiB); smaller files are one map task each.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     split_size: u64,
+    /// How keys are assigned to the R outputs: `hash` (each mr-out-Y sorted on its own)
+    /// or `range` (split points sampled from the keys first: mr-out-0, mr-out-1, … in
+    /// order are one sorted whole).
+    #[arg(long, default_value = "hash", value_name = "hash|range")]
+    partition: mr::partition::PartitionMode,
     /// Directory for the final mr-out-* files.
     #[arg(long, default_value = ".")]
     output: PathBuf,
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
     let config = Config {
         n_reduce: args.reduce,
         split_size: args.split_size,
+        partition: args.partition,
         task_timeout: args.task_timeout,
         worker_timeout: args.worker_timeout,
         out_dir: args.output.clone(),

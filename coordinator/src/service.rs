@@ -268,6 +268,17 @@ fn log(req: Option<RequestId>, event: &Event) {
         Event::Reopened { map } => {
             warn!(map, "map output lived on a lost worker; re-running the map")
         }
+        Event::SplitPoints(c) => {
+            info!(%req, points = c.points.points().len(), sampled = c.sampled, "split points chosen; the maps may run");
+            for h in &c.heavy {
+                warn!(
+                    key = %String::from_utf8_lossy(&h.key),
+                    share = format!("{:.1}%", h.share * 100.0),
+                    partition = h.partition,
+                    "one key holds more than a partition's share of the sample; its partition will be larger than the others"
+                );
+            }
+        }
         Event::GaveUp(f) => tracing::error!(%req, "giving up: {f}"),
     }
 }

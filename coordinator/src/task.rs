@@ -24,10 +24,12 @@
 //! them against a recount.
 
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
+use mr::partition::{choose_split_points, HeavyKey, PartitionMode, Partitioning, SplitPoints};
 use mr::task::{
     Assignment, Blame, Location, LossCause, MapOutput, MapOutputs, OutputTarget, Split,
     SplitSource, TaskFailure, TaskNow, TaskResult, TaskSpec, TaskStats,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,6 +39,8 @@ pub use mr::task::Refusal;
 /// What a finished task left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Output {
+    /// A sample task's keys (kept until the split points are chosen from them).
+    Sample(Vec<Vec<u8>>),
     /// A map's `mr-X-Y` for every partition Y.
     Map(MapOutputs),
     /// A reduce's `mr-out-Y`.
@@ -49,7 +53,7 @@ impl Output {
     fn on_workers_disk(&self) -> bool {
         match self {
             Output::Map(outputs) => outputs.on_workers_disk(),
-            Output::Reduce(_) => false,
+            Output::Sample(_) | Output::Reduce(_) => false,
         }
     }
 }
@@ -247,22 +251,23 @@ impl Placement {
 /// The indexes over the tasks' states, kept by [`TaskTable::set_state`] alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 struct Index {
-    /// Idle maps and idle reduces, by index (handed out lowest first).
-    idle: [BTreeSet<u32>; 2],
+    /// Idle maps, reduces and samples, by index (handed out lowest first).
+    idle: [BTreeSet<u32>; 3],
     /// Tasks in progress by deadline.
     deadlines: BTreeSet<(Instant, TaskId)>,
     /// Tasks in progress by worker.
     running_on: BTreeMap<WorkerId, BTreeSet<TaskId>>,
     /// Done maps by the worker whose disk holds their output.
     outputs_on: BTreeMap<WorkerId, BTreeSet<u32>>,
-    /// Done maps and done reduces.
-    done: [usize; 2],
+    /// Done maps, reduces and samples.
+    done: [usize; 3],
 }
 
 fn slot(kind: TaskKind) -> usize {
     match kind {
         TaskKind::Map => 0,
         TaskKind::Reduce => 1,
+        TaskKind::Sample => 2,
     }
 }
 
@@ -312,12 +317,55 @@ impl Index {
     }
 }
 
+/// Sample tasks of a range-partitioned job (TeraSort samples 10 splits): few, so that
+/// sampling is a small share of the job, each over pieces of several splits, so that the
+/// sample is spread over the whole input.
+pub const SAMPLE_TASKS: usize = 10;
+
+/// Pieces of input the sample tasks read in all: spread over this many splits (or all
+/// of them, if fewer).
+pub const SAMPLE_PIECES: usize = 100;
+
+/// Input read by the sample tasks in all, per 100 reduce partitions (more partitions
+/// need more keys to place their split points as well): 10 MiB, about 1% of a 1 GiB job.
+pub const SAMPLE_BYTES_PER_100_PARTITIONS: u64 = 10 << 20;
+
+/// Keys reported by the sample tasks in all (TeraSort's 100,000), or 100 per partition
+/// if that is more: the largest partition then strays a few percent from the mean.
+pub const SAMPLE_KEYS: usize = 100_000;
+
+/// The split points of a range-partitioned job, once chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// The points.
+    pub points: SplitPoints,
+    /// Keys that alone exceed a mean partition (each has a partition to itself).
+    pub heavy: Vec<HeavyKey>,
+    /// Keys the choice was made from.
+    pub sampled: u64,
+}
+
+impl Eq for Chosen {}
+
+impl std::hash::Hash for Chosen {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The heavy keys follow from the points and the sample.
+        self.points.hash(state);
+        self.sampled.hash(state);
+    }
+}
+
 /// All tasks of one job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskTable {
     splits: Vec<Split>,
     maps: Vec<Task>,
     reduces: Vec<Task>,
+    /// Sample tasks (range partitioning only), each with the pieces it reads.
+    samples: Vec<Task>,
+    sample_pieces: Vec<Vec<Split>>,
+    mode: PartitionMode,
+    chosen: Option<Chosen>,
     index: Index,
     out_dir: PathBuf,
     timeout: Duration,
@@ -345,11 +393,86 @@ impl TaskTable {
                 .collect(),
             index,
             splits,
+            samples: Vec::new(),
+            sample_pieces: Vec::new(),
+            mode: PartitionMode::Hash,
+            chosen: None,
             out_dir,
             timeout,
             max_failures,
             failed: None,
         }
+    }
+
+    /// This job partitioned by `mode`: with [`PartitionMode::Range`], sample tasks run
+    /// first, and the maps wait for the split points chosen from their keys.
+    pub fn with_partitioning(mut self, mode: PartitionMode) -> Self {
+        self.mode = mode;
+        self.samples.clear();
+        self.sample_pieces.clear();
+        self.index.idle[2].clear();
+        if mode == PartitionMode::Range && !self.maps.is_empty() {
+            self.sample_pieces = sample_pieces(&self.splits, self.n_reduce());
+            self.samples = (0..self.sample_pieces.len() as u32)
+                .map(|i| Task::new(TaskId::sample(i)))
+                .collect();
+            self.index.idle[2] = (0..self.samples.len() as u32).collect();
+        }
+        self
+    }
+
+    /// How keys are partitioned.
+    pub fn mode(&self) -> PartitionMode {
+        self.mode
+    }
+
+    /// The split points, once chosen (range partitioning).
+    pub fn chosen(&self) -> Option<&Chosen> {
+        self.chosen.as_ref()
+    }
+
+    /// Whether the maps may run: hash partitioning, or the split points are chosen.
+    pub fn partitioned(&self) -> bool {
+        self.mode == PartitionMode::Hash || self.chosen.is_some()
+    }
+
+    /// What a map assignment carries: how to partition.
+    fn partitioning(&self) -> Partitioning {
+        match &self.chosen {
+            Some(c) => Partitioning::Range(c.points.clone()),
+            None => Partitioning::Hash,
+        }
+    }
+
+    /// Sets the split points chosen by an earlier run (from the journal), and marks the
+    /// sample tasks done: a restarted coordinator partitions exactly as before, or the
+    /// maps it resumes would disagree with the maps it re-runs. False (and nothing
+    /// changed) for a hash-partitioned job.
+    pub fn restore_split_points(&mut self, chosen: Chosen) -> bool {
+        if self.mode != PartitionMode::Range {
+            return false;
+        }
+        self.chosen = Some(chosen);
+        for i in 0..self.samples.len() as u32 {
+            let id = TaskId::sample(i);
+            if !self.samples[i as usize].is_done() {
+                let attempt = Attempt(self.samples[i as usize].attempts);
+                self.set_state(
+                    id,
+                    TaskState::Done {
+                        worker: WorkerId(0),
+                        attempt,
+                        output: Output::Sample(Vec::new()),
+                    },
+                );
+            }
+        }
+        true
+    }
+
+    /// The sample tasks.
+    pub fn samples(&self) -> &[Task] {
+        &self.samples
     }
 
     /// The map tasks.
@@ -372,6 +495,7 @@ impl TaskTable {
         match id.kind {
             TaskKind::Map => self.maps.get(id.index as usize),
             TaskKind::Reduce => self.reduces.get(id.index as usize),
+            TaskKind::Sample => self.samples.get(id.index as usize),
         }
     }
 
@@ -379,6 +503,7 @@ impl TaskTable {
         match id.kind {
             TaskKind::Map => self.maps.get_mut(id.index as usize),
             TaskKind::Reduce => self.reduces.get_mut(id.index as usize),
+            TaskKind::Sample => self.samples.get_mut(id.index as usize),
         }
     }
 
@@ -389,6 +514,7 @@ impl TaskTable {
         let task = match id.kind {
             TaskKind::Map => &mut self.maps[id.index as usize],
             TaskKind::Reduce => &mut self.reduces[id.index as usize],
+            TaskKind::Sample => &mut self.samples[id.index as usize],
         };
         self.index.remove(id, &task.state, timeout);
         self.index.add(id, &state, timeout);
@@ -406,6 +532,12 @@ impl TaskTable {
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
             TaskKind::Reduce => format!("partition {} of every map output", id.index),
+            TaskKind::Sample => match self.sample_pieces.get(id.index as usize) {
+                Some(pieces) if !pieces.is_empty() => {
+                    format!("{} pieces from {}", pieces.len(), pieces[0])
+                }
+                _ => String::new(),
+            },
         }
     }
 
@@ -448,9 +580,10 @@ impl TaskTable {
         self.failed.as_ref()
     }
 
-    /// Whether `split` is one of this job's (the only input bytes anyone may ask for).
+    /// Whether `split` is one of this job's, or a sample task's piece (the only input
+    /// bytes anyone may ask for).
     pub fn is_split(&self, split: &Split) -> bool {
-        self.splits.contains(split)
+        self.splits.contains(split) || self.sample_pieces.iter().flatten().any(|p| p == split)
     }
 
     /// Hands an idle task to `worker`, which shares the coordinator's filesystem.
@@ -474,7 +607,11 @@ impl TaskTable {
         let pick = |idle: &BTreeSet<u32>, tasks: &[Task]| {
             idle.iter().copied().find(|i| !skip(&tasks[*i as usize]))
         };
-        let id = if let Some(i) = pick(&self.index.idle[0], &self.maps) {
+        let id = if let Some(i) = pick(&self.index.idle[2], &self.samples) {
+            TaskId::sample(i)
+        } else if !self.partitioned() {
+            return None;
+        } else if let Some(i) = pick(&self.index.idle[0], &self.maps) {
             TaskId::map(i)
         } else if self.maps_done() {
             TaskId::reduce(pick(&self.index.idle[1], &self.reduces)?)
@@ -487,6 +624,12 @@ impl TaskTable {
                 split: self.splits[index].clone(),
                 source: placement.split_source,
                 n_reduce: self.n_reduce(),
+                partitioning: self.partitioning(),
+            },
+            TaskKind::Sample => TaskSpec::Sample {
+                pieces: self.sample_pieces[index].clone(),
+                source: placement.split_source,
+                max_keys: sample_keys(self.n_reduce(), self.samples.len()),
             },
             TaskKind::Reduce => TaskSpec::Reduce {
                 inputs: self.reduce_inputs(id.index),
@@ -594,6 +737,7 @@ impl TaskTable {
             (TaskKind::Reduce, TaskResult::Reduce { output, stats }) => {
                 (Output::Reduce(output), stats)
             }
+            (TaskKind::Sample, TaskResult::Sample { keys, stats }) => (Output::Sample(keys), stats),
             _ => return false,
         };
         let Some(task) = self.task_mut(id) else {
@@ -608,7 +752,34 @@ impl TaskTable {
                 output,
             },
         );
+        if id.kind == TaskKind::Sample {
+            self.choose_when_sampled();
+        }
         true
+    }
+
+    /// Chooses the split points once every sample task is done, and drops the keys.
+    fn choose_when_sampled(&mut self) {
+        if self.chosen.is_some() || self.index.done[2] < self.samples.len() {
+            return;
+        }
+        let mut keys = Vec::new();
+        for t in &mut self.samples {
+            if let TaskState::Done {
+                output: Output::Sample(k),
+                ..
+            } = &mut t.state
+            {
+                keys.append(k);
+            }
+        }
+        let sampled = keys.len() as u64;
+        let choice = choose_split_points(keys, self.n_reduce());
+        self.chosen = Some(Chosen {
+            points: choice.points,
+            heavy: choice.heavy,
+            sampled,
+        });
     }
 
     /// Records a failed attempt. A failure that `counts` (the task's own fault) is
@@ -870,7 +1041,7 @@ impl TaskTable {
     /// simulator: every operation must leave them in step).
     pub fn audit(&self) -> Result<(), String> {
         let mut fresh = Index::default();
-        for t in self.maps.iter().chain(&self.reduces) {
+        for t in self.maps.iter().chain(&self.reduces).chain(&self.samples) {
             fresh.add(t.id, &t.state, self.timeout);
         }
         if fresh != self.index {
@@ -881,6 +1052,37 @@ impl TaskTable {
         }
         Ok(())
     }
+}
+
+/// The pieces each sample task reads: [`SAMPLE_PIECES`] ranges spread evenly over the
+/// splits, each from the middle of its split (a file's start is often unlike the rest:
+/// a header, a licence), dealt round-robin to [`SAMPLE_TASKS`] tasks.
+fn sample_pieces(splits: &[Split], n_reduce: u32) -> Vec<Vec<Split>> {
+    let m = splits.len();
+    let pieces = m.min(SAMPLE_PIECES);
+    let tasks = m.min(SAMPLE_TASKS);
+    if pieces == 0 {
+        return Vec::new();
+    }
+    let budget = SAMPLE_BYTES_PER_100_PARTITIONS * u64::from(n_reduce.div_ceil(100).max(1));
+    let per_piece = (budget / pieces as u64).max(64 << 10);
+    let mut out = vec![Vec::new(); tasks];
+    for p in 0..pieces {
+        let s = &splits[p * m / pieces];
+        let len = per_piece.min(s.len);
+        out[p % tasks].push(Split {
+            path: s.path.clone(),
+            offset: s.offset + (s.len - len) / 2,
+            len,
+        });
+    }
+    out
+}
+
+/// The most keys one of `tasks` sample tasks reports.
+fn sample_keys(n_reduce: u32, tasks: usize) -> u32 {
+    let total = SAMPLE_KEYS.max(100 * n_reduce as usize);
+    total.div_ceil(tasks.max(1)) as u32
 }
 
 /// `n` splits `in-0`, `in-1`, ... of `len` bytes each: the unit tests' jobs.
@@ -953,6 +1155,87 @@ mod tests {
             .unwrap();
         assert!(t.is_done());
         assert_eq!(t.assign(W1, now), None);
+    }
+
+    #[test]
+    fn a_range_job_samples_first_and_its_maps_carry_the_points_chosen() {
+        use mr::partition::{PartitionMode, Partitioning};
+        let now = Instant::now();
+        let splits = test_splits(30, 1 << 20);
+        let mut t = TaskTable::new(splits, 4, "out".into(), TIMEOUT, 4)
+            .with_partitioning(PartitionMode::Range);
+        assert_eq!(t.samples().len(), SAMPLE_TASKS);
+        // Pieces spread over all 30 splits, from their middles, each a piece's budget.
+        let mut covered = BTreeSet::new();
+        let mut held = Vec::new();
+        while let Some(a) = t.assign(W1, now) {
+            let TaskSpec::Sample {
+                pieces, max_keys, ..
+            } = &a.spec
+            else {
+                panic!("a map before the split points: {a:?}")
+            };
+            assert_eq!(*max_keys as usize, SAMPLE_KEYS / SAMPLE_TASKS);
+            for p in pieces {
+                assert!(t.is_split(p), "{p} is not an input anyone may ask for");
+                assert!(
+                    p.offset > 0 && p.offset + p.len < 1 << 20,
+                    "{p} not mid-split"
+                );
+                covered.insert(p.path.clone());
+            }
+            held.push(a);
+        }
+        assert_eq!(covered.len(), 30);
+        assert!(!t.partitioned());
+        // A sample that fails runs again; the maps wait for every sample.
+        let first = held.remove(0);
+        t.fail(W1, first.task, first.attempt, &app_failure(), true, true)
+            .unwrap();
+        for a in held {
+            let keys = (0..100u8).map(|k| vec![k]).collect();
+            let result = TaskResult::Sample {
+                keys,
+                stats: TaskStats::default(),
+            };
+            t.complete(W1, a.task, a.attempt, result).unwrap();
+        }
+        assert!(t.chosen().is_none());
+        let again = t.assign(W2, now).unwrap();
+        assert_eq!(again.task, first.task);
+        let keys = (0..100u8).map(|k| vec![k]).collect();
+        t.complete(
+            W2,
+            again.task,
+            again.attempt,
+            TaskResult::Sample {
+                keys,
+                stats: TaskStats::default(),
+            },
+        )
+        .unwrap();
+        let chosen = t.chosen().cloned().unwrap();
+        assert_eq!(chosen.sampled, 1_000);
+        assert_eq!(chosen.points.points(), &[vec![25], vec![50], vec![75]]);
+        let m = t.assign(W1, now).unwrap();
+        match m.spec {
+            TaskSpec::Map { partitioning, .. } => {
+                assert_eq!(partitioning, Partitioning::Range(chosen.points))
+            }
+            other => panic!("expected a map, got {other:?}"),
+        }
+        // A sample's result for a map is refused.
+        let wrong = t.complete(
+            W1,
+            m.task,
+            m.attempt,
+            TaskResult::Sample {
+                keys: Vec::new(),
+                stats: TaskStats::default(),
+            },
+        );
+        assert!(matches!(wrong, Err(Refusal::BadResult { .. })));
+        t.audit().unwrap();
     }
 
     #[test]

@@ -6,13 +6,17 @@ use std::fmt;
 /// Which phase a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskKind {
+    /// Before the maps of a range-partitioned job: runs map over pieces of the input and
+    /// reports a sample of the keys, from which the coordinator picks the split points.
+    Sample,
     /// Reads one input split, writes one intermediate file per reduce partition.
     Map,
     /// Merges one partition of every map task's output, writes `mr-out-Y`.
     Reduce,
 }
 
-/// A task: its phase and its index within the phase (map X, or reduce partition Y).
+/// A task: its phase and its index within the phase (sample S, map X, or reduce
+/// partition Y).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskId {
     /// The phase.
@@ -30,6 +34,14 @@ impl TaskId {
         }
     }
 
+    /// Sample task `index`.
+    pub fn sample(index: u32) -> Self {
+        TaskId {
+            kind: TaskKind::Sample,
+            index,
+        }
+    }
+
     /// Reduce task for partition `index`.
     pub fn reduce(index: u32) -> Self {
         TaskId {
@@ -42,6 +54,7 @@ impl TaskId {
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
+            TaskKind::Sample => write!(f, "sample-{}", self.index),
             TaskKind::Map => write!(f, "map-{}", self.index),
             TaskKind::Reduce => write!(f, "reduce-{}", self.index),
         }

@@ -1,7 +1,12 @@
-//! Key partitioning: the 6.824 `ihash`, 32-bit FNV-1a of the key bytes masked to 31 bits.
+//! Key partitioning: by hash (the 6.824 `ihash`, 32-bit FNV-1a of the key bytes masked
+//! to 31 bits, the default) or by range (split points chosen from a sample of the keys,
+//! so that `mr-out-0`, `mr-out-1`, ... concatenated are one sorted output).
 //!
-//! Written out here rather than taken from the `fnv` crate, whose hasher is the 64-bit
-//! variant; the test vectors below pin the 32-bit values.
+//! FNV is written out here rather than taken from the `fnv` crate, whose hasher is the
+//! 64-bit variant; the test vectors below pin the 32-bit values.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 const FNV32_OFFSET: u32 = 0x811c_9dc5;
 const FNV32_PRIME: u32 = 0x0100_0193;
@@ -55,6 +60,291 @@ impl Modulo {
     }
 }
 
+/// How a job assigns keys to reduce partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionMode {
+    /// `ihash(key) % R`: balanced on any keys, but each `mr-out-Y` is sorted on its own.
+    #[default]
+    Hash,
+    /// Key ranges chosen from a sample: the outputs in partition order are one sorted
+    /// whole (a total order), at the price of a sampling step before the maps.
+    Range,
+}
+
+impl std::str::FromStr for PartitionMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hash" => Ok(PartitionMode::Hash),
+            "range" => Ok(PartitionMode::Range),
+            other => Err(format!(
+                "unknown partitioning {other:?}: use `hash` (the default) or `range` (a total order)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PartitionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PartitionMode::Hash => "hash",
+            PartitionMode::Range => "range",
+        })
+    }
+}
+
+/// The split points of a range partitioning: at most R-1 strictly increasing keys.
+/// Partition `p` holds the keys `k` with `points[p-1] <= k < points[p]` (bytewise), so
+/// with fewer points than R-1 the last partitions are empty. Shared (`Arc`): every map
+/// assignment carries the same points.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SplitPoints(Arc<Vec<Vec<u8>>>);
+
+impl SplitPoints {
+    /// Points that must be strictly increasing (checked: a decreasing pair would send
+    /// keys to the wrong partition without anyone noticing).
+    pub fn new(points: Vec<Vec<u8>>) -> Result<SplitPoints, String> {
+        if let Some(w) = points.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "split points out of order: {:?} before {:?}",
+                String::from_utf8_lossy(&w[0]),
+                String::from_utf8_lossy(&w[1])
+            ));
+        }
+        Ok(SplitPoints(Arc::new(points)))
+    }
+
+    /// The points.
+    pub fn points(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    /// The partition of `key`: the number of points at or below it.
+    #[inline]
+    pub fn partition(&self, key: &[u8]) -> u32 {
+        self.0.partition_point(|p| p.as_slice() <= key) as u32
+    }
+}
+
+/// How the map tasks of a job partition, as a map assignment carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Partitioning {
+    /// By `ihash`.
+    #[default]
+    Hash,
+    /// By these split points.
+    Range(SplitPoints),
+}
+
+/// A map task's partitioner: [`Partitioning`] made ready for one call per record.
+#[derive(Debug, Clone)]
+pub enum Partitioner {
+    /// `ihash(key) % R`.
+    Hash(Modulo),
+    /// By split points.
+    Range(SplitPoints),
+}
+
+impl Partitioner {
+    /// The partitioner of `partitioning` over `n_reduce` partitions.
+    pub fn new(partitioning: &Partitioning, n_reduce: u32) -> Partitioner {
+        match partitioning {
+            Partitioning::Hash => Partitioner::Hash(Modulo::new(n_reduce)),
+            Partitioning::Range(points) => Partitioner::Range(points.clone()),
+        }
+    }
+
+    /// The partition of `key`, whose `ihash` is `h` (the map side computes it anyway,
+    /// for its combining table).
+    #[inline]
+    pub fn of(&self, key: &[u8], h: u32) -> u32 {
+        match self {
+            Partitioner::Hash(m) => m.of(h),
+            Partitioner::Range(points) => points.partition(key),
+        }
+    }
+}
+
+/// A key that alone holds more than a mean partition's share of the sample: no choice of
+/// split points can balance it, so it gets a partition to itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeavyKey {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its share of the sampled keys (0 to 1).
+    pub share: f64,
+    /// The partition it falls in.
+    pub partition: u32,
+}
+
+/// Split points chosen from a sample, and the keys too heavy to balance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// The points.
+    pub points: SplitPoints,
+    /// Keys that alone exceed a mean partition.
+    pub heavy: Vec<HeavyKey>,
+}
+
+/// Chooses at most `n_reduce - 1` split points from `sample` (keys as the app's map
+/// emitted them, in any order) so that each partition holds as near an equal share of
+/// the sample as whole keys allow.
+///
+/// A key is never split between partitions (all its values must meet in one reduce), so
+/// a key that alone holds more than a mean share is *heavy*: it gets a partition to
+/// itself. The light keys between heavy ones form segments; the partitions left are
+/// shared out among the segments so as to make the largest share smallest (each next
+/// partition goes to the segment whose partitions are largest), and each segment is cut
+/// greedily: a partition is closed before a key when adding it would overshoot the target
+/// by more than stopping falls short, the target re-computed after each cut.
+pub fn choose_split_points(mut sample: Vec<Vec<u8>>, n_reduce: u32) -> Choice {
+    sample.sort_unstable();
+    let n = sample.len();
+    let r = n_reduce.max(1) as usize;
+    let mean = n as f64 / r as f64;
+    // Distinct keys as (first index, count).
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let count = sample[i..].iter().take_while(|k| **k == sample[i]).count();
+        groups.push((i, count));
+        i += count;
+    }
+    let is_heavy = |count: usize| r > 1 && count as f64 > mean;
+    // The key order as runs: a heavy key alone, or a segment of light keys.
+    let mut runs: Vec<(bool, &[(usize, usize)])> = Vec::new();
+    let mut from = 0;
+    for (g, &(_, count)) in groups.iter().enumerate() {
+        if is_heavy(count) {
+            if from < g {
+                runs.push((false, &groups[from..g]));
+            }
+            runs.push((true, &groups[g..g + 1]));
+            from = g + 1;
+        }
+    }
+    if from < groups.len() {
+        runs.push((false, &groups[from..]));
+    }
+    let mut points: Vec<Vec<u8>> = Vec::new();
+    if runs.len() > r {
+        // More runs than partitions (heavy keys amid light ones, few partitions): no
+        // partition to itself for each; one greedy pass over all keys.
+        cut(&sample, &groups, r, &mut points);
+    } else {
+        // One partition per run, then the rest to the light segment whose partitions
+        // are largest, one at a time.
+        let size = |run: &[(usize, usize)]| run.iter().map(|(_, c)| c).sum::<usize>();
+        let mut parts: Vec<usize> = vec![1; runs.len()];
+        let mut heap: std::collections::BinaryHeap<(u64, usize)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, (heavy, _))| !heavy)
+            // Ordered by the share per partition, scaled to an integer.
+            .map(|(i, (_, run))| ((size(run) as u64) << 20, i))
+            .collect();
+        for _ in runs.len()..r {
+            let Some((_, i)) = heap.pop() else { break };
+            parts[i] += 1;
+            heap.push((((size(runs[i].1) as u64) << 20) / parts[i] as u64, i));
+        }
+        for (k, (_, run)) in runs.iter().enumerate() {
+            if k > 0 {
+                points.push(sample[run[0].0].clone());
+            }
+            cut(&sample, run, parts[k], &mut points);
+        }
+    }
+    let points = SplitPoints(Arc::new(points));
+    let heavy = groups
+        .iter()
+        .filter(|(_, c)| is_heavy(*c))
+        .map(|&(start, count)| HeavyKey {
+            key: sample[start].clone(),
+            share: count as f64 / n as f64,
+            partition: points.partition(&sample[start]),
+        })
+        .collect();
+    // Strictly increasing by construction: each point is a new distinct key, in order.
+    Choice { points, heavy }
+}
+
+/// Cuts the keys `groups` (distinct, in order, as (index in `sample`, count)) into at
+/// most `parts` partitions, pushing the points between them.
+fn cut(sample: &[Vec<u8>], groups: &[(usize, usize)], parts: usize, points: &mut Vec<Vec<u8>>) {
+    let total: usize = groups.iter().map(|(_, c)| c).sum();
+    let (mut closed, mut current, mut made) = (0usize, 0usize, 1usize);
+    for &(start, count) in groups {
+        if current > 0 && made < parts {
+            let target = (total - closed) as f64 / (parts - made + 1) as f64;
+            if (current + count) as f64 - target > target - current as f64 {
+                points.push(sample[start].clone());
+                closed += current;
+                current = 0;
+                made += 1;
+            }
+        }
+        current += count;
+    }
+}
+
+/// Keeps a uniform sample of at most `capacity` of the items offered (Vitter's algorithm
+/// R), with its own deterministic generator: a re-run of a sample task over the same
+/// input keeps the same keys.
+#[derive(Debug)]
+pub struct Reservoir {
+    capacity: usize,
+    seen: u64,
+    state: u64,
+    items: Vec<Vec<u8>>,
+}
+
+impl Reservoir {
+    /// An empty reservoir of `capacity` items, its choices seeded by `seed`.
+    pub fn new(capacity: usize, seed: u64) -> Reservoir {
+        Reservoir {
+            capacity,
+            seen: 0,
+            state: seed ^ 0x9e37_79b9_7f4a_7c15,
+            items: Vec::new(),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Offers one item.
+    pub fn offer(&mut self, item: &[u8]) {
+        self.seen += 1;
+        if self.items.len() < self.capacity {
+            self.items.push(item.to_vec());
+        } else if self.capacity > 0 {
+            let j = self.next() % self.seen;
+            if (j as usize) < self.capacity {
+                self.items[j as usize] = item.to_vec();
+            }
+        }
+    }
+
+    /// Items offered so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The sample.
+    pub fn into_items(self) -> Vec<Vec<u8>> {
+        self.items
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +392,180 @@ mod tests {
             assert!(p < 7);
             assert_eq!(p, partition(w.as_bytes(), 7));
         }
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    /// The share of `keys` in each of the partitions of `points`.
+    fn sizes(points: &SplitPoints, keys: &[Vec<u8>], r: u32) -> Vec<usize> {
+        let mut out = vec![0; r as usize];
+        for k in keys {
+            out[points.partition(k) as usize] += 1;
+        }
+        out
+    }
+
+    fn max_over_mean(sizes: &[usize]) -> f64 {
+        let total: usize = sizes.iter().sum();
+        *sizes.iter().max().unwrap() as f64 / (total as f64 / sizes.len() as f64)
+    }
+
+    fn random_key(state: &mut u64) -> Vec<u8> {
+        (0..10).map(|_| b' ' + (lcg(state) % 95) as u8).collect()
+    }
+
+    #[test]
+    fn a_key_goes_to_the_partition_of_the_points_below_it() {
+        let p = SplitPoints::new(vec![b"g".to_vec(), b"p".to_vec()]).unwrap();
+        assert_eq!(p.partition(b""), 0);
+        assert_eq!(p.partition(b"apple"), 0);
+        assert_eq!(p.partition(b"g"), 1);
+        assert_eq!(p.partition(b"orange"), 1);
+        assert_eq!(p.partition(b"p"), 2);
+        assert_eq!(p.partition(b"zebra"), 2);
+        assert!(SplitPoints::new(vec![b"p".to_vec(), b"g".to_vec()]).is_err());
+        assert!(SplitPoints::new(vec![b"g".to_vec(), b"g".to_vec()]).is_err());
+    }
+
+    #[test]
+    fn uniform_keys_balance_within_a_few_percent() {
+        let mut s = 7;
+        let sample: Vec<Vec<u8>> = (0..100_000).map(|_| random_key(&mut s)).collect();
+        let data: Vec<Vec<u8>> = (0..200_000).map(|_| random_key(&mut s)).collect();
+        let c = choose_split_points(sample, 10);
+        assert_eq!(c.points.points().len(), 9);
+        assert!(c.heavy.is_empty());
+        let ratio = max_over_mean(&sizes(&c.points, &data, 10));
+        assert!(ratio <= 1.05, "largest partition {ratio:.3}x the mean");
+    }
+
+    #[test]
+    fn skewed_keys_balance_within_the_target() {
+        // Zipf-like prefixes: prefix rank k is drawn with weight 1/k, so the ranges are
+        // very uneven, but no single key is heavy.
+        let mut s = 11;
+        let ranks = 2_000u64;
+        let h: f64 = (1..=ranks).map(|k| 1.0 / k as f64).sum();
+        let key = |s: &mut u64| {
+            let u = (lcg(s) as f64) / (1u64 << 31) as f64 * h;
+            let (mut acc, mut k) = (0.0, 1);
+            while k < ranks {
+                acc += 1.0 / k as f64;
+                if acc >= u {
+                    break;
+                }
+                k += 1;
+            }
+            let mut out = format!("{:04}", (k * 7919) % 10_000).into_bytes();
+            out.extend(random_key(s));
+            out
+        };
+        let sample: Vec<Vec<u8>> = (0..100_000).map(|_| key(&mut s)).collect();
+        let data: Vec<Vec<u8>> = (0..200_000).map(|_| key(&mut s)).collect();
+        let c = choose_split_points(sample, 10);
+        assert!(c.heavy.is_empty());
+        let ratio = max_over_mean(&sizes(&c.points, &data, 10));
+        assert!(ratio <= 1.1, "largest partition {ratio:.3}x the mean");
+    }
+
+    #[test]
+    fn a_heavy_key_gets_a_partition_alone_and_the_rest_stay_balanced() {
+        // 30% of the records share one key: it alone exceeds a partition (10%).
+        let mut s = 3;
+        let keys = |n: usize, s: &mut u64| -> Vec<Vec<u8>> {
+            (0..n)
+                .map(|_| {
+                    if lcg(s) % 10 < 3 {
+                        b"MMMMMMMMMM".to_vec()
+                    } else {
+                        random_key(s)
+                    }
+                })
+                .collect()
+        };
+        let sample = keys(100_000, &mut s);
+        let data = keys(200_000, &mut s);
+        let c = choose_split_points(sample, 10);
+        assert_eq!(c.heavy.len(), 1);
+        let heavy = &c.heavy[0];
+        assert_eq!(heavy.key, b"MMMMMMMMMM");
+        assert!((heavy.share - 0.3).abs() < 0.01, "{}", heavy.share);
+        let sizes = sizes(&c.points, &data, 10);
+        let p = heavy.partition as usize;
+        assert_eq!(c.points.partition(b"MMMMMMMMMM") as usize, p);
+        // The heavy key's partition holds it alone (and so about 30%); the other nine
+        // share the other 70% evenly.
+        let rest: Vec<usize> = (0..10).filter(|i| *i != p).map(|i| sizes[i]).collect();
+        let ratio = max_over_mean(&rest);
+        assert!(
+            ratio <= 1.1,
+            "{sizes:?}: others' largest {ratio:.3}x their mean"
+        );
+        assert!(sizes[p] as f64 > 0.29 * 200_000.0);
+    }
+
+    #[test]
+    fn fewer_distinct_keys_than_partitions_give_each_its_own_and_leave_the_rest_empty() {
+        let sample: Vec<Vec<u8>> = (0..1_000).map(|i| vec![b'a' + (i % 3) as u8]).collect();
+        let c = choose_split_points(sample, 10);
+        assert_eq!(c.points.points(), &[b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(c.points.partition(b"a"), 0);
+        assert_eq!(c.points.partition(b"b"), 1);
+        assert_eq!(c.points.partition(b"c"), 2);
+        assert_eq!(c.heavy.len(), 3);
+    }
+
+    #[test]
+    fn duplicate_heavy_keys_are_never_split() {
+        // 50 distinct keys, 200 copies each, into 8 partitions: every copy of a key lands
+        // in one partition, and the sizes stay within a key of each other's target.
+        let sample: Vec<Vec<u8>> = (0..10_000)
+            .map(|i| format!("k{:03}", (i * 37) % 50).into_bytes())
+            .collect();
+        let c = choose_split_points(sample.clone(), 8);
+        assert_eq!(c.points.points().len(), 7);
+        let s = sizes(&c.points, &sample, 8);
+        assert!(max_over_mean(&s) <= 1.2, "{s:?}");
+    }
+
+    #[test]
+    fn an_empty_sample_or_one_partition_has_no_points() {
+        assert!(choose_split_points(Vec::new(), 10)
+            .points
+            .points()
+            .is_empty());
+        let one = choose_split_points(vec![b"x".to_vec(), b"y".to_vec()], 1);
+        assert!(one.points.points().is_empty());
+        assert!(one.heavy.is_empty());
+    }
+
+    #[test]
+    fn the_reservoir_keeps_a_uniform_deterministic_sample() {
+        let run = || {
+            let mut r = Reservoir::new(1_000, 5);
+            for i in 0u32..100_000 {
+                r.offer(&i.to_be_bytes());
+            }
+            r.into_items()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        assert_eq!(a.len(), 1_000);
+        // Uniform: about a tenth of the kept items from each tenth of the stream.
+        let first_tenth = a
+            .iter()
+            .filter(|k| u32::from_be_bytes([k[0], k[1], k[2], k[3]]) < 10_000)
+            .count();
+        assert!((60..=140).contains(&first_tenth), "{first_tenth}");
     }
 }

@@ -3,8 +3,8 @@
 //! [`mrapp::abi`]. Nothing but `#[repr(C)]` values and function pointers cross over.
 
 use mrapp::abi::{
-    AbiVersionFn, MapFnPtr, MrBytes, MrEmit, MrSink, ReduceFnPtr, MR_ABI_VERSION, MR_OK,
-    SYM_ABI_VERSION, SYM_COMBINE, SYM_MAP, SYM_REDUCE,
+    AbiVersionFn, MapFnPtr, MrBytes, MrEmit, MrSink, RawOutputFn, ReduceFnPtr, MR_ABI_VERSION,
+    MR_OK, SYM_ABI_VERSION, SYM_COMBINE, SYM_MAP, SYM_RAW_OUTPUT, SYM_REDUCE,
 };
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,7 @@ pub struct App {
     map: MapFnPtr,
     reduce: ReduceFnPtr,
     combine: Option<ReduceFnPtr>,
+    raw_output: bool,
 }
 
 fn sym_name(sym: &'static [u8]) -> &'static str {
@@ -103,11 +104,16 @@ impl App {
                 .get::<ReduceFnPtr>(SYM_REDUCE)
                 .map_err(|_| not_app(SYM_REDUCE))?;
             let combine = lib.get::<ReduceFnPtr>(SYM_COMBINE).ok().map(|s| *s);
+            let raw_output = match lib.get::<RawOutputFn>(SYM_RAW_OUTPUT) {
+                Ok(f) => f() != 0,
+                Err(_) => false,
+            };
             Ok(App {
                 path: path.to_path_buf(),
                 map,
                 reduce,
                 combine,
+                raw_output,
             })
         }
     }
@@ -115,6 +121,12 @@ impl App {
     /// The library's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether reduce's results are the output's bytes as they are (the app writes its
+    /// own lines), rather than `key result` lines.
+    pub fn raw_output(&self) -> bool {
+        self.raw_output
     }
 
     /// Whether the app exports a combiner.

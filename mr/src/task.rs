@@ -3,6 +3,7 @@
 //! asked to do ([`Assignment`]) and what it reports back ([`TaskResult`], [`TaskFailure`]).
 
 use crate::ids::{Attempt, TaskId};
+use crate::partition::Partitioning;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -166,6 +167,18 @@ pub enum TaskSpec {
         source: SplitSource,
         /// R, the number of reduce partitions.
         n_reduce: u32,
+        /// How keys are assigned to the partitions.
+        partitioning: Partitioning,
+    },
+    /// Run map over `pieces` (small ranges spread over the input) and report a uniform
+    /// sample of at most `max_keys` of the keys it emits.
+    Sample {
+        /// The pieces of input.
+        pieces: Vec<Split>,
+        /// How to read them.
+        source: SplitSource,
+        /// The most keys to report.
+        max_keys: u32,
     },
     /// Merge partition Y of every map output and write `mr-out-Y`.
     Reduce {
@@ -203,6 +216,13 @@ pub struct TaskStats {
 /// What a finished task produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskResult {
+    /// A sample of the keys map emits.
+    Sample {
+        /// The keys, in no order.
+        keys: Vec<Vec<u8>>,
+        /// Counters (records in: keys emitted; out: keys kept).
+        stats: TaskStats,
+    },
     /// `mr-X-Y` for every partition Y.
     Map {
         /// Where they are.

@@ -6,6 +6,9 @@
 //! - `mr_map(filename, contents, emit, err) -> i32`: calls `emit` once per pair.
 //! - `mr_reduce(key, values, n_values, out, err) -> i32`: calls `out` once with the result.
 //! - `mr_combine(...)` (optional): same signature as `mr_reduce`.
+//! - `mr_raw_output() -> u32` (optional): non-zero if reduce's result is written to the
+//!   output as is (the app writes whole lines, newlines included), rather than as
+//!   `key result` lines. Optional, so apps built before it still load unchanged.
 //!
 //! Every function returns [`MR_OK`] or [`MR_FAILED`]; on failure it has called `err` with
 //! a UTF-8 message (a caught panic). All byte slices passed to the app are valid UTF-8
@@ -26,6 +29,8 @@ pub const SYM_MAP: &[u8] = b"mr_map\0";
 pub const SYM_REDUCE: &[u8] = b"mr_reduce\0";
 /// Name of the optional combiner symbol.
 pub const SYM_COMBINE: &[u8] = b"mr_combine\0";
+/// Name of the optional raw-output symbol.
+pub const SYM_RAW_OUTPUT: &[u8] = b"mr_raw_output\0";
 
 /// Returned by an entry point that completed.
 pub const MR_OK: i32 = 0;
@@ -86,6 +91,8 @@ pub struct MrSink {
 
 /// Signature of `mr_abi_version`.
 pub type AbiVersionFn = unsafe extern "C" fn() -> u32;
+/// Signature of `mr_raw_output`.
+pub type RawOutputFn = unsafe extern "C" fn() -> u32;
 /// Signature of `mr_map`.
 pub type MapFnPtr =
     unsafe extern "C" fn(filename: MrBytes, contents: MrBytes, emit: MrEmit, err: MrSink) -> i32;

@@ -58,10 +58,23 @@ impl KeyValue {
 /// `reduce` and the optional `combine` are `fn(&str, &[&str]) -> String`.
 /// A combiner runs on each map task's output per key before it is written, so it must
 /// produce a value that `reduce` accepts as one of its inputs (e.g. a partial count).
+///
+/// `raw_output` (`export_app!(map: m, reduce: r, raw_output)`) writes each reduce result
+/// to the output file as it is, instead of as a `key result` line: the app returns whole
+/// lines, newlines included (the sort app returns its records exactly as they came in).
 #[macro_export]
 macro_rules! export_app {
     (map: $map:path, reduce: $reduce:path $(,)?) => {
         $crate::export_app!(@common $map, $reduce);
+    };
+    (map: $map:path, reduce: $reduce:path, raw_output $(,)?) => {
+        $crate::export_app!(@common $map, $reduce);
+
+        /// C ABI entry point: reduce results are written as they are.
+        #[no_mangle]
+        pub extern "C" fn mr_raw_output() -> u32 {
+            1
+        }
     };
     (map: $map:path, reduce: $reduce:path, combine: $combine:path $(,)?) => {
         $crate::export_app!(@common $map, $reduce);

@@ -45,6 +45,11 @@ struct RunArgs {
     /// Largest input split (e.g. 64MiB); smaller files are one map task each.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     split_size: u64,
+    /// How keys are assigned to the R outputs: `hash` (each mr-out-Y sorted on its own)
+    /// or `range` (split points sampled from the keys first: mr-out-0, mr-out-1, … in
+    /// order are one sorted whole).
+    #[arg(long, default_value = "hash", value_name = "hash|range")]
+    partition: mr::partition::PartitionMode,
     /// Seconds a task may run before it is handed to another worker.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     task_timeout: Duration,
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
     let config = Config {
         n_reduce: args.reduce,
         split_size: args.split_size,
+        partition: args.partition,
         task_timeout: args.task_timeout,
         out_dir: args.output.clone(),
         progress: true,

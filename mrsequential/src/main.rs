@@ -1,7 +1,8 @@
 //! `mrsequential APP.so FILES...`: the reference the tests compare against. One process,
 //! no partitions, no RPC, no files in between: map every file, group by key (combining
 //! as values arrive if the app has a combiner), reduce each key in key order, write
-//! `mr-out-0`.
+//! `mr-out-0` (as `key result` lines, or as the app's own lines for an app with raw
+//! output).
 
 use clap::Parser;
 use mr::atomic::AtomicFile;
@@ -74,6 +75,10 @@ fn run(args: &Args) -> Result<(), String> {
         out.clear();
         app.reduce(k, vs, &mut out)
             .map_err(|e| format!("reduce: {e}"))?;
+        if app.raw_output() {
+            // The app writes its own lines (see `mrapp::export_app!`'s `raw_output`).
+            return file.write_all(&out).map_err(write_err);
+        }
         file.write_all(k).map_err(write_err)?;
         file.write_all(b" ").map_err(write_err)?;
         file.write_all(&out).map_err(write_err)?;

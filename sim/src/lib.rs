@@ -22,8 +22,9 @@ use coordinator::effect::{Effect, Event};
 use coordinator::job::Job;
 use coordinator::journal::{JobKey, Journal, Record};
 use coordinator::registry::Registry;
-use coordinator::task::{AfterFailure, TaskState, TaskTable};
+use coordinator::task::{AfterFailure, Chosen, TaskState, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
+use mr::partition::{PartitionMode, Partitioning};
 use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo, LONG_POLL};
 use mr::task::{
     Assignment, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskOutcome,
@@ -99,6 +100,9 @@ pub struct Plan {
     /// Worker 1's network cannot reach the other workers' data servers (it still
     /// reaches the coordinator): its loss reports are false.
     pub deaf: bool,
+    /// Range partitioning: sample tasks run first, and every map must carry the split
+    /// points chosen from them, the same across coordinator restarts.
+    pub range: bool,
 }
 
 impl Plan {
@@ -126,6 +130,8 @@ impl Plan {
             freezes: rng.random_range(0..=2),
             damage: rng.random_range(0..=2),
             deaf: rng.random_bool(0.25),
+            // Drawn last, so that the other draws of each seed are as they were.
+            range: rng.random_bool(0.3),
         }
     }
 }
@@ -352,6 +358,10 @@ pub struct World {
     durable_len: u64,
     /// Done records on disk: task -> attempt.
     durable_done: BTreeMap<TaskId, Attempt>,
+    /// The split points on disk, once journaled.
+    durable_points: Option<Chosen>,
+    /// How the first map handed out partitions: every later one must do the same.
+    partitioning: Option<Partitioning>,
     incarnations: u32,
     procs: Vec<Proc>,
     /// The shared directory: path -> (attempt, intact).
@@ -387,6 +397,11 @@ impl World {
             inputs: (0..plan.maps).map(|m| format!("in-{m}").into()).collect(),
             n_reduce: plan.reduces,
             split_size: 1,
+            partition: if plan.range {
+                PartitionMode::Range
+            } else {
+                PartitionMode::Hash
+            },
         };
         let procs = (0..plan.workers)
             .map(|w| Proc {
@@ -419,6 +434,8 @@ impl World {
             key,
             durable_len: 0,
             durable_done: BTreeMap::new(),
+            durable_points: None,
+            partitioning: None,
             incarnations: 0,
             procs,
             shared_disk: BTreeMap::new(),
@@ -592,7 +609,8 @@ impl World {
             "out".into(),
             TASK_TIMEOUT,
             MAX_FAILURES,
-        );
+        )
+        .with_partitioning(self.key.partition);
         let mut job = Job::new(tasks, Registry::new(WORKER_TIMEOUT), false, self.at());
         let (journal, replay) = Journal::open(&self.journal_path, &self.key, false)
             .map_err(|e| self.violation(format!("journal: {e}")))?;
@@ -610,11 +628,22 @@ impl World {
                 self.incarnations
             )));
         }
+        // Split points on disk are the split points after the restart: maps resumed and
+        // maps re-run must partition alike.
+        if let Some(points) = &self.durable_points {
+            if job.tasks.chosen() != Some(points) {
+                return Err(self.violation(format!(
+                    "the journal holds split points {:?}, but after the restart the job has {:?}",
+                    points.points,
+                    job.tasks.chosen().map(|c| &c.points)
+                )));
+            }
+        }
         // Done before the crash, on disk, and intact: done again, not run again.
         for (task, attempt) in &self.durable_done {
             let result_intact = match task.kind {
                 TaskKind::Map => self.map_output_intact(task.index, *attempt),
-                TaskKind::Reduce => true,
+                TaskKind::Reduce | TaskKind::Sample => true,
             };
             let done = job.tasks.task(*task).is_some_and(|t| t.is_done());
             if result_intact && !done {
@@ -662,7 +691,7 @@ impl World {
                     Location::Remote { .. } => true,
                 })
             }
-            TaskResult::Reduce { .. } => true,
+            TaskResult::Reduce { .. } | TaskResult::Sample { .. } => true,
         }
     }
 
@@ -758,6 +787,9 @@ impl World {
                             }
                             Record::Reopened { task } => {
                                 self.durable_done.remove(task);
+                            }
+                            Record::SplitPoints { chosen } => {
+                                self.durable_points = Some(chosen.clone());
                             }
                             _ => {}
                         }
@@ -857,6 +889,31 @@ impl World {
             if excluded {
                 let msg = format!("{} handed to {id}, an excluded worker", a.task);
                 return Err(self.violation(msg));
+            }
+            // No map is handed out before the split points are chosen, and every map
+            // partitions as the first did, across restarts.
+            if let TaskSpec::Map { partitioning, .. } = &a.spec {
+                let tasks = &c.job.tasks;
+                let sampled = tasks.samples().iter().all(|t| t.is_done());
+                let right_kind = matches!(partitioning, Partitioning::Range(_)) == self.plan.range;
+                if !sampled || !right_kind {
+                    let msg = format!(
+                        "{} handed out partitioned by {partitioning:?} (range job: {}, sampled: {sampled})",
+                        a.task, self.plan.range
+                    );
+                    return Err(self.violation(msg));
+                }
+                match &self.partitioning {
+                    Some(first) if first != partitioning => {
+                        let msg = format!(
+                            "{} partitions by {partitioning:?}, an earlier map by {first:?}",
+                            a.task
+                        );
+                        return Err(self.violation(msg));
+                    }
+                    Some(_) => {}
+                    None => self.partitioning = Some(partitioning.clone()),
+                }
             }
             // No reduce is handed out while a map it needs is not done, and it reads
             // every map's current output.
@@ -1365,6 +1422,17 @@ impl World {
                 };
                 Ok(TaskResult::Map {
                     output,
+                    stats: TaskStats::default(),
+                })
+            }
+            TaskSpec::Sample { .. } => {
+                // The app's keys: the same for every attempt (apps are deterministic).
+                let i = a.task.index;
+                let keys = (0..4)
+                    .map(|j| format!("k{:02}", (i * 4 + j) * 37 % 100).into_bytes())
+                    .collect();
+                Ok(TaskResult::Sample {
+                    keys,
                     stats: TaskStats::default(),
                 })
             }

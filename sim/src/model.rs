@@ -61,6 +61,8 @@ impl Mr {
             inputs: (0..self.maps).map(|m| format!("in-{m}").into()).collect(),
             n_reduce: self.reduces,
             split_size: 1,
+            // The model checks hash partitioning; the simulator covers the sample phase.
+            partition: mr::partition::PartitionMode::Hash,
         }
     }
 
@@ -356,6 +358,7 @@ impl Model for Mr {
                         s.procs[w].disk.insert((a.task.index, a.attempt));
                         None
                     }
+                    TaskSpec::Sample { .. } => None,
                     TaskSpec::Reduce { inputs, .. } => inputs.iter().find_map(|i| {
                         let on = s.procs.iter().any(|p| p.disk.contains(&(i.map, i.attempt)));
                         let (server, name) = match &i.location {
@@ -390,6 +393,10 @@ impl Model for Mr {
                     }),
                     (TaskKind::Reduce, None) => Ok(TaskResult::Reduce {
                         output: Location::Path(format!("mr-out-{}", r.task.index).into()),
+                        stats: TaskStats::default(),
+                    }),
+                    (TaskKind::Sample, None) => Ok(TaskResult::Sample {
+                        keys: vec![b"k".to_vec()],
                         stats: TaskStats::default(),
                     }),
                 };

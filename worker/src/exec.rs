@@ -12,7 +12,7 @@
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{FormatError, MergeError, Merger, Reader, Writer};
-use mr::partition::{ihash, Modulo};
+use mr::partition::{ihash, Partitioner, Partitioning, Reservoir};
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{
@@ -84,12 +84,12 @@ impl Buffer {
     fn push(
         &mut self,
         app: &App,
-        parts: &Modulo,
+        parts: &Partitioner,
         k: &[u8],
         v: &[u8],
     ) -> Result<(), Box<TaskFailure>> {
         let h = ihash(k);
-        let p = parts.of(h);
+        let p = parts.of(k, h);
         match self {
             Buffer::Sort(b) => b.push(p, k, v).map_err(|e| Box::new(output_err(e))),
             Buffer::Combine(b) => b
@@ -156,15 +156,47 @@ pub fn read_split(split: &Split) -> Result<Vec<u8>, TaskFailure> {
     })
 }
 
+/// Runs sample task `index`: map over each piece (its path and its lines), keeping a
+/// uniform sample of at most `max_keys` of the keys emitted. Nothing is written.
+pub fn run_sample(
+    app: &App,
+    index: u32,
+    pieces: Vec<(String, Vec<u8>)>,
+    max_keys: u32,
+) -> TaskOutcome {
+    let mut sample = Reservoir::new(max_keys as usize, u64::from(index));
+    let mut bytes_read = 0;
+    for (filename, bytes) in pieces {
+        bytes_read += bytes.len() as u64;
+        let contents = mr::split::decode_input(bytes);
+        app.map(&filename, &contents, |k, _| sample.offer(k))
+            .map_err(app_err)?;
+    }
+    let records_in = sample.seen();
+    let keys = sample.into_items();
+    Ok(TaskResult::Sample {
+        stats: TaskStats {
+            bytes_read,
+            records_in,
+            records_out: keys.len() as u64,
+            bytes_written: 0,
+        },
+        keys,
+    })
+}
+
 /// Runs map task `map` over `bytes`, the lines of a split of the input `filename`,
-/// writing `mr-{map}-Y` for Y in 0..n_reduce into `dir`. Past `memory` bytes of buffered
-/// output, sorted runs spill to disk and are merged at the end.
+/// writing `mr-{map}-Y` for Y in 0..n_reduce, partitioned by `partitioning`, into `dir`.
+/// Past `memory` bytes of buffered output, sorted runs spill to disk and are merged at
+/// the end.
+#[allow(clippy::too_many_arguments)]
 pub fn run_map(
     app: &App,
     map: u32,
     filename: &str,
     bytes: Vec<u8>,
     n_reduce: u32,
+    partitioning: &Partitioning,
     dir: &Path,
     memory: usize,
 ) -> TaskOutcome {
@@ -172,7 +204,7 @@ pub fn run_map(
     let contents = mr::split::decode_input(bytes);
 
     let mut buf = Buffer::new(app, n_reduce);
-    let parts = Modulo::new(n_reduce);
+    let parts = Partitioner::new(partitioning, n_reduce);
     let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
     let mut records_in = 0u64;
     let mut failed: Option<Box<TaskFailure>> = None;
@@ -285,13 +317,21 @@ pub fn run_reduce(
     let mut result = Vec::new();
     let mut lines = 0u64;
     let mut bytes_written = 0u64;
+    let raw = app.raw_output();
     let records_in = merger
         .for_each_group(|key, values| -> Result<(), TaskFailure> {
             result.clear();
             app.reduce(key, values, &mut result).map_err(app_err)?;
-            write_line(&mut out, key, &result).map_err(output_err)?;
-            lines += 1;
-            bytes_written += key.len() as u64 + result.len() as u64 + 2;
+            if raw {
+                // The app wrote its own lines (the sort app: the records as they came).
+                out.write_all(&result).map_err(output_err)?;
+                bytes_written += result.len() as u64;
+                lines += result.iter().filter(|&&b| b == b'\n').count() as u64;
+            } else {
+                write_line(&mut out, key, &result).map_err(output_err)?;
+                bytes_written += key.len() as u64 + result.len() as u64 + 2;
+                lines += 1;
+            }
             Ok(())
         })
         .map_err(|e| match e {

@@ -446,10 +446,35 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
     };
     let mut inputs = None;
     let work = match &a.spec {
+        TaskSpec::Sample {
+            pieces: wanted,
+            source,
+            max_keys,
+        } => {
+            let mut pieces = Vec::with_capacity(wanted.len());
+            for split in wanted {
+                let stream = *source == SplitSource::Coordinator
+                    || (ctx.own.is_some() && std::fs::File::open(&split.path).is_err());
+                let bytes = if stream {
+                    match stage::fetch_split(&coordinator, guard, split).await {
+                        Ok(b) => Some(b),
+                        Err(f) => return Some(Err(f)),
+                    }
+                } else {
+                    None
+                };
+                pieces.push((split.clone(), bytes));
+            }
+            Work::Sample {
+                pieces,
+                max_keys: *max_keys,
+            }
+        }
         TaskSpec::Map {
             split,
             source,
             n_reduce,
+            partitioning,
         } => {
             // A worker on another machine that cannot open the path (the "shared"
             // inputs are not shared with it after all) streams the split instead.
@@ -471,6 +496,7 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
                 split: split.clone(),
                 bytes,
                 n_reduce: *n_reduce,
+                partitioning: partitioning.clone(),
                 dir,
             }
         }
@@ -575,17 +601,24 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
                 },
             }))
         }
+        Ok(sample @ TaskResult::Sample { .. }) => Some(Ok(sample)),
         Err(f) => Some(Err(f)),
     }
 }
 
 /// A task with its inputs on this machine, ready to compute.
 enum Work {
+    Sample {
+        /// Each piece, with its lines if they came over the network.
+        pieces: Vec<(mr::task::Split, Option<Vec<u8>>)>,
+        max_keys: u32,
+    },
     Map {
         split: mr::task::Split,
         /// The split's lines if they came over the network; else read from the path.
         bytes: Option<Vec<u8>>,
         n_reduce: u32,
+        partitioning: mr::partition::Partitioning,
         dir: PathBuf,
     },
     Reduce {
@@ -600,10 +633,22 @@ impl Work {
     /// Computes, synchronously (call it off the async runtime).
     fn run(self, app: &App, a: &Assignment, config: &Config) -> TaskOutcome {
         match self {
+            Work::Sample { pieces, max_keys } => {
+                let mut read = Vec::with_capacity(pieces.len());
+                for (split, bytes) in pieces {
+                    let bytes = match bytes {
+                        Some(b) => b,
+                        None => exec::read_split(&split)?,
+                    };
+                    read.push((split.path.to_string_lossy().into_owned(), bytes));
+                }
+                exec::run_sample(app, a.task.index, read, max_keys)
+            }
             Work::Map {
                 split,
                 bytes,
                 n_reduce,
+                partitioning,
                 dir,
             } => {
                 let bytes = match bytes {
@@ -617,6 +662,7 @@ impl Work {
                     &filename,
                     bytes,
                     n_reduce,
+                    &partitioning,
                     &dir,
                     config.map_memory,
                 )

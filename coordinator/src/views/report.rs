@@ -100,6 +100,80 @@ pub struct Report {
     /// What happened, counted by kind (refused reports, revocations, lost workers, maps
     /// run again, …).
     pub events: EventCounts,
+    /// How keys were partitioned, and how evenly.
+    pub partitioning: PartitioningReport,
+}
+
+/// How a job partitioned its keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PartitioningReport {
+    /// `hash` or `range`.
+    pub mode: String,
+    /// The sampling step of a range-partitioned job.
+    pub sample: Option<PhaseReport>,
+    /// Keys sampled.
+    pub sampled_keys: u64,
+    /// Split points chosen (R-1, or fewer when the keys are fewer).
+    pub split_points: usize,
+    /// Keys that alone held more than a mean partition's share of the sample: each has
+    /// a partition to itself, which is larger than the others.
+    pub heavy_keys: Vec<HeavyKeyReport>,
+    /// Records read by the largest reduce partition over the mean of all (1 is perfect
+    /// balance), once reduces have run.
+    pub largest_over_mean: Option<f64>,
+}
+
+/// A heavy key, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeavyKeyReport {
+    /// The key (lossily as UTF-8).
+    pub key: String,
+    /// Its share of the sample.
+    pub share: f64,
+    /// Its partition.
+    pub partition: u32,
+}
+
+impl PartitioningReport {
+    fn of(job: &Job, now: Instant) -> PartitioningReport {
+        let tasks = &job.tasks;
+        let reduces = tasks.reduces();
+        let done: Vec<u64> = reduces
+            .iter()
+            .filter(|t| t.is_done())
+            .map(|t| t.stats.records_in)
+            .collect();
+        let largest_over_mean = (done.len() == reduces.len() && !done.is_empty()).then(|| {
+            let mean = done.iter().sum::<u64>() as f64 / done.len() as f64;
+            let largest = done.iter().copied().max().unwrap_or(0) as f64;
+            if mean > 0.0 {
+                largest / mean
+            } else {
+                1.0
+            }
+        });
+        let chosen = tasks.chosen();
+        PartitioningReport {
+            mode: tasks.mode().to_string(),
+            sample: (!tasks.samples().is_empty())
+                .then(|| PhaseReport::of(tasks.samples(), job.timeline.sample_wall(now))),
+            sampled_keys: chosen.map_or(0, |c| c.sampled),
+            split_points: chosen.map_or(0, |c| c.points.points().len()),
+            heavy_keys: chosen
+                .map(|c| {
+                    c.heavy
+                        .iter()
+                        .map(|h| HeavyKeyReport {
+                            key: String::from_utf8_lossy(&h.key).into_owned(),
+                            share: h.share,
+                            partition: h.partition,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            largest_over_mean,
+        }
+    }
 }
 
 impl Report {
@@ -125,6 +199,7 @@ impl Report {
             map: PhaseReport::of(job.tasks.maps(), tl.map_wall(now)),
             reduce: PhaseReport::of(job.tasks.reduces(), tl.reduce_wall(now)),
             events,
+            partitioning: PartitioningReport::of(job, now),
         }
     }
 
@@ -188,7 +263,9 @@ impl fmt::Display for Report {
             "records in",
             "records out"
         )?;
-        for (name, p) in [("map", &self.map), ("reduce", &self.reduce)] {
+        let sample = self.partitioning.sample.as_ref().map(|p| ("sample", p));
+        let phases = [("map", &self.map), ("reduce", &self.reduce)];
+        for (name, p) in sample.into_iter().chain(phases) {
             writeln!(
                 f,
                 "  {:<6} {:>7.2}s {:>9} {:>8} {:>10} {:>6} {:>10} {:>10} {:>11} {:>11}",
@@ -203,6 +280,27 @@ impl fmt::Display for Report {
                 p.records_in,
                 p.records_out
             )?;
+        }
+        let part = &self.partitioning;
+        if part.mode == "range" {
+            write!(
+                f,
+                "  range partitioning: {} split points from {} sampled keys",
+                part.split_points, part.sampled_keys
+            )?;
+            if let Some(r) = part.largest_over_mean {
+                write!(f, "; largest partition {r:.2}x the mean")?;
+            }
+            writeln!(f)?;
+            for h in &part.heavy_keys {
+                writeln!(
+                    f,
+                    "  heavy key {:?}: {:.1}% of the sample, alone in partition {}",
+                    h.key,
+                    h.share * 100.0,
+                    h.partition
+                )?;
+            }
         }
         write!(
             f,

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 pub struct Timeline {
     /// When the job state was created (the coordinator started serving).
     pub started: Instant,
+    /// When the first sample task was handed out (range partitioning).
+    pub first_sample: Option<Instant>,
+    /// When the split points were chosen (range partitioning).
+    pub sampled: Option<Instant>,
     /// When the first map task was handed out.
     pub first_map: Option<Instant>,
     /// When every map task was first done (the reduce phase could start).
@@ -27,6 +31,8 @@ impl Timeline {
     pub fn new(now: Instant) -> Self {
         Timeline {
             started: now,
+            first_sample: None,
+            sampled: None,
             first_map: None,
             maps_done: None,
             ended: None,
@@ -36,8 +42,10 @@ impl Timeline {
 
     /// Notes that `task` was handed out at `now`.
     pub fn assigned(&mut self, task: TaskId, now: Instant) {
-        if task.kind == TaskKind::Map && self.first_map.is_none() {
-            self.first_map = Some(now);
+        match task.kind {
+            TaskKind::Map if self.first_map.is_none() => self.first_map = Some(now),
+            TaskKind::Sample if self.first_sample.is_none() => self.first_sample = Some(now),
+            _ => {}
         }
     }
 
@@ -59,6 +67,9 @@ impl Timeline {
 
     /// Records the phase ends that `tasks` has reached by `now`.
     pub fn observe(&mut self, tasks: &TaskTable, now: Instant) {
+        if self.sampled.is_none() && tasks.chosen().is_some() {
+            self.sampled = Some(now);
+        }
         if self.maps_done.is_none() && tasks.maps_done() {
             self.maps_done = Some(now);
         }
@@ -79,6 +90,19 @@ impl Timeline {
         match self.first_map {
             Some(start) => self
                 .maps_done
+                .or(self.ended)
+                .unwrap_or(now)
+                .saturating_duration_since(start),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Wall time of sampling: first sample handed out to the split points chosen (or
+    /// `now`); zero for a job that does not sample.
+    pub fn sample_wall(&self, now: Instant) -> Duration {
+        match self.first_sample {
+            Some(start) => self
+                .sampled
                 .or(self.ended)
                 .unwrap_or(now)
                 .saturating_duration_since(start),
