@@ -112,6 +112,32 @@ fn a_key_heavier_than_a_partition_is_reported_and_still_sorted() {
 }
 
 #[test]
+fn partitions_far_larger_than_the_workers_memory_spill_and_merge() {
+    let dir = Dir::new();
+    // 6 MB of records, a 256 KiB map buffer (about 24 spilled runs per map) and reduces
+    // that merge 2 files at a time (merge passes over the 6 map outputs).
+    let inputs = gensort(&dir, 2, 30_000, &[]);
+    let r = "2";
+    let mut args = vec!["--partition", "range", "-r", r, "--output", "out"];
+    args.extend(["--split-size", "1MiB"]);
+    args.extend(inputs.iter().map(String::as_str));
+    std::fs::create_dir_all(dir.join("out")).expect("mkdir out");
+    let mut c = dir.coordinator(&args);
+    let small = ["--map-memory", "256KiB", "--merge-fan-in", "2"];
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|_| dir.spawn("worker", dir.worker_command("sort", &small)))
+        .collect();
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in &mut workers {
+        w.assert_exit(Duration::from_secs(10), Exit::Code(0));
+    }
+    let (e, out) = valsort(&dir, &inputs, 2);
+    assert_eq!(e, Exit::Code(0), "{out}");
+    assert!(out.contains("Records: 60000"), "{out}");
+    assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn fewer_distinct_keys_than_partitions_leave_the_last_outputs_empty() {
     let dir = Dir::new();
     let inputs = gensort(&dir, 1, 5_000, &["--distinct", "3"]);

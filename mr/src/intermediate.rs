@@ -12,7 +12,7 @@
 //! Keys and values must be UTF-8 (apps are promised it); a record that is not is corrupt.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 const HEADER: &[u8; 4] = b"MRI\x01";
@@ -30,10 +30,17 @@ pub enum FormatError {
     Corrupt(String),
 }
 
+/// Records are gathered into chunks of about this size before they are checksummed
+/// and written: one CRC update and one write per chunk rather than three tiny ones per
+/// record (the CRC's fast path needs long inputs; a 10-byte key takes the slow one).
+const WRITE_CHUNK: usize = 64 << 10;
+
 /// Writes records (already in key order) followed by the footer.
 pub struct Writer<W: Write> {
     out: W,
     crc: crc32fast::Hasher,
+    /// Records not yet checksummed and written.
+    pending: Vec<u8>,
     count: u64,
     bytes: u64,
 }
@@ -45,6 +52,7 @@ impl<W: Write> Writer<W> {
         Ok(Writer {
             out,
             crc: crc32fast::Hasher::new(),
+            pending: Vec::with_capacity(WRITE_CHUNK + 256),
             count: 0,
             bytes: HEADER.len() as u64,
         })
@@ -61,17 +69,22 @@ impl<W: Write> Writer<W> {
                 ))
             }
         };
-        let mut head = [0u8; 8];
-        head[..4].copy_from_slice(&klen.to_le_bytes());
-        head[4..].copy_from_slice(&vlen.to_le_bytes());
-        self.crc.update(&head);
-        self.crc.update(key);
-        self.crc.update(value);
-        self.out.write_all(&head)?;
-        self.out.write_all(key)?;
-        self.out.write_all(value)?;
+        self.pending.extend_from_slice(&klen.to_le_bytes());
+        self.pending.extend_from_slice(&vlen.to_le_bytes());
+        self.pending.extend_from_slice(key);
+        self.pending.extend_from_slice(value);
         self.count += 1;
         self.bytes += 8 + key.len() as u64 + value.len() as u64;
+        if self.pending.len() >= WRITE_CHUNK {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        self.crc.update(&self.pending);
+        self.out.write_all(&self.pending)?;
+        self.pending.clear();
         Ok(())
     }
 
@@ -82,6 +95,7 @@ impl<W: Write> Writer<W> {
 
     /// Writes the footer and returns the sink and the total file size.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
+        self.flush_pending()?;
         let mut footer = [0u8; FOOTER_LEN as usize];
         footer[..4].copy_from_slice(FOOTER_MAGIC);
         footer[4..12].copy_from_slice(&self.count.to_le_bytes());
@@ -93,8 +107,18 @@ impl<W: Write> Writer<W> {
 }
 
 /// Reads records in order and checks count and checksum once the last one is read.
+/// It reads the file in chunks into its own buffer and checksums each chunk as it
+/// arrives (one CRC update per chunk, not three tiny ones per record); a record is
+/// copied once, from the chunk into the caller's key and value.
 pub struct Reader<R: Read> {
     input: R,
+    buf: Vec<u8>,
+    /// Unparsed bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// Record bytes not yet read from the input.
+    unread: u64,
+    /// Record bytes not yet parsed.
     remaining: u64,
     expect_count: u64,
     expect_crc: u32,
@@ -102,23 +126,36 @@ pub struct Reader<R: Read> {
     count: u64,
 }
 
-impl Reader<BufReader<File>> {
+/// Whether `b` is UTF-8; ASCII (most keys and values) is checked inline, word by word.
+#[inline]
+fn is_utf8(b: &[u8]) -> bool {
+    b.is_ascii() || std::str::from_utf8(b).is_ok()
+}
+
+/// The default chunk of a reader.
+const READ_CHUNK: usize = 256 << 10;
+
+impl Reader<File> {
     /// Opens an intermediate file, reading its header and footer.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        Self::open_buffered(path, 256 << 10)
+        Self::open_buffered(path, READ_CHUNK)
     }
 
-    /// [`Reader::open`] with a read buffer of `capacity` bytes (a merge of many inputs
-    /// keeps one buffer per input open at once).
+    /// [`Reader::open`] with chunks of `capacity` bytes (a merge of many inputs keeps
+    /// one buffer per input at once).
     pub fn open_buffered(path: &Path, capacity: usize) -> Result<Self, FormatError> {
-        let file = File::open(path)?;
-        Reader::new(BufReader::with_capacity(capacity, file))
+        Reader::with_capacity(File::open(path)?, capacity)
     }
 }
 
 impl<R: Read + Seek> Reader<R> {
     /// Reads header and footer of a seekable input, leaving it at the first record.
-    pub fn new(mut input: R) -> Result<Self, FormatError> {
+    pub fn new(input: R) -> Result<Self, FormatError> {
+        Self::with_capacity(input, READ_CHUNK)
+    }
+
+    /// [`Reader::new`] with chunks of `capacity` bytes.
+    pub fn with_capacity(mut input: R, capacity: usize) -> Result<Self, FormatError> {
         let len = input.seek(SeekFrom::End(0))?;
         if len < HEADER.len() as u64 + FOOTER_LEN {
             return Err(FormatError::Corrupt(format!(
@@ -139,9 +176,16 @@ impl<R: Read + Seek> Reader<R> {
         if &header != HEADER {
             return Err(FormatError::Corrupt("bad header magic".into()));
         }
+        let records = len - HEADER.len() as u64 - FOOTER_LEN;
+        // No bigger than the records: a small file gets a small buffer.
+        let capacity = capacity.clamp(64, (records as usize).max(64));
         Ok(Reader {
             input,
-            remaining: len - HEADER.len() as u64 - FOOTER_LEN,
+            buf: vec![0; capacity],
+            pos: 0,
+            end: 0,
+            unread: records,
+            remaining: records,
             expect_count,
             expect_crc,
             crc: crc32fast::Hasher::new(),
@@ -151,6 +195,35 @@ impl<R: Read + Seek> Reader<R> {
 }
 
 impl<R: Read> Reader<R> {
+    /// Makes at least `n` unparsed bytes available in the buffer (`n` is within the
+    /// records left, so the file holds them unless it was cut short).
+    fn want(&mut self, n: usize) -> Result<(), FormatError> {
+        if self.end - self.pos >= n {
+            return Ok(());
+        }
+        // Move what is left to the front; grow for a record larger than the buffer.
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            let room = (self.buf.len() - self.end).min(self.unread as usize);
+            let got = self.input.read(&mut self.buf[self.end..self.end + room])?;
+            if got == 0 {
+                return Err(FormatError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ends before its footer says",
+                )));
+            }
+            self.crc.update(&self.buf[self.end..self.end + got]);
+            self.end += got;
+            self.unread -= got as u64;
+        }
+        Ok(())
+    }
+
     /// Reads the next record into `key` and `value`; `Ok(false)` at the (verified) end.
     pub fn next_into(
         &mut self,
@@ -173,40 +246,38 @@ impl<R: Read> Reader<R> {
             }
             return Ok(false);
         }
-        let mut head = [0u8; 8];
         if self.remaining < 8 {
             return Err(FormatError::Corrupt("record header cut short".into()));
         }
-        self.input.read_exact(&mut head)?;
+        self.want(8)?;
+        let head = &self.buf[self.pos..self.pos + 8];
         let klen = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as u64;
         let vlen = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as u64;
-        if 8 + klen + vlen > self.remaining {
+        let len = 8 + klen + vlen;
+        if len > self.remaining {
             return Err(FormatError::Corrupt(format!(
-                "record of {} bytes overruns the {} bytes left",
-                8 + klen + vlen,
+                "record of {len} bytes overruns the {} bytes left",
                 self.remaining
             )));
         }
-        read_exact_into(&mut self.input, key, klen as usize)?;
-        read_exact_into(&mut self.input, value, vlen as usize)?;
+        self.want(len as usize)?;
+        let k = self.pos + 8;
+        let v = k + klen as usize;
+        let rec_end = v + vlen as usize;
         // Apps are promised UTF-8 (the ABI contract): a damaged record must not reach
         // them before the checksum at the end of the file would have caught it.
-        if std::str::from_utf8(key).is_err() || std::str::from_utf8(value).is_err() {
+        if !is_utf8(&self.buf[k..v]) || !is_utf8(&self.buf[v..rec_end]) {
             return Err(FormatError::Corrupt("record is not UTF-8".into()));
         }
-        self.crc.update(&head);
-        self.crc.update(key);
-        self.crc.update(value);
-        self.remaining -= 8 + klen + vlen;
+        key.clear();
+        key.extend_from_slice(&self.buf[k..v]);
+        value.clear();
+        value.extend_from_slice(&self.buf[v..rec_end]);
+        self.pos = rec_end;
+        self.remaining -= len;
         self.count += 1;
         Ok(true)
     }
-}
-
-fn read_exact_into(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
-    buf.clear();
-    buf.resize(n, 0);
-    r.read_exact(buf)
 }
 
 /// Creates `path` and writes `records` to it as an intermediate file (used by tests and
@@ -254,8 +325,30 @@ pub enum MergeError<E> {
 
 struct Source<R: Read> {
     reader: Reader<R>,
+    /// `key`'s first 8 bytes as a number (see [`key_prefix`]): most comparisons of the
+    /// heap end on it, without a call to compare the bytes.
+    prefix: u64,
     key: Vec<u8>,
     value: Vec<u8>,
+}
+
+/// The first 8 bytes of `key`, big-endian, zero-padded: a smaller prefix means a smaller
+/// key; equal prefixes say nothing.
+#[inline]
+pub fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+impl<R: Read> Source<R> {
+    /// Reads the next record; false at the end.
+    fn advance(&mut self) -> Result<bool, FormatError> {
+        let live = self.reader.next_into(&mut self.key, &mut self.value)?;
+        self.prefix = key_prefix(&self.key);
+        Ok(live)
+    }
 }
 
 /// Merges sorted intermediate inputs and hands out one group per distinct key, in key
@@ -278,12 +371,12 @@ impl<R: Read> Merger<R> {
         for (index, reader) in readers.into_iter().enumerate() {
             let mut s = Source {
                 reader,
+                prefix: 0,
                 key: Vec::new(),
                 value: Vec::new(),
             };
             let live = s
-                .reader
-                .next_into(&mut s.key, &mut s.value)
+                .advance()
                 .map_err(|error| MergeError::Input { index, error })?;
             if live {
                 heap.push(index);
@@ -304,7 +397,7 @@ impl<R: Read> Merger<R> {
 
     fn less(&self, a: usize, b: usize) -> bool {
         let (sa, sb) = (&self.sources[a], &self.sources[b]);
-        (sa.key.as_slice(), a) < (sb.key.as_slice(), b)
+        (sa.prefix, sa.key.as_slice(), a) < (sb.prefix, sb.key.as_slice(), b)
     }
 
     fn sift_down(&mut self, mut i: usize) {
@@ -334,21 +427,29 @@ impl<R: Read> Merger<R> {
         let mut group_key = Vec::new();
         let mut arena: Vec<u8> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
+        // The slices handed to `f`, their allocation kept from group to group (a sort
+        // has as many groups as records).
+        let mut spare: Vec<&'static [u8]> = Vec::new();
         while let Some(&top) = self.heap.first() {
             group_key.clear();
             group_key.extend_from_slice(&self.sources[top].key);
+            let group_prefix = self.sources[top].prefix;
             arena.clear();
             ends.clear();
+            let mut first = true;
             while let Some(&top) = self.heap.first() {
-                if self.sources[top].key != group_key {
+                let s = &self.sources[top];
+                // The first record is the group's key; the others compare bytes only when
+                // their prefix is the same.
+                if !first && (s.prefix != group_prefix || s.key != group_key) {
                     break;
                 }
+                first = false;
                 let s = &mut self.sources[top];
                 arena.extend_from_slice(&s.value);
                 ends.push(arena.len());
                 let live = s
-                    .reader
-                    .next_into(&mut s.key, &mut s.value)
+                    .advance()
                     .map_err(|error| MergeError::Input { index: top, error })?;
                 if live {
                     self.records_read += 1;
@@ -357,19 +458,26 @@ impl<R: Read> Merger<R> {
                 }
                 self.sift_down(0);
             }
+            let mut values = recycle(std::mem::take(&mut spare));
             let mut start = 0;
-            let values: Vec<&[u8]> = ends
-                .iter()
-                .map(|&end| {
-                    let v = &arena[start..end];
-                    start = end;
-                    v
-                })
-                .collect();
-            f(&group_key, &values).map_err(MergeError::Consumer)?;
+            for &end in &ends {
+                values.push(&arena[start..end]);
+                start = end;
+            }
+            let done = f(&group_key, &values).map_err(MergeError::Consumer);
+            spare = recycle(values);
+            done?;
         }
         Ok(self.records_read)
     }
+}
+
+/// An empty vector of another lifetime in `v`'s allocation: a collect from an empty
+/// iterator of same-sized items reuses it, so borrowed slices can be gathered group by
+/// group without an allocation each.
+fn recycle<'a, 'b>(mut v: Vec<&'a [u8]>) -> Vec<&'b [u8]> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
 }
 
 #[cfg(test)]

@@ -102,6 +102,49 @@ impl std::fmt::Display for PartitionMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SplitPoints(Arc<Vec<Vec<u8>>>);
 
+/// Split points ready for one lookup per record: each point's first 8 bytes as a number
+/// beside it, so that the binary search compares numbers and only ties compare bytes.
+#[derive(Debug, Clone)]
+pub struct RangeLookup {
+    prefixes: Vec<u64>,
+    points: SplitPoints,
+}
+
+impl RangeLookup {
+    /// The lookup of `points`.
+    pub fn new(points: &SplitPoints) -> RangeLookup {
+        RangeLookup {
+            prefixes: points
+                .points()
+                .iter()
+                .map(|p| crate::intermediate::key_prefix(p))
+                .collect(),
+            points: points.clone(),
+        }
+    }
+
+    /// The partition of `key`, as [`SplitPoints::partition`] gives it.
+    #[inline]
+    pub fn partition(&self, key: &[u8]) -> u32 {
+        let kp = crate::intermediate::key_prefix(key);
+        let points = self.points.points();
+        let mut lo = 0;
+        let mut hi = points.len();
+        // The number of points at or below `key`.
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let p = self.prefixes[mid];
+            let below = p < kp || (p == kp && points[mid].as_slice() <= key);
+            if below {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo as u32
+    }
+}
+
 impl SplitPoints {
     /// Points that must be strictly increasing (checked: a decreasing pair would send
     /// keys to the wrong partition without anyone noticing).
@@ -144,7 +187,7 @@ pub enum Partitioner {
     /// `ihash(key) % R`.
     Hash(Modulo),
     /// By split points.
-    Range(SplitPoints),
+    Range(RangeLookup),
 }
 
 impl Partitioner {
@@ -152,7 +195,7 @@ impl Partitioner {
     pub fn new(partitioning: &Partitioning, n_reduce: u32) -> Partitioner {
         match partitioning {
             Partitioning::Hash => Partitioner::Hash(Modulo::new(n_reduce)),
-            Partitioning::Range(points) => Partitioner::Range(points.clone()),
+            Partitioning::Range(points) => Partitioner::Range(RangeLookup::new(points)),
         }
     }
 
@@ -162,7 +205,7 @@ impl Partitioner {
     pub fn of(&self, key: &[u8], h: u32) -> u32 {
         match self {
             Partitioner::Hash(m) => m.of(h),
-            Partitioner::Range(points) => points.partition(key),
+            Partitioner::Range(lookup) => lookup.partition(key),
         }
     }
 }
@@ -435,6 +478,42 @@ mod range_tests {
         assert_eq!(p.partition(b"zebra"), 2);
         assert!(SplitPoints::new(vec![b"p".to_vec(), b"g".to_vec()]).is_err());
         assert!(SplitPoints::new(vec![b"g".to_vec(), b"g".to_vec()]).is_err());
+    }
+
+    #[test]
+    fn the_prefix_lookup_agrees_with_the_points() {
+        let points = SplitPoints::new(vec![
+            b"a".to_vec(),
+            b"a\x00".to_vec(),
+            b"abcdefgh".to_vec(),
+            b"abcdefgh\x00".to_vec(),
+            b"abcdefghi".to_vec(),
+            b"b".to_vec(),
+        ])
+        .unwrap();
+        let lookup = RangeLookup::new(&points);
+        let keys: [&[u8]; 12] = [
+            b"",
+            b"\x00",
+            b"a",
+            b"a\x00",
+            b"a\x01",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefgh\x00",
+            b"abcdefgh\x01",
+            b"abcdefghi",
+            b"abcdefghz",
+            b"zz",
+        ];
+        for k in keys {
+            assert_eq!(lookup.partition(k), points.partition(k), "{k:?}");
+        }
+        let mut s = 1;
+        for _ in 0..10_000 {
+            let k = random_key(&mut s);
+            assert_eq!(lookup.partition(&k), points.partition(&k));
+        }
     }
 
     #[test]

@@ -227,7 +227,14 @@ fn call_reduce(
     values: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<(), AppError> {
-    let raw: Vec<MrBytes> = values.iter().map(|v| MrBytes::from_slice(v)).collect();
+    thread_local! {
+        // The slices handed to the app, their allocation kept from call to call (a sort
+        // calls reduce once per record).
+        static RAW: std::cell::Cell<Vec<MrBytes>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut raw = RAW.take();
+    raw.clear();
+    raw.extend(values.iter().map(|v| MrBytes::from_slice(v)));
     let mut err = String::new();
     // SAFETY: arguments follow the ABI; the borrowed data outlives the call.
     let rc = unsafe {
@@ -239,5 +246,8 @@ fn call_reduce(
             string_sink(&mut err),
         )
     };
+    // No pointer into `values` is kept past the call.
+    raw.clear();
+    RAW.set(raw);
     result(rc, err)
 }

@@ -7,9 +7,23 @@ use std::io::{self, Write};
 
 #[derive(Clone, Copy)]
 struct Rec {
+    /// The key's first 8 bytes, big-endian, zero-padded: comparing these orders most
+    /// pairs of keys without touching the arena (a cache miss per comparison, which
+    /// dominated sorting a partition of short keys). Equal prefixes compare the keys.
+    prefix: u64,
     off: usize,
     klen: u32,
     vlen: u32,
+}
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded: for two keys, a
+/// smaller prefix means a smaller key (bytewise, a shorter key first).
+#[inline]
+fn prefix_of(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
 }
 
 #[derive(Default)]
@@ -26,6 +40,27 @@ impl Part {
         let start = r.off + r.klen as usize;
         &self.data[start..start + r.vlen as usize]
     }
+}
+
+/// How many records ahead of the one written [`SortBuffer::drain_groups`] prefetches.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Hints the CPU to load the cache line of `data[off]` (a no-op where there is no such
+/// hint): gathering records in sorted order is otherwise a cache miss per record.
+#[inline]
+fn prefetch(data: &[u8], off: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = data.get(off) {
+        // SAFETY: a prefetch never faults and reads nothing; the pointer is in bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                b as *const u8 as *const i8,
+                std::arch::x86_64::_MM_HINT_T0,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, off);
 }
 
 /// A combiner: `(key, values, out)` appends the combined value to `out`.
@@ -67,6 +102,7 @@ impl SortBuffer {
         };
         let part = &mut self.parts[p as usize];
         part.recs.push(Rec {
+            prefix: prefix_of(key),
             off: part.data.len(),
             klen,
             vlen,
@@ -97,13 +133,27 @@ impl SortBuffer {
         let mut part = std::mem::take(&mut self.parts[p as usize]);
         self.bytes -= part.data.len() + part.recs.len() * std::mem::size_of::<Rec>();
         let mut order = std::mem::take(&mut part.recs);
-        order.sort_unstable_by(|a, b| part.key(a).cmp(part.key(b)).then(a.off.cmp(&b.off)));
+        order.sort_unstable_by(|a, b| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| part.key(a).cmp(part.key(b)))
+                .then(a.off.cmp(&b.off))
+        });
         let mut values: Vec<&[u8]> = Vec::new();
         let mut i = 0;
         while i < order.len() {
-            let key = part.key(&order[i]);
+            // Records leave in key order, so from all over the arena: ask for the one a
+            // few places ahead now, so it is in cache when its turn comes.
+            if let Some(ahead) = order.get(i + PREFETCH_AHEAD) {
+                prefetch(&part.data, ahead.off);
+            }
+            let first = order[i];
+            let key = part.key(&first);
             values.clear();
-            while i < order.len() && part.key(&order[i]) == key {
+            values.push(part.value(&first));
+            i += 1;
+            // The same key only if the prefix is the same (no look into the arena else).
+            while i < order.len() && order[i].prefix == first.prefix && part.key(&order[i]) == key {
                 values.push(part.value(&order[i]));
                 i += 1;
             }
@@ -185,6 +235,40 @@ mod tests {
         b.write_partition::<_, ()>(1, None, &mut w).unwrap();
         assert!(b.is_empty());
         assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn keys_sharing_a_prefix_or_padded_with_zero_bytes_sort_bytewise() {
+        let keys: Vec<&[u8]> = vec![
+            b"abcdefghi",
+            b"a\x00",
+            b"",
+            b"abcdefgh\x00",
+            b"a",
+            b"abcdefgh",
+            b"a\x01",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\x00",
+            b"abcdefgh",
+            b"\xff",
+        ];
+        let mut b = SortBuffer::new(1);
+        for (i, k) in keys.iter().enumerate() {
+            b.push(0, k, i.to_string().as_bytes()).unwrap();
+        }
+        let mut got = Vec::new();
+        b.drain_groups::<()>(0, |k, vs| {
+            got.push((k.to_vec(), vs.len()));
+            Ok(())
+        })
+        .unwrap();
+        let mut want: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(got.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), want);
+        assert_eq!(
+            got.iter().find(|(k, _)| k == b"abcdefgh").map(|g| g.1),
+            Some(2)
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Exported symbols (all `extern "C"`):
 //! - `mr_abi_version() -> u32`: must return [`MR_ABI_VERSION`].
 //! - `mr_map(filename, contents, emit, err) -> i32`: calls `emit` once per pair.
-//! - `mr_reduce(key, values, n_values, out, err) -> i32`: calls `out` once with the result.
+//! - `mr_reduce(key, values, n_values, out, err) -> i32`: calls `out` with the result, in
+//!   one piece or several (the host appends them).
 //! - `mr_combine(...)` (optional): same signature as `mr_reduce`.
 //! - `mr_raw_output() -> u32` (optional): non-zero if reduce's result is written to the
 //!   output as is (the app writes whole lines, newlines included), rather than as

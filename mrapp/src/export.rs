@@ -52,6 +52,42 @@ impl<F: Fn(&str, &str, &mut Emitter)> MapFn<UsesEmitter> for F {
     }
 }
 
+/// Hands a reduce result to the framework in pieces, as they are made, without building
+/// a `String` (the sort app writes each record back as key, value, newline).
+pub struct Output {
+    out: MrSink,
+}
+
+impl Output {
+    /// Appends `s` to the result.
+    pub fn write(&mut self, s: &str) {
+        send(self.out, s.as_bytes());
+    }
+}
+
+/// The two shapes a reduce (or combine) function may have; `M` lets both coexist.
+pub trait ReduceFn<M> {
+    /// Runs reduce for one key, sending the result to `out`.
+    fn run(&self, key: &str, values: &[&str], out: &mut Output);
+}
+
+/// Marker: `fn(&str, &[&str]) -> String`.
+pub struct ReturnsString;
+/// Marker: `fn(&str, &[&str], &mut Output)`.
+pub struct UsesOutput;
+
+impl<F: Fn(&str, &[&str]) -> String> ReduceFn<ReturnsString> for F {
+    fn run(&self, key: &str, values: &[&str], out: &mut Output) {
+        out.write(&self(key, values));
+    }
+}
+
+impl<F: Fn(&str, &[&str], &mut Output)> ReduceFn<UsesOutput> for F {
+    fn run(&self, key: &str, values: &[&str], out: &mut Output) {
+        self(key, values, out)
+    }
+}
+
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -110,12 +146,19 @@ pub fn map_entry<M>(
     })
 }
 
+/// An empty vector of another lifetime in `v`'s allocation (a collect from an empty
+/// iterator of same-sized items reuses it): no borrow outlives a call.
+fn recycle<'a, 'b>(mut v: Vec<&'a str>) -> Vec<&'b str> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b str { "" }).collect()
+}
+
 /// The body of `mr_reduce` and `mr_combine`.
 ///
 /// # Safety
 /// `values` must point to `n_values` valid [`MrBytes`].
-pub unsafe fn reduce_entry(
-    reduce: fn(&str, &[&str]) -> String,
+pub unsafe fn reduce_entry<M>(
+    reduce: &impl ReduceFn<M>,
     key: MrBytes,
     values: *const MrBytes,
     n_values: usize,
@@ -130,8 +173,15 @@ pub unsafe fn reduce_entry(
             // SAFETY: the caller guarantees `values` holds `n_values` entries.
             unsafe { std::slice::from_raw_parts(values, n_values) }
         };
-        let values: Vec<&str> = raw.iter().map(|v| utf8("value", *v)).collect();
-        let result = reduce(key, &values);
-        send(out, result.as_bytes());
+        thread_local! {
+            // The values' slices, their allocation kept from call to call (a sort calls
+            // reduce once per record).
+            static VALUES: std::cell::Cell<Vec<&'static str>> =
+                const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut values = recycle(VALUES.take());
+        values.extend(raw.iter().map(|v| utf8("value", *v)));
+        reduce.run(key, &values, &mut Output { out });
+        VALUES.set(recycle(values));
     })
 }

@@ -31,7 +31,7 @@ pub mod abi;
 #[doc(hidden)]
 pub mod export;
 
-pub use export::{Emitter, MapFn};
+pub use export::{Emitter, MapFn, Output, ReduceFn};
 
 /// One intermediate key/value pair produced by `map`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,7 +55,8 @@ impl KeyValue {
 /// Exports an app's functions under the C ABI of [`abi`].
 ///
 /// `map` is `fn(&str, &str) -> Vec<KeyValue>` or `fn(&str, &str, &mut Emitter)`;
-/// `reduce` and the optional `combine` are `fn(&str, &[&str]) -> String`.
+/// `reduce` and the optional `combine` are `fn(&str, &[&str]) -> String` or
+/// `fn(&str, &[&str], &mut Output)` (the result written in pieces, no `String` built).
 /// A combiner runs on each map task's output per key before it is written, so it must
 /// produce a value that `reduce` accepts as one of its inputs (e.g. a partial count).
 ///
@@ -91,7 +92,7 @@ macro_rules! export_app {
             out: $crate::abi::MrSink,
             err: $crate::abi::MrSink,
         ) -> i32 {
-            $crate::export::reduce_entry($combine, key, values, n_values, out, err)
+            $crate::export::reduce_entry(&$combine, key, values, n_values, out, err)
         }
     };
     (@common $map:path, $reduce:path) => {
@@ -127,7 +128,7 @@ macro_rules! export_app {
             out: $crate::abi::MrSink,
             err: $crate::abi::MrSink,
         ) -> i32 {
-            $crate::export::reduce_entry($reduce, key, values, n_values, out, err)
+            $crate::export::reduce_entry(&$reduce, key, values, n_values, out, err)
         }
     };
 }

@@ -69,6 +69,8 @@ fn main() -> ExitCode {
     // Reduces merge many files and data servers serve many peers: use what the
     // administrator allows, not the soft default. Failing to raise it is not fatal.
     let _ = mr::limits::raise_open_files();
+    // Tasks free big buffers that the next task needs again.
+    mr::limits::keep_freed_memory(256 << 20);
     // Check everything a user can get wrong before starting anything.
     let app = match App::load(&args.app) {
         Ok(app) => Arc::new(app),

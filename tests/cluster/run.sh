@@ -50,14 +50,14 @@ TCPDUMP_READY='listening on'             # tcpdump's stderr once it captures
 
 SELF_CHECK=${MR_CLUSTER_SELF_CHECK:-0}
 KEEP=${MR_CLUSTER_KEEP:-0}
-ALL_SCENARIOS=(wc indexer lost-map wrong-token plaintext)
+ALL_SCENARIOS=(wc indexer lost-map wrong-token plaintext sort)
 SCENARIOS=()
 for arg in "$@"; do
   case "$arg" in
     --self-check) SELF_CHECK=1 ;;
     --keep) KEEP=1 ;;
     -h | --help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    wc | indexer | lost-map | wrong-token | plaintext) SCENARIOS+=("$arg") ;;
+    wc | indexer | lost-map | wrong-token | plaintext | sort) SCENARIOS+=("$arg") ;;
     *) echo "run.sh: unknown argument '$arg' (scenarios: ${ALL_SCENARIOS[*]}; --self-check, --keep)" >&2; exit 2 ;;
   esac
 done
@@ -364,7 +364,7 @@ fi
 # binaries and reference outputs
 
 BIN=${MR_TARGET:-$ROOT/target/release}
-NEEDED=(coordinator worker mrsequential libwc.so libindexer.so)
+NEEDED=(coordinator worker mrsequential libwc.so libindexer.so libsort.so gensort valsort)
 missing() { local b; for b in "${NEEDED[@]}"; do [ -e "$BIN/$b" ] || return 0; done; return 1; }
 if missing; then
   [ -z "${MR_TARGET:-}" ] || die "MR_TARGET=$MR_TARGET lacks one of: ${NEEDED[*]}"
@@ -422,10 +422,16 @@ start() {
 
 # Flags every process of the scenario gets (the plaintext scenario's --insecure-plaintext).
 MODE=()
+# The job's inputs (relative to coord/) and extra coordinator flags: the books by
+# default; the sort scenario's records and --partition range. COORD_EXTRA: what else
+# the scenario keeps in coord/.
+JOB_INPUTS=("${INPUTS[@]}")
+JOB_FLAGS=()
+COORD_EXTRA=""
 
 start_coordinator() {
   start coord coord "$JOB_TIMEOUT" "$BIN/coordinator" --addr "$COORD_ADDR" "${MODE[@]}" \
-    --token-file "$TMP/coord/token" --output out --no-journal --reduce 10 "${INPUTS[@]}"
+    --token-file "$TMP/coord/token" --output out --no-journal --reduce 10 "${JOB_FLAGS[@]}" "${JOB_INPUTS[@]}"
   COORD_PID=$LAST_PID
   COORD_LOG=$LOGS/$SCEN-coord.log
   local i
@@ -565,7 +571,8 @@ check_after_job() {
   found=$(cd "$TMP" && find w1 w2 w3 w4 \( -name 'mr-*-*' -o -name 'mr-shuffle-*' \) -print | head -n 20) || true
   [ -z "$found" ] || fail "intermediate files left on the worker hosts: $(echo "$found" | tr '\n' ' ')"
   got=$(entries "$TMP/coord")
-  [ "$got" = "in out token " ] || fail "coord/ holds [$got], not [in out token]"
+  want="in out ${COORD_EXTRA}token "
+  [ "$got" = "$want" ] || fail "coord/ holds [$got], not [$want]"
   want=$(for i in $(seq 0 9); do echo "mr-out-$i"; done | LC_ALL=C sort | tr '\n' ' ')
   got=$(entries "$TMP/coord/out")
   [ "$got" = "$want" ] || fail "coord/out holds [$got], not exactly mr-out-0..9"
@@ -598,6 +605,9 @@ run_scenario() {
   SCEN_LOGS=()
   echo "*** Starting $SCEN test."
   MODE=()
+  JOB_INPUTS=("${INPUTS[@]}")
+  JOB_FLAGS=()
+  COORD_EXTRA=""
   fresh_dirs
   "scenario_${SCEN//-/_}" || SCEN_FAIL=1
   check_no_processes || SCEN_FAIL=1
@@ -720,6 +730,36 @@ scenario_wrong_token() {
     fail "the coordinator log has no '$LOG_AUTH_FAILED' line with peer=${IP[w4]}:PORT"
   finish_job "w1=$p1" "w2=$p2" "w3=$p3"
   check_output wc
+}
+
+# A total-order sort of gensort records over the network: range partitioning (sample
+# tasks first, split points in every map assignment), splits streamed from the
+# coordinator, map output shuffled between the workers over TLS, the outputs sent back;
+# valsort checks order across mr-out-0..9, the count and the checksum of every record.
+scenario_sort() {
+  local i p1 p2 p3 out=()
+  mkdir -p "$TMP/coord/sortin"
+  JOB_INPUTS=()
+  for i in 0 1 2 3; do
+    "$BIN/gensort" -a -b $((i * 25000)) --skew 25000 "$TMP/coord/sortin/part-$i.dat" ||
+      { fail "gensort failed"; return 1; }
+    JOB_INPUTS+=("sortin/part-$i.dat")
+  done
+  JOB_FLAGS=(--partition range --split-size 1MiB)
+  COORD_EXTRA="sortin "
+  start_coordinator || return 1
+  start_worker w1 w1 sort; p1=$LAST_PID
+  start_worker w2 w2 sort; p2=$LAST_PID
+  start_worker w3 w3 sort; p3=$LAST_PID
+  finish_job "w1=$p1" "w2=$p2" "w3=$p3"
+  for i in $(seq 0 9); do out+=("$TMP/coord/out/mr-out-$i"); done
+  local inputs=()
+  for i in "${JOB_INPUTS[@]}"; do inputs+=(--input "$TMP/coord/$i"); done
+  if "$BIN/valsort" "${inputs[@]}" "${out[@]}" >"$LOGS/sort-valsort.log" 2>&1; then
+    echo "    valsort: $(tr '\n' ' ' <"$LOGS/sort-valsort.log" | cut -c1-160)"
+  else
+    fail "valsort: $(cat "$LOGS/sort-valsort.log")"
+  fi
 }
 
 for s in "${SCENARIOS[@]}"; do

@@ -367,7 +367,7 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn open(&self, buffer: usize) -> Result<Reader<io::BufReader<std::fs::File>>, TaskFailure> {
+    fn open(&self, buffer: usize) -> Result<Reader<std::fs::File>, TaskFailure> {
         match self {
             Source::Input(input) => {
                 Reader::open_buffered(local_path(input)?, buffer).map_err(|e| input_err(input, e))
@@ -400,9 +400,7 @@ fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
 }
 
 /// Opens every source of one merge, sharing the read-buffer budget.
-fn open_merger(
-    sources: &[Source<'_>],
-) -> Result<Merger<io::BufReader<std::fs::File>>, TaskFailure> {
+fn open_merger(sources: &[Source<'_>]) -> Result<Merger<std::fs::File>, TaskFailure> {
     // Read buffers share a fixed budget, so memory does not grow with the fan-in.
     let buffer = (MERGE_BUFFERS / sources.len().max(1)).clamp(8 << 10, 256 << 10);
     let readers = sources

@@ -74,6 +74,8 @@ fn main() -> ExitCode {
     // Reduces merge many files and data servers serve many peers: use what the
     // administrator allows, not the soft default. Failing to raise it is not fatal.
     let _ = mr::limits::raise_open_files();
+    // Tasks free big buffers that the next task needs again.
+    mr::limits::keep_freed_memory(256 << 20);
     // Load and check the app before anything else, so a bad plugin fails at once.
     let app = match App::load(&args.app) {
         Ok(app) => Arc::new(app),

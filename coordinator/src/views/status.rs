@@ -44,7 +44,7 @@ impl Counts {
     /// The counts of `job` at `now`.
     pub fn of(job: &Job, now: Instant) -> Counts {
         let (maps, reduces) = (job.tasks.maps(), job.tasks.reduces());
-        let all = || maps.iter().chain(reduces);
+        let all = || job.tasks.samples().iter().chain(maps).chain(reduces);
         let bytes_read = maps
             .iter()
             .filter(|t| is_done(t))
@@ -143,7 +143,7 @@ pub struct Status {
     pub failure: Option<String>,
     /// The headline numbers.
     pub counts: Counts,
-    /// Every task, maps first.
+    /// Every task: samples (range partitioning) first, then maps, then reduces.
     pub tasks: Vec<TaskStatus>,
     /// Every worker that registered, by id.
     pub workers: Vec<WorkerStatus>,
@@ -152,7 +152,8 @@ pub struct Status {
 impl Status {
     /// The status of `job` at `now`.
     pub fn of(job: &Job, now: Instant) -> Status {
-        let all = job.tasks.maps().iter().chain(job.tasks.reduces());
+        let tables = [job.tasks.samples(), job.tasks.maps(), job.tasks.reduces()];
+        let all = tables.into_iter().flatten();
         let mut current: HashMap<WorkerId, String> = HashMap::new();
         let tasks = all
             .map(|t| {
