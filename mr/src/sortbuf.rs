@@ -92,6 +92,21 @@ impl SortBuffer {
         }
     }
 
+    /// An empty buffer for `n` partitions with room for about `bytes` bytes of records
+    /// spread evenly over them (a guess: a partition that outgrows it grows as usual).
+    pub fn with_capacity(n: u32, bytes: usize) -> Self {
+        let per = bytes / n.max(1) as usize;
+        SortBuffer {
+            parts: (0..n)
+                .map(|_| Part {
+                    data: Vec::with_capacity(per + per / 8),
+                    recs: Vec::new(),
+                })
+                .collect(),
+            bytes: 0,
+        }
+    }
+
     /// Adds one record to partition `p`. Keys and values over 4 GiB are refused.
     pub fn push(&mut self, p: u32, key: &[u8], value: &[u8]) -> io::Result<()> {
         let (Ok(klen), Ok(vlen)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
