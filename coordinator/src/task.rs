@@ -411,7 +411,14 @@ impl TaskTable {
         self.samples.clear();
         self.sample_pieces.clear();
         self.index.idle[2].clear();
-        if mode == PartitionMode::Range && !self.maps.is_empty() {
+        if mode == PartitionMode::Range && self.maps.is_empty() {
+            // Nothing to sample, nothing to partition: the reduces write empty outputs.
+            self.chosen = Some(Chosen {
+                points: SplitPoints::default(),
+                heavy: Vec::new(),
+                sampled: 0,
+            });
+        } else if mode == PartitionMode::Range {
             self.sample_pieces = sample_pieces(&self.splits, self.n_reduce());
             self.samples = (0..self.sample_pieces.len() as u32)
                 .map(|i| Task::new(TaskId::sample(i)))
@@ -1155,6 +1162,15 @@ mod tests {
             .unwrap();
         assert!(t.is_done());
         assert_eq!(t.assign(W1, now), None);
+    }
+
+    #[test]
+    fn a_range_job_without_maps_goes_straight_to_its_reduces() {
+        let mut t = TaskTable::new(Vec::new(), 2, "out".into(), TIMEOUT, 4)
+            .with_partitioning(mr::partition::PartitionMode::Range);
+        assert!(t.samples().is_empty());
+        let a = t.assign(W1, Instant::now()).unwrap();
+        assert_eq!(a.task, TaskId::reduce(0));
     }
 
     #[test]

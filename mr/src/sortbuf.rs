@@ -16,16 +16,6 @@ struct Rec {
     vlen: u32,
 }
 
-/// The first 8 bytes of `key` as a big-endian number, zero-padded: for two keys, a
-/// smaller prefix means a smaller key (bytewise, a shorter key first).
-#[inline]
-fn prefix_of(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
-}
-
 #[derive(Default)]
 struct Part {
     data: Vec<u8>,
@@ -117,7 +107,7 @@ impl SortBuffer {
         };
         let part = &mut self.parts[p as usize];
         part.recs.push(Rec {
-            prefix: prefix_of(key),
+            prefix: crate::intermediate::key_prefix(key),
             off: part.data.len(),
             klen,
             vlen,

@@ -453,17 +453,10 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
         } => {
             let mut pieces = Vec::with_capacity(wanted.len());
             for split in wanted {
-                let stream = *source == SplitSource::Coordinator
-                    || (ctx.own.is_some() && std::fs::File::open(&split.path).is_err());
-                let bytes = if stream {
-                    match stage::fetch_split(&coordinator, guard, split).await {
-                        Ok(b) => Some(b),
-                        Err(f) => return Some(Err(f)),
-                    }
-                } else {
-                    None
-                };
-                pieces.push((split.clone(), bytes));
+                match streamed(ctx, a, split, *source).await {
+                    Ok(bytes) => pieces.push((split.clone(), bytes)),
+                    Err(f) => return Some(Err(f)),
+                }
             }
             Work::Sample {
                 pieces,
@@ -476,21 +469,9 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
             n_reduce,
             partitioning,
         } => {
-            // A worker on another machine that cannot open the path (the "shared"
-            // inputs are not shared with it after all) streams the split instead.
-            let unreadable = ctx.own.is_some()
-                && *source == SplitSource::Path
-                && std::fs::File::open(&split.path).is_err();
-            if unreadable {
-                info!(task = %a.task, input = %split.path.display(), "cannot read the input here; streaming it from the coordinator");
-            }
-            let bytes = if *source == SplitSource::Coordinator || unreadable {
-                match stage::fetch_split(&coordinator, guard, split).await {
-                    Ok(b) => Some(b),
-                    Err(f) => return Some(Err(f)),
-                }
-            } else {
-                None
+            let bytes = match streamed(ctx, a, split, *source).await {
+                Ok(b) => b,
+                Err(f) => return Some(Err(f)),
             };
             Work::Map {
                 split: split.clone(),
@@ -606,6 +587,39 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
     }
 }
 
+/// The lines of `split` if they must come from the coordinator (None: read the path
+/// here). A worker on another machine that cannot open the path (the "shared" inputs
+/// are not shared with it after all) streams the split instead.
+async fn streamed(
+    ctx: &Arc<Ctx>,
+    a: &Assignment,
+    split: &mr::task::Split,
+    source: SplitSource,
+) -> Result<Option<Vec<u8>>, TaskFailure> {
+    let unreadable = ctx.own.is_some()
+        && source == SplitSource::Path
+        && std::fs::File::open(&split.path).is_err();
+    if unreadable {
+        info!(task = %a.task, input = %split.path.display(), "cannot read the input here; streaming it from the coordinator");
+    }
+    if source == SplitSource::Coordinator || unreadable {
+        let coordinator = ctx.config.coordinator.to_string();
+        stage::fetch_split(&coordinator, &ctx.guard, split)
+            .await
+            .map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The lines of `split`: as streamed, or read from its path here.
+fn lines(split: &mr::task::Split, streamed: Option<Vec<u8>>) -> Result<Vec<u8>, TaskFailure> {
+    match streamed {
+        Some(b) => Ok(b),
+        None => exec::read_split(split),
+    }
+}
+
 /// A task with its inputs on this machine, ready to compute.
 enum Work {
     Sample {
@@ -636,10 +650,7 @@ impl Work {
             Work::Sample { pieces, max_keys } => {
                 let mut read = Vec::with_capacity(pieces.len());
                 for (split, bytes) in pieces {
-                    let bytes = match bytes {
-                        Some(b) => b,
-                        None => exec::read_split(&split)?,
-                    };
+                    let bytes = lines(&split, bytes)?;
                     read.push((split.path.to_string_lossy().into_owned(), bytes));
                 }
                 exec::run_sample(app, a.task.index, read, max_keys)
@@ -651,10 +662,7 @@ impl Work {
                 partitioning,
                 dir,
             } => {
-                let bytes = match bytes {
-                    Some(b) => b,
-                    None => exec::read_split(&split)?,
-                };
+                let bytes = lines(&split, bytes)?;
                 let filename = split.path.to_string_lossy();
                 exec::run_map(
                     app,
