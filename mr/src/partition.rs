@@ -199,8 +199,17 @@ impl Partitioner {
         }
     }
 
-    /// The partition of `key`, whose `ihash` is `h` (the map side computes it anyway,
-    /// for its combining table).
+    /// The partition of `key`; its `ihash` is computed only if partitioning by hash.
+    #[inline]
+    pub fn of_key(&self, key: &[u8]) -> u32 {
+        match self {
+            Partitioner::Hash(m) => m.of(ihash(key)),
+            Partitioner::Range(lookup) => lookup.partition(key),
+        }
+    }
+
+    /// The partition of `key`, whose `ihash` is `h` (a combining map side computes it
+    /// anyway, for its table).
     #[inline]
     pub fn of(&self, key: &[u8], h: u32) -> u32 {
         match self {
@@ -513,6 +522,21 @@ mod range_tests {
         for _ in 0..10_000 {
             let k = random_key(&mut s);
             assert_eq!(lookup.partition(&k), points.partition(&k));
+        }
+    }
+
+    #[test]
+    fn of_key_partitions_as_of_with_the_hash() {
+        let points = SplitPoints::new(vec![b"g".to_vec(), b"p".to_vec()]).unwrap();
+        let mut s = 9;
+        for part in [
+            Partitioner::new(&Partitioning::Hash, 7),
+            Partitioner::new(&Partitioning::Range(points), 3),
+        ] {
+            for _ in 0..1_000 {
+                let k = random_key(&mut s);
+                assert_eq!(part.of_key(&k), part.of(&k, ihash(&k)));
+            }
         }
     }
 

@@ -90,13 +90,18 @@ impl Buffer {
         k: &[u8],
         v: &[u8],
     ) -> Result<(), Box<TaskFailure>> {
-        let h = ihash(k);
-        let p = parts.of(k, h);
         match self {
-            Buffer::Sort(b) => b.push(p, k, v).map_err(|e| Box::new(output_err(e))),
-            Buffer::Combine(b) => b
-                .push_hashed(p, h, k, v, &mut |k, vs, out| app.combine(k, vs, out))
-                .map_err(|e| Box::new(app_err(e))),
+            Buffer::Sort(b) => b
+                .push(parts.of_key(k), k, v)
+                .map_err(|e| Box::new(output_err(e))),
+            Buffer::Combine(b) => {
+                // The combining table hashes by ihash too: compute it once for both.
+                let h = ihash(k);
+                b.push_hashed(parts.of(k, h), h, k, v, &mut |k, vs, out| {
+                    app.combine(k, vs, out)
+                })
+                .map_err(|e| Box::new(app_err(e)))
+            }
         }
     }
 
