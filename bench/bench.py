@@ -74,9 +74,9 @@ def run_job(coordinator, workers, cwd, what):
     return {"wall_s": wall, "cpu_s": ccpu + sum(r[1] for r in results), "rss_mib": rss}
 
 
-def run_cluster(app, inputs, cwd, workers=2, reduce=10):
-    """Coordinator and workers on a Unix socket, sharing cwd."""
-    return run_job([f"{BIN}/coordinator", "--reduce", str(reduce), *inputs],
+def run_cluster(app, inputs, cwd, workers=2, reduce=10, extra=()):
+    """Coordinator (with `extra` flags) and workers on a Unix socket, sharing cwd."""
+    return run_job([f"{BIN}/coordinator", "--reduce", str(reduce), *extra, *inputs],
                    [[f"{BIN}/worker", app] for _ in range(workers)], cwd, "cluster")
 
 
@@ -87,16 +87,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_tcp_cluster(app, inputs, cwd, tls, workers=2, reduce=10):
+def run_tcp_cluster(app, inputs, cwd, tls, workers=2, reduce=10, extra=()):
     """A TCP job on 127.0.0.1 with nothing shared: inputs streamed, map output fetched
-    from the workers' data servers, reduce output uploaded."""
+    from the workers' data servers, reduce output uploaded into cwd/out. `extra`: more
+    coordinator flags."""
     token = os.path.join(cwd, "token")
     with open(token, "w") as fh:
         fh.write("bench-token\n")
     addr = f"127.0.0.1:{free_port()}"
     mode = [] if tls else ["--insecure-plaintext"]
     coordinator = [f"{BIN}/coordinator", "--reduce", str(reduce), "--listen", addr, "--token-file", token,
-                   "--no-journal", "--output", "out", *mode, *inputs]
+                   "--no-journal", "--output", "out", *mode, *extra, *inputs]
     ws = [[f"{BIN}/worker", "--coordinator", addr, "--token-file", token,
            "--work-dir", fresh(os.path.join(cwd, f"w{i + 1}")), "--connect-timeout", "10", *mode, app]
           for i in range(workers)]

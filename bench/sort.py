@@ -28,7 +28,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import BIN, ROOT, fresh, free_port, median_of, run_job, run_single  # noqa: E402
+from bench import BIN, ROOT, fresh, median_of, run_cluster, run_single, run_tcp_cluster  # noqa: E402
 
 RECORD = 100
 
@@ -73,23 +73,12 @@ def mr_sort(inputs, cwd, tcp=None, reduce=10):
     for TLS, False for plaintext) with nothing shared."""
     outs = [os.path.join(cwd, "out", f"mr-out-{y}") for y in range(reduce)]
     fresh(os.path.join(cwd, "out"))
-    common = ["--partition", "range", "--reduce", str(reduce), "--report", "report.json",
-              "--no-journal", "--output", "out"]
     app = f"{BIN}/libsort.so"
+    extra = ["--partition", "range", "--report", "report.json"]
     if tcp is None:
-        r = run_job([f"{BIN}/coordinator", *common, *inputs],
-                    [[f"{BIN}/worker", app] for _ in range(2)], cwd, "sort")
+        r = run_cluster(app, inputs, cwd, reduce=reduce, extra=extra + ["--no-journal", "--output", "out"])
     else:
-        token = os.path.join(cwd, "token")
-        with open(token, "w") as fh:
-            fh.write("bench-token\n")
-        addr = f"127.0.0.1:{free_port()}"
-        mode = [] if tcp else ["--insecure-plaintext"]
-        coord = [f"{BIN}/coordinator", *common, "--listen", addr, "--token-file", token, *mode, *inputs]
-        ws = [[f"{BIN}/worker", "--coordinator", addr, "--token-file", token, "--work-dir",
-               fresh(os.path.join(cwd, f"w{i + 1}")), "--connect-timeout", "10", *mode, app]
-              for i in range(2)]
-        r = run_job(coord, ws, cwd, "sort over TCP")
+        r = run_tcp_cluster(app, inputs, cwd, tcp, reduce=reduce, extra=extra)
     rep = report_of(cwd)
     part = rep["partitioning"]
     r["sample_s"] = part["sample"]["wall_secs"] if part.get("sample") else 0.0
