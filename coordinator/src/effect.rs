@@ -60,6 +60,28 @@ pub enum Event {
         /// As which attempt.
         attempt: Attempt,
     },
+    /// A backup of a task running long was started.
+    BackedUp {
+        /// On whom.
+        worker: WorkerId,
+        /// Which task.
+        task: TaskId,
+        /// The backup's attempt.
+        attempt: Attempt,
+        /// The run it backs up.
+        of: crate::task::Run,
+    },
+    /// Another attempt of a task finished first: this one is told to stop.
+    Beaten {
+        /// The worker running it.
+        worker: WorkerId,
+        /// Which task.
+        task: TaskId,
+        /// The attempt beaten.
+        attempt: Attempt,
+        /// The attempt that won.
+        by: Attempt,
+    },
     /// A task's output is final.
     Completed {
         /// By whom.
@@ -131,8 +153,12 @@ pub struct EventCounts {
     pub registered: u64,
     /// Calls from ids the coordinator did not know.
     pub unknown_ids: u64,
-    /// Attempts handed out.
+    /// Attempts handed out (backups included).
     pub assigned: u64,
+    /// Backup attempts started.
+    pub backups: u64,
+    /// Attempts beaten by another attempt of their task.
+    pub beaten: u64,
     /// Tasks whose output became final.
     pub completed: u64,
     /// Reports refused (late reports of revoked attempts, lies).
@@ -164,6 +190,8 @@ impl EventCounts {
             Event::Registered { .. } => &mut self.registered,
             Event::Unknown { .. } => &mut self.unknown_ids,
             Event::Assigned { .. } => &mut self.assigned,
+            Event::BackedUp { .. } => &mut self.backups,
+            Event::Beaten { .. } => &mut self.beaten,
             Event::Completed { .. } => &mut self.completed,
             Event::Refused { .. } => &mut self.refused,
             Event::Failed { .. } => &mut self.failed,

@@ -8,7 +8,7 @@
 use crate::effect::{Effect, Event, Step};
 use crate::journal::Record;
 use crate::registry::Registry;
-use crate::task::{AfterFailure, JobFailure, Placement, Refusal, Revoked, TaskTable};
+use crate::task::{AfterFailure, JobFailure, Placement, Refusal, Revoked, Run, TaskTable};
 use crate::views::timeline::Timeline;
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
@@ -43,6 +43,15 @@ pub struct Failed {
     pub after: AfterFailure,
     /// Workers excluded by it.
     pub excluded: Vec<WorkerId>,
+}
+
+/// What an accepted completion led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// Workers excluded by it (their failures of the task are proven wrong).
+    pub excluded: Vec<WorkerId>,
+    /// The task's other live attempt, beaten: its worker is told to stop it.
+    pub beaten: Option<Run>,
 }
 
 /// What one sweep changed.
@@ -103,9 +112,11 @@ impl Job {
             effects.push(Effect::Log(Event::Unknown { worker }));
             Directive::Reregister
         } else {
-            match self.exit_directive(worker, &mut effects) {
-                Some(end) => Directive::Exit(end),
-                None => Directive::Continue,
+            let abandon = self.workers.get(worker).and_then(|w| w.abandon);
+            match (self.exit_directive(worker, &mut effects), abandon) {
+                (Some(end), _) => Directive::Exit(end),
+                (None, Some((task, attempt))) => Directive::Abandon { task, attempt },
+                (None, None) => Directive::Continue,
             }
         };
         Step { reply, effects }
@@ -120,7 +131,11 @@ impl Job {
             TaskReply::Reregister
         } else if let Some(end) = self.exit_directive(worker, &mut effects) {
             TaskReply::Exit(end)
-        } else if let Some(a) = self.assign(worker, now) {
+        } else if let Some(a) = {
+            // Asking for work, it runs nothing: nothing is left to stop.
+            self.workers.update(worker, |w| w.abandon = None);
+            self.assign(worker, now)
+        } {
             effects.push(Effect::Journal {
                 record: Record::Assigned {
                     task: a.task,
@@ -133,6 +148,20 @@ impl Job {
                 task: a.task,
                 attempt: a.attempt,
             }));
+            if let Some(crate::task::TaskState::InProgress {
+                run,
+                backup: Some(b),
+            }) = self.tasks.task(a.task).map(|t| &t.state)
+            {
+                if b.attempt == a.attempt {
+                    effects.push(Effect::Log(Event::BackedUp {
+                        worker,
+                        task: a.task,
+                        attempt: a.attempt,
+                        of: *run,
+                    }));
+                }
+            }
             effects.push(Effect::Rearm);
             self.timeline.assigned(a.task, now);
             TaskReply::Task(a)
@@ -153,7 +182,7 @@ impl Job {
     ) -> Step<ReportReply> {
         let mut effects = Vec::new();
         self.workers.touch(worker, now);
-        let since = Timeline::running_since(&self.tasks, task);
+        let since = Timeline::running_since(&self.tasks, task, attempt);
         let refused = |refusal: Refusal, failure: Option<TaskFailure>| {
             Effect::Log(Event::Refused {
                 worker,
@@ -166,7 +195,7 @@ impl Job {
         let had_points = self.tasks.chosen().is_some();
         let reply = match outcome {
             Ok(result) => match self.complete(worker, task, attempt, result.clone(), now) {
-                Ok(excluded) => {
+                Ok(Completed { excluded, beaten }) => {
                     if task.kind == TaskKind::Sample {
                         // A sample's keys are not journaled (they can be many, and a
                         // restart just samples again); the split points chosen from
@@ -199,6 +228,14 @@ impl Job {
                         task,
                         attempt,
                     }));
+                    if let Some(b) = beaten {
+                        effects.push(Effect::Log(Event::Beaten {
+                            worker: b.worker,
+                            task,
+                            attempt: b.attempt,
+                            by: attempt,
+                        }));
+                    }
                     self.timeline.completed(task, since, now);
                     self.log_excluded(&excluded, &mut effects);
                     // Done maps may release the reduces.
@@ -251,6 +288,9 @@ impl Job {
         }
         let changed = !sweep.revoked.is_empty() || !sweep.reopened.is_empty();
         for r in sweep.revoked {
+            // It may still be running (a frozen worker that wakes, or a hung task).
+            self.workers
+                .update(r.worker, |w| w.abandon = Some((r.task, r.attempt)));
             effects.push(Effect::Log(Event::Revoked(r)));
         }
         for m in sweep.reopened {
@@ -351,26 +391,30 @@ impl Job {
             },
         };
         let workers = &self.workers;
-        self.tasks.assign_with(worker, placement, now, |t| {
-            // Another eligible worker has not failed it: the eligible workers it failed
-            // on are fewer than all eligible workers. (O(failures), not O(workers).)
-            t.failed_on(worker) && {
-                let mut tried: Vec<WorkerId> = t
-                    .failed_on
-                    .iter()
-                    .map(|(w, _)| *w)
-                    .filter(|w| workers.is_eligible(*w))
-                    .collect();
-                tried.sort_unstable();
-                tried.dedup();
-                tried.len() < workers.eligible_count()
-            }
-        })
+        // Backups beat a slow worker's attempts; its own backups would lose the same way.
+        let may_back_up = !workers.get(worker).is_some_and(|w| w.slow());
+        self.tasks
+            .assign_with(worker, placement, now, may_back_up, |t| {
+                // Another eligible worker has not failed it: the eligible workers it failed
+                // on are fewer than all eligible workers. (O(failures), not O(workers).)
+                t.failed_on(worker) && {
+                    let mut tried: Vec<WorkerId> = t
+                        .failed_on
+                        .iter()
+                        .map(|(w, _)| *w)
+                        .filter(|w| workers.is_eligible(*w))
+                        .collect();
+                    tried.sort_unstable();
+                    tried.dedup();
+                    tried.len() < workers.eligible_count()
+                }
+            })
     }
 
     /// Records a finished attempt; a worker that had failed this task through the
-    /// task's apparent fault is thereby shown to be the one at fault. Returns the workers
-    /// excluded by that.
+    /// task's apparent fault is thereby shown to be the one at fault, and the task's
+    /// other live attempt, if any, is beaten (its worker is told to stop it; if it was
+    /// the original and a backup beat it, that counts towards noting its worker slow).
     pub fn complete(
         &mut self,
         worker: WorkerId,
@@ -378,8 +422,16 @@ impl Job {
         attempt: Attempt,
         result: TaskResult,
         now: Instant,
-    ) -> Result<Vec<WorkerId>, Refusal> {
-        self.tasks.complete(worker, id, attempt, result)?;
+    ) -> Result<Completed, Refusal> {
+        let beaten = self.tasks.complete(worker, id, attempt, result, now)?;
+        if let Some(b) = beaten {
+            self.workers.update(b.worker, |w| {
+                w.abandon = Some((id, b.attempt));
+                if !b.backup {
+                    w.beaten += 1;
+                }
+            });
+        }
         let proven_wrong: Vec<WorkerId> = self
             .tasks
             .task(id)
@@ -393,7 +445,7 @@ impl Job {
             .unwrap_or_default();
         let excluded = self.workers.finished(worker, id, proven_wrong);
         self.check_workers_left(now);
-        Ok(excluded)
+        Ok(Completed { excluded, beaten })
     }
 
     /// Records a failed attempt, blamed by its type: the task's own fault counts towards
@@ -749,7 +801,8 @@ mod tests {
                     map_result(1, b.task.index, "g:1"),
                     t0,
                 )
-                .unwrap(),
+                .unwrap()
+                .excluded,
             );
         }
         assert_eq!(excluded, vec![bad]);
@@ -972,5 +1025,85 @@ mod tests {
         assert_eq!(s.revoked[0].attempt, a.attempt);
         assert_eq!(job.tasks.task(a.task).unwrap().state, TaskState::Idle);
         assert_eq!(job.end(), None);
+    }
+
+    #[test]
+    fn the_beaten_worker_hears_abandon_until_it_asks_for_work_and_twice_beaten_is_slow() {
+        let (mut job, t0) = job_of(4, 2);
+        let fast = remote_on(&mut job, t0, "fast");
+        let slow = remote_on(&mut job, t0, "slow");
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let task = |step: Step<TaskReply>| match step.reply {
+            TaskReply::Task(a) => a,
+            other => panic!("no task: {other:?}"),
+        };
+        let done = |job: &mut Job, w, a: &Assignment, t| {
+            let result = match a.task.kind {
+                TaskKind::Map => map_result(2, a.task.index, "fast:1"),
+                _ => TaskResult::Reduce {
+                    output: Location::Path(format!("mr-out-{}", a.task.index).into()),
+                    stats: TaskStats::default(),
+                },
+            };
+            job.report(w, a.task, a.attempt, Ok(result), t)
+        };
+        // The slow worker sits on map-0; the fast one runs the other maps, 1 s each.
+        let stuck = task(job.poll(slow, at(0)));
+        for s in 0..3 {
+            let a = task(job.poll(fast, at(s)));
+            assert_ne!(a.task, stuck.task);
+            assert_eq!(
+                done(&mut job, fast, &a, at(s + 1)).reply,
+                ReportReply::Accepted
+            );
+        }
+        // No idle map is left and map-0 has run 3 s, twice the median: a backup.
+        let backup = task(job.poll(fast, at(3)));
+        assert_eq!((backup.task, backup.attempt), (stuck.task, Attempt(2)));
+        let step = done(&mut job, fast, &backup, at(4));
+        assert!(step.effects.iter().any(|e| matches!(e,
+            Effect::Log(Event::Beaten { worker, attempt, .. }) if *worker == slow && *attempt == stuck.attempt)));
+        // The beaten worker hears it at each heartbeat until it asks for work.
+        let told = Directive::Abandon {
+            task: stuck.task,
+            attempt: stuck.attempt,
+        };
+        assert_eq!(job.heartbeat(slow, at(4)).reply, told);
+        assert_eq!(job.heartbeat(slow, at(4)).reply, told);
+        assert_eq!(job.heartbeat(fast, at(4)).reply, Directive::Continue);
+        let late = done(&mut job, slow, &stuck, at(4));
+        assert!(
+            matches!(late.reply, ReportReply::Refused(_)),
+            "{:?}",
+            late.reply
+        );
+        assert!(!job.workers.get(slow).unwrap().slow(), "beaten once");
+        // Reduces: the slow worker sits on reduce-0, and is beaten again.
+        let r0 = task(job.poll(slow, at(4)));
+        assert_eq!(job.heartbeat(slow, at(4)).reply, Directive::Continue);
+        let r1 = task(job.poll(fast, at(4)));
+        assert_eq!(
+            done(&mut job, fast, &r1, at(5)).reply,
+            ReportReply::Accepted
+        );
+        let backup = task(job.poll(fast, at(7)));
+        assert_eq!(backup.task, r0.task);
+        assert_eq!(
+            done(&mut job, fast, &backup, at(8)).reply,
+            ReportReply::Accepted
+        );
+        assert_eq!(job.end(), Some(JobEnd::Succeeded));
+        let w = job.workers.get(slow).unwrap();
+        assert_eq!(w.beaten, 2);
+        assert!(w.slow(), "beaten twice: noted as slow");
+        let report = crate::views::report::Report::of(&job, Default::default(), at(8));
+        let sp = &report.speculation;
+        assert!(sp.enabled);
+        assert_eq!(
+            (sp.counts.started, sp.counts.won, sp.counts.wasted),
+            (2, 2, 0)
+        );
+        assert_eq!(sp.slow_workers.len(), 1);
+        assert_eq!(sp.slow_workers[0].host, "slow");
     }
 }

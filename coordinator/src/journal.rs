@@ -628,7 +628,7 @@ mod tests {
                 stats: TaskStats::default(),
             };
             first
-                .complete(WorkerId(1), a.task, a.attempt, result)
+                .complete(WorkerId(1), a.task, a.attempt, result, now)
                 .unwrap();
             if first.chosen().is_some() {
                 break;

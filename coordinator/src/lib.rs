@@ -21,6 +21,7 @@ pub mod job;
 pub mod journal;
 pub mod registry;
 pub mod service;
+pub mod speculate;
 pub mod task;
 pub mod views;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub partition: mr::partition::PartitionMode,
     /// A task in progress longer than this is handed out again.
     pub task_timeout: Duration,
+    /// When to start backups of tasks running long (None: `--no-speculation`).
+    pub speculation: Option<crate::speculate::Speculation>,
     /// A worker silent for this long is lost and its tasks are handed out again.
     pub worker_timeout: Duration,
     /// How often workers heartbeat.
@@ -89,6 +92,7 @@ impl Default for Config {
             split_size: 64 << 20,
             partition: mr::partition::PartitionMode::Hash,
             task_timeout: Duration::from_secs(10),
+            speculation: Some(crate::speculate::Speculation::DEFAULT),
             worker_timeout: Duration::from_secs(3),
             heartbeat_interval: Duration::from_millis(500),
             max_failures: 4,
@@ -199,7 +203,8 @@ pub async fn run(
             config.task_timeout,
             config.max_failures,
         )
-        .with_partitioning(config.partition),
+        .with_partitioning(config.partition)
+        .with_speculation(config.speculation),
         Registry::new(config.worker_timeout),
         config.shared_inputs,
         std::time::Instant::now(),

@@ -47,6 +47,10 @@ struct Args {
     /// order are one sorted whole).
     #[arg(long, default_value = "hash", value_name = "hash|range")]
     partition: mr::partition::PartitionMode,
+    /// Never start backup attempts of tasks running long (speculative execution; see
+    /// docs/speculation.md).
+    #[arg(long)]
+    no_speculation: bool,
     /// Directory for the final mr-out-* files.
     #[arg(long, default_value = ".")]
     output: PathBuf,
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         n_reduce: args.reduce,
         split_size: args.split_size,
         partition: args.partition,
+        speculation: (!args.no_speculation).then_some(coordinator::speculate::Speculation::DEFAULT),
         task_timeout: args.task_timeout,
         worker_timeout: args.worker_timeout,
         out_dir: args.output.clone(),

@@ -12,17 +12,24 @@
 //! is excluded. An excluded worker gets no more tasks; it stays registered, so its
 //! finished map output is still served, and it is told to exit with the others.
 //!
+//! Slow workers: a worker whose attempts backups have beaten [`BEATEN_TO_BE_SLOW`] times
+//! (a run started later on another machine finished first) is noted as slow; no backup
+//! is started on it, since its backups would lose the same way. It keeps its own tasks.
+//!
 //! Every operation is O(log n) in the number of workers: live workers are indexed by
 //! when they were last heard from, and the eligible ones are kept as a set, both kept in
 //! step by [`Registry::update`], the one place a worker changes.
 
-use mr::ids::{TaskId, WorkerId};
+use mr::ids::{Attempt, TaskId, WorkerId};
 use mr::rpc::WorkerInfo;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Strikes that exclude a worker.
 pub const STRIKES_TO_EXCLUDE: usize = 3;
+
+/// Attempts beaten by backups that note a worker as slow.
+pub const BEATEN_TO_BE_SLOW: u32 = 2;
 
 /// One worker.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,12 +54,22 @@ pub struct Worker {
     pub last_error: Option<String>,
     /// Excluded from the job: it gets no more tasks.
     pub excluded: bool,
+    /// Its attempts that a backup on another worker beat.
+    pub beaten: u32,
+    /// An attempt it runs that was beaten or taken back: told to stop at its next
+    /// heartbeat, until it asks for another task.
+    pub abandon: Option<(TaskId, Attempt)>,
 }
 
 impl Worker {
     /// Whether it may be given a task: alive and not excluded.
     pub fn eligible(&self) -> bool {
         !self.lost && !self.excluded
+    }
+
+    /// Whether backups beat it often enough to be noted as slow.
+    pub fn slow(&self) -> bool {
+        self.beaten >= BEATEN_TO_BE_SLOW
     }
 
     /// Excludes it if it has earned it; true if it is newly excluded.
@@ -116,6 +133,8 @@ impl Registry {
             failures: 0,
             last_error: None,
             excluded: false,
+            beaten: 0,
+            abandon: None,
         };
         self.live.insert((now, id));
         self.eligible.insert(id);

@@ -209,6 +209,23 @@ fn log(req: Option<RequestId>, event: &Event) {
             task,
             attempt,
         } => info!(%req, %worker, %task, %attempt, "assigned"),
+        Event::BackedUp {
+            worker,
+            task,
+            attempt,
+            of,
+        } => {
+            let running = format!("{:.1}s", of.since.elapsed().as_secs_f64());
+            info!(%req, %worker, %task, %attempt, original = %of.attempt, original_worker = %of.worker, %running, "backup started: the original is running long")
+        }
+        Event::Beaten {
+            worker,
+            task,
+            attempt,
+            by,
+        } => {
+            info!(%req, %worker, %task, %attempt, winner = %by, "attempt beaten by another attempt of its task; its worker is told to stop it")
+        }
         Event::Completed {
             worker,
             task,
@@ -263,7 +280,7 @@ fn log(req: Option<RequestId>, event: &Event) {
         }
         Event::Lost { worker } => warn!(%worker, "worker missed its heartbeats; declared lost"),
         Event::Revoked(r) => {
-            warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; task is idle again")
+            warn!(task = %r.task, attempt = %r.attempt, worker = %r.worker, "attempt revoked; its worker is told to stop it")
         }
         Event::Reopened { map } => {
             warn!(map, "map output lived on a lost worker; re-running the map")

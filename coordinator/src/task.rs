@@ -3,19 +3,23 @@
 //! each timeout rule is a fast unit test.
 //!
 //! ```text
-//!            assign                complete (current attempt)
+//!            assign                complete (a live attempt)
 //!   Idle ─────────────▶ InProgress ─────────────────────────▶ Done { output }
-//!    ▲                     │                                    │
-//!    └─────────────────────┘                                    │
-//!    timeout, worker lost, failure (< limit)                    │
+//!    ▲                  │  ▲   │ backup (running long)          │
+//!    │                  │  └───┘                                │
+//!    └──────────────────┘                                       │
+//!    its last live attempt: timeout, worker lost, failure       │
 //!    ▲                                                          │
 //!    └──────────────────────────────────────────────────────────┘
 //!          map output reported lost by a reduce task
 //! ```
-//! Each assignment gets a new [`Attempt`]; a report is accepted only from the current
-//! attempt of an in-progress task, so a revoked attempt that wakes up and reports late
-//! changes nothing. A finished task's output lives in its `Done` state, so a task
-//! cannot be done without output, nor have output without being done.
+//! Each assignment gets a new [`Attempt`]. A task in progress has one live attempt, or
+//! two once a backup of it has started ([`crate::speculate`]); a report is accepted only
+//! from a live attempt, so a revoked attempt that wakes up and reports late changes
+//! nothing, and of two live attempts the first to finish wins and the other is beaten
+//! (its worker is told to stop; its report is refused). A finished task's output lives
+//! in its `Done` state, so a task cannot be done without output, nor have output
+//! without being done, nor have two outputs.
 //!
 //! Every operation is O(log n) in the number of tasks (the paper's M = 200,000): every
 //! state change goes through [`TaskTable::set_state`], which keeps the indexes (idle
@@ -23,6 +27,7 @@
 //! worker whose disk holds it, done counts) in step, and [`TaskTable::audit`] checks
 //! them against a recount.
 
+use crate::speculate::{Durations, Speculation, SpeculationStats};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::partition::{choose_split_points, HeavyKey, PartitionMode, Partitioning, SplitPoints};
 use mr::task::{
@@ -58,19 +63,31 @@ impl Output {
     }
 }
 
+/// One live attempt of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Run {
+    /// The worker running it.
+    pub worker: WorkerId,
+    /// The attempt it runs.
+    pub attempt: Attempt,
+    /// When it was handed out.
+    pub since: Instant,
+    /// Started as a backup of a run that was running long.
+    pub backup: bool,
+}
+
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TaskState {
     /// Waiting for a worker.
     Idle,
-    /// Handed to `worker` as `attempt` at `since`.
+    /// Handed out: `run`, and `backup` if a backup of it has started. (When the first
+    /// of the two ends unfinished, the other is `run`, alone.)
     InProgress {
-        /// The worker running it.
-        worker: WorkerId,
-        /// The attempt it runs.
-        attempt: Attempt,
-        /// When it was handed out.
-        since: Instant,
+        /// The older live attempt.
+        run: Run,
+        /// The newer one, a backup, if any.
+        backup: Option<Run>,
     },
     /// Finished by `worker` in `attempt`; its output is final.
     Done {
@@ -88,9 +105,25 @@ impl TaskState {
     pub fn now(&self) -> TaskNow {
         match self {
             TaskState::Idle => TaskNow::Idle,
-            TaskState::InProgress { attempt, .. } => TaskNow::Running(*attempt),
+            TaskState::InProgress { run, backup } => {
+                TaskNow::Running(backup.map_or(run.attempt, |b| b.attempt))
+            }
             TaskState::Done { attempt, .. } => TaskNow::Done(*attempt),
         }
+    }
+
+    /// Its live attempts (none unless in progress), oldest first.
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        let (run, backup) = match self {
+            TaskState::InProgress { run, backup } => (Some(run), backup.as_ref()),
+            _ => (None, None),
+        };
+        run.into_iter().chain(backup)
+    }
+
+    /// The live attempt `attempt`, if it is one.
+    pub fn run_of(&self, attempt: Attempt) -> Option<&Run> {
+        self.runs().find(|r| r.attempt == attempt)
     }
 }
 
@@ -253,10 +286,15 @@ impl Placement {
 struct Index {
     /// Idle maps, reduces and samples, by index (handed out lowest first).
     idle: [BTreeSet<u32>; 3],
-    /// Tasks in progress by deadline.
-    deadlines: BTreeSet<(Instant, TaskId)>,
-    /// Tasks in progress by worker.
+    /// Live attempts by deadline.
+    deadlines: BTreeSet<(Instant, TaskId, Attempt)>,
+    /// Tasks in progress by the workers running them.
     running_on: BTreeMap<WorkerId, BTreeSet<TaskId>>,
+    /// Maps, reduces and samples in progress with no backup, by when they were handed
+    /// out (the oldest is the first a backup is started for).
+    lone: [BTreeSet<(Instant, u32)>; 3],
+    /// Maps, reduces and samples running a backup.
+    backed_up: [usize; 3],
     /// Done maps by the worker whose disk holds their output.
     outputs_on: BTreeMap<WorkerId, BTreeSet<u32>>,
     /// Done maps, reduces and samples.
@@ -277,9 +315,17 @@ impl Index {
             TaskState::Idle => {
                 self.idle[slot(id.kind)].insert(id.index);
             }
-            TaskState::InProgress { worker, since, .. } => {
-                self.deadlines.insert((*since + timeout, id));
-                self.running_on.entry(*worker).or_default().insert(id);
+            TaskState::InProgress { run, backup } => {
+                for r in state.runs() {
+                    self.deadlines.insert((r.since + timeout, id, r.attempt));
+                    self.running_on.entry(r.worker).or_default().insert(id);
+                }
+                match backup {
+                    None => {
+                        self.lone[slot(id.kind)].insert((run.since, id.index));
+                    }
+                    Some(_) => self.backed_up[slot(id.kind)] += 1,
+                }
             }
             TaskState::Done { worker, output, .. } => {
                 self.done[slot(id.kind)] += 1;
@@ -303,9 +349,17 @@ impl Index {
             TaskState::Idle => {
                 self.idle[slot(id.kind)].remove(&id.index);
             }
-            TaskState::InProgress { worker, since, .. } => {
-                self.deadlines.remove(&(*since + timeout, id));
-                take(&mut self.running_on, *worker, &id);
+            TaskState::InProgress { run, backup } => {
+                for r in state.runs() {
+                    self.deadlines.remove(&(r.since + timeout, id, r.attempt));
+                    take(&mut self.running_on, r.worker, &id);
+                }
+                match backup {
+                    None => {
+                        self.lone[slot(id.kind)].remove(&(run.since, id.index));
+                    }
+                    Some(_) => self.backed_up[slot(id.kind)] -= 1,
+                }
             }
             TaskState::Done { worker, output, .. } => {
                 self.done[slot(id.kind)] -= 1;
@@ -371,6 +425,11 @@ pub struct TaskTable {
     timeout: Duration,
     max_failures: u32,
     failed: Option<JobFailure>,
+    /// When to start backups (None: never).
+    speculation: Option<Speculation>,
+    /// How long the finished samples, maps and reduces took (their winning attempts).
+    took: [Durations; 3],
+    speculated: SpeculationStats,
 }
 
 impl TaskTable {
@@ -401,7 +460,26 @@ impl TaskTable {
             timeout,
             max_failures,
             failed: None,
+            speculation: Some(Speculation::DEFAULT),
+            took: Default::default(),
+            speculated: SpeculationStats::default(),
         }
+    }
+
+    /// This job with backups started by `speculation`, or never (None).
+    pub fn with_speculation(mut self, speculation: Option<Speculation>) -> Self {
+        self.speculation = speculation;
+        self
+    }
+
+    /// When backups are started, if they are.
+    pub fn speculation(&self) -> Option<Speculation> {
+        self.speculation
+    }
+
+    /// What speculation did so far.
+    pub fn speculated(&self) -> SpeculationStats {
+        self.speculated
     }
 
     /// This job partitioned by `mode`: with [`PartitionMode::Range`], sample tasks run
@@ -595,17 +673,20 @@ impl TaskTable {
 
     /// Hands an idle task to `worker`, which shares the coordinator's filesystem.
     pub fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Assignment> {
-        self.assign_with(worker, Placement::SHARED, now, |_| false)
+        self.assign_with(worker, Placement::SHARED, now, true, |_| false)
     }
 
-    /// Hands an idle task to `worker`: maps first; reduces only once every map is done.
-    /// Tasks for which `skip` says yes are passed over (the job keeps a task away from
-    /// a worker it failed on while another worker could take it).
+    /// Hands a task to `worker`: samples first, then maps, then reduces once every map
+    /// is done; when the phase has no idle task left, a backup of one running long (if
+    /// `may_back_up`: the worker is not noted as slow). Tasks for which `skip` says yes
+    /// are passed over (the job keeps a task away from a worker it failed on while
+    /// another worker could take it).
     pub fn assign_with(
         &mut self,
         worker: WorkerId,
         placement: Placement,
         now: Instant,
+        may_back_up: bool,
         skip: impl Fn(&Task) -> bool,
     ) -> Option<Assignment> {
         if self.failed.is_some() {
@@ -614,16 +695,22 @@ impl TaskTable {
         let pick = |idle: &BTreeSet<u32>, tasks: &[Task]| {
             idle.iter().copied().find(|i| !skip(&tasks[*i as usize]))
         };
-        let id = if let Some(i) = pick(&self.index.idle[2], &self.samples) {
-            TaskId::sample(i)
+        let (idle, phase) = if let Some(i) = pick(&self.index.idle[2], &self.samples) {
+            (Some(TaskId::sample(i)), TaskKind::Sample)
         } else if !self.partitioned() {
-            return None;
+            (None, TaskKind::Sample)
         } else if let Some(i) = pick(&self.index.idle[0], &self.maps) {
-            TaskId::map(i)
+            (Some(TaskId::map(i)), TaskKind::Map)
         } else if self.maps_done() {
-            TaskId::reduce(pick(&self.index.idle[1], &self.reduces)?)
+            let i = pick(&self.index.idle[1], &self.reduces);
+            (i.map(TaskId::reduce), TaskKind::Reduce)
         } else {
-            return None;
+            (None, TaskKind::Map)
+        };
+        let (id, backup) = match idle {
+            Some(id) => (id, false),
+            None if may_back_up => (self.long_running(phase, worker, now, &skip)?, true),
+            None => return None,
         };
         let index = id.index as usize;
         let spec = match id.kind {
@@ -649,20 +736,59 @@ impl TaskTable {
         };
         let task = self.task_mut(id)?;
         task.attempts += 1;
-        let attempt = Attempt(task.attempts);
-        self.set_state(
-            id,
-            TaskState::InProgress {
-                worker,
-                attempt,
-                since: now,
-            },
-        );
+        let run = Run {
+            worker,
+            attempt: Attempt(task.attempts),
+            since: now,
+            backup,
+        };
+        let state = match task.state {
+            TaskState::InProgress { run: first, .. } if backup => {
+                self.speculated.started += 1;
+                TaskState::InProgress {
+                    run: first,
+                    backup: Some(run),
+                }
+            }
+            _ => TaskState::InProgress { run, backup: None },
+        };
+        self.set_state(id, state);
         Some(Assignment {
             task: id,
-            attempt,
+            attempt: run.attempt,
             spec,
         })
+    }
+
+    /// The task of `phase` to back up on `worker` at `now`, if one is running long (see
+    /// [`crate::speculate`]): the oldest lone run that is not `worker`'s own and not
+    /// skipped. Looks at a bounded number of candidates, so it stays O(log n).
+    fn long_running(
+        &self,
+        phase: TaskKind,
+        worker: WorkerId,
+        now: Instant,
+        skip: impl Fn(&Task) -> bool,
+    ) -> Option<TaskId> {
+        const CANDIDATES: usize = 16;
+        let rule = self.speculation?;
+        let k = slot(phase);
+        let tasks = match phase {
+            TaskKind::Map => &self.maps,
+            TaskKind::Reduce => &self.reduces,
+            TaskKind::Sample => &self.samples,
+        };
+        if self.index.backed_up[k] >= rule.cap(tasks.len()) {
+            return None;
+        }
+        let threshold = rule.threshold(self.took[k].median()?);
+        self.index.lone[k]
+            .iter()
+            .take(CANDIDATES)
+            .take_while(|(since, _)| now.saturating_duration_since(*since) >= threshold)
+            .map(|(_, i)| &tasks[*i as usize])
+            .find(|t| !t.state.runs().any(|r| r.worker == worker) && !skip(t))
+            .map(|t| t.id)
     }
 
     /// Partition `y` of every map's output (every map is done).
@@ -693,41 +819,71 @@ impl TaskTable {
         attempt: Attempt,
     ) -> Result<(), Refusal> {
         let task = self.task(id).ok_or(Refusal::UnknownTask)?;
-        match &task.state {
-            TaskState::InProgress {
-                worker: w,
-                attempt: a,
-                ..
-            } if *a == attempt => {
-                if *w == worker {
-                    Ok(())
-                } else {
-                    Err(Refusal::WrongWorker(attempt))
-                }
-            }
-            other => Err(Refusal::Stale {
+        match task.state.run_of(attempt) {
+            Some(run) if run.worker == worker => Ok(()),
+            Some(_) => Err(Refusal::WrongWorker(attempt)),
+            None => Err(Refusal::Stale {
                 reported: attempt,
-                now: other.now(),
+                now: task.state.now(),
             }),
         }
     }
 
-    /// Records a finished attempt. Refused unless it is the task's current attempt and
-    /// the result fits the task.
+    /// Records a finished attempt at `now`. Refused unless it is a live attempt of the
+    /// task and the result fits the task. Returns the other live attempt, if there was
+    /// one: it is beaten (its worker should stop it; its report will be refused).
     pub fn complete(
         &mut self,
         worker: WorkerId,
         id: TaskId,
         attempt: Attempt,
         result: TaskResult,
-    ) -> Result<(), Refusal> {
+        now: Instant,
+    ) -> Result<Option<Run>, Refusal> {
         self.check_current(worker, id, attempt)?;
-        if self.set_done(id, worker, attempt, result) {
-            Ok(())
-        } else {
+        let state = self.task(id).map(|t| t.state.clone());
+        let runs: Vec<Run> = state.iter().flat_map(|s| s.runs().copied()).collect();
+        if !self.set_done(id, worker, attempt, result) {
             // A result of the other kind of task.
-            Err(Refusal::BadResult { got: 0, want: 1 })
+            return Err(Refusal::BadResult { got: 0, want: 1 });
         }
+        let (won, beaten): (Vec<Run>, Vec<Run>) =
+            runs.into_iter().partition(|r| r.attempt == attempt);
+        if let Some(w) = won.first() {
+            self.took[slot(id.kind)].insert(now.saturating_duration_since(w.since));
+            if w.backup {
+                self.speculated.won += 1;
+            }
+        }
+        let beaten = beaten.first().copied();
+        if beaten.is_some_and(|b| b.backup) {
+            self.speculated.wasted += 1;
+        }
+        Ok(beaten)
+    }
+
+    /// Ends live attempt `attempt` of task `id` unfinished: the task keeps its other
+    /// live attempt, if it has one, or is idle again. Returns the run ended.
+    fn end_run(&mut self, id: TaskId, attempt: Attempt) -> Option<Run> {
+        let TaskState::InProgress { run, backup } = self.task(id)?.state else {
+            return None;
+        };
+        let (ended, rest) = if run.attempt == attempt {
+            (run, backup)
+        } else if backup.is_some_and(|b| b.attempt == attempt) {
+            (backup?, Some(run))
+        } else {
+            return None;
+        };
+        let state = match rest {
+            Some(run) => TaskState::InProgress { run, backup: None },
+            None => TaskState::Idle,
+        };
+        self.set_state(id, state);
+        if ended.backup {
+            self.speculated.wasted += 1;
+        }
+        Some(ended)
     }
 
     /// Marks task `id` done by `attempt` on `worker` with `result`; false (and nothing
@@ -823,13 +979,13 @@ impl TaskTable {
     ) -> Result<AfterFailure, Refusal> {
         self.check_current(worker, id, attempt)?;
         if let (TaskFailure::LostMapOutput { .. }, TaskKind::Reduce) = (failure, id.kind) {
-            return self.lost_map_output(worker, id, failure, doubt);
+            return self.lost_map_output(worker, id, attempt, failure, doubt);
         }
         // Any other failure, and a map that (wrongly) reports lost map output: the
         // task's own attempt failed.
         let max = self.max_failures;
         let input = self.describe_input(id);
-        self.set_state(id, TaskState::Idle);
+        self.end_run(id, attempt);
         let task = self.task_mut(id).ok_or(Refusal::UnknownTask)?;
         task.failed_on
             .push((worker, failure.blame() != Blame::Worker));
@@ -857,6 +1013,7 @@ impl TaskTable {
         &mut self,
         reducer: WorkerId,
         id: TaskId,
+        reduce_attempt: Attempt,
         failure: &TaskFailure,
         doubt: Option<&str>,
     ) -> Result<AfterFailure, Refusal> {
@@ -881,8 +1038,8 @@ impl TaskTable {
         let is_current = self.map_output(map).is_some_and(|(a, outputs)| {
             a == *attempt && outputs.location(map, id.index) == *location
         });
-        // Not the reduce's fault either way: it goes back to idle, nothing counted.
-        self.set_state(id, TaskState::Idle);
+        // Not the reduce's fault either way: this attempt ends, nothing counted.
+        self.end_run(id, reduce_attempt);
         if !is_current {
             return Ok(AfterFailure::StaleLoss(map));
         }
@@ -935,48 +1092,48 @@ impl TaskTable {
         }
     }
 
-    fn revoke(&mut self, ids: Vec<TaskId>) -> Vec<Revoked> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(task) = self.task_mut(id) else {
-                continue;
-            };
-            if let TaskState::InProgress {
-                worker, attempt, ..
-            } = task.state
-            {
-                task.reassignments += 1;
-                self.set_state(id, TaskState::Idle);
+    fn revoke(&mut self, runs: Vec<(TaskId, Attempt)>) -> Vec<Revoked> {
+        let mut out = Vec::with_capacity(runs.len());
+        for (id, attempt) in runs {
+            if let Some(run) = self.end_run(id, attempt) {
+                if let Some(task) = self.task_mut(id) {
+                    task.reassignments += 1;
+                }
                 out.push(Revoked {
                     task: id,
                     attempt,
-                    worker,
+                    worker: run.worker,
                 });
             }
         }
         out
     }
 
-    /// Returns to idle every task in progress for the timeout or longer.
+    /// Takes back every attempt live for the timeout or longer.
     pub fn expire(&mut self, now: Instant) -> Vec<Revoked> {
-        let due: Vec<TaskId> = self
+        let due: Vec<(TaskId, Attempt)> = self
             .index
             .deadlines
             .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| *id)
+            .take_while(|(at, _, _)| *at <= now)
+            .map(|(_, id, attempt)| (*id, *attempt))
             .collect();
         self.revoke(due)
     }
 
-    /// Returns to idle every task in progress on `lost`.
+    /// Takes back every attempt live on `lost`.
     pub fn revoke_worker(&mut self, lost: WorkerId) -> Vec<Revoked> {
-        let on: Vec<TaskId> = self
+        let on: Vec<(TaskId, Attempt)> = self
             .index
             .running_on
             .get(&lost)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let run = self.task(*id)?.state.runs().find(|r| r.worker == lost)?;
+                Some((*id, run.attempt))
+            })
+            .collect();
         self.revoke(on)
     }
 
@@ -1031,7 +1188,7 @@ impl TaskTable {
 
     /// When the next in-progress task times out.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.index.deadlines.first().map(|(at, _)| *at)
+        self.index.deadlines.first().map(|(at, _, _)| *at)
     }
 
     /// Tasks in progress on `worker`.
@@ -1145,9 +1302,11 @@ mod tests {
         let b = t.assign(W2, now).unwrap();
         assert_eq!((a.task, b.task), (TaskId::map(0), TaskId::map(1)));
         assert_eq!(t.assign(W1, now), None, "no reduce before maps are done");
-        t.complete(W1, a.task, a.attempt, map_result(2, 0)).unwrap();
+        t.complete(W1, a.task, a.attempt, map_result(2, 0), now)
+            .unwrap();
         assert_eq!(t.assign(W1, now), None);
-        t.complete(W2, b.task, b.attempt, map_result(2, 1)).unwrap();
+        t.complete(W2, b.task, b.attempt, map_result(2, 1), now)
+            .unwrap();
         let r = t.assign(W1, now).unwrap();
         assert_eq!(r.task, TaskId::reduce(0));
         let TaskSpec::Reduce { inputs, .. } = &r.spec else {
@@ -1156,9 +1315,10 @@ mod tests {
         assert_eq!(inputs.len(), 2);
         assert_eq!(inputs[1].location, Location::Path("mr-1-0".into()));
         let r1 = t.assign(W2, now).unwrap();
-        t.complete(W1, r.task, r.attempt, reduce_result(0)).unwrap();
+        t.complete(W1, r.task, r.attempt, reduce_result(0), now)
+            .unwrap();
         assert!(!t.is_done());
-        t.complete(W2, r1.task, r1.attempt, reduce_result(1))
+        t.complete(W2, r1.task, r1.attempt, reduce_result(1), now)
             .unwrap();
         assert!(t.is_done());
         assert_eq!(t.assign(W1, now), None);
@@ -1214,7 +1374,7 @@ mod tests {
                 keys,
                 stats: TaskStats::default(),
             };
-            t.complete(W1, a.task, a.attempt, result).unwrap();
+            t.complete(W1, a.task, a.attempt, result, now).unwrap();
         }
         assert!(t.chosen().is_none());
         let again = t.assign(W2, now).unwrap();
@@ -1228,6 +1388,7 @@ mod tests {
                 keys,
                 stats: TaskStats::default(),
             },
+            now,
         )
         .unwrap();
         let chosen = t.chosen().cloned().unwrap();
@@ -1249,6 +1410,7 @@ mod tests {
                 keys: Vec::new(),
                 stats: TaskStats::default(),
             },
+            now,
         );
         assert!(matches!(wrong, Err(Refusal::BadResult { .. })));
         t.audit().unwrap();
@@ -1273,13 +1435,16 @@ mod tests {
         let second = t.assign(W2, t0 + TIMEOUT).unwrap();
         assert_eq!(second.attempt, Attempt(2));
         // The frozen worker wakes up and reports attempt 1: refused, nothing changes.
-        let late = t.complete(W1, first.task, first.attempt, map_result(1, 0));
+        let late = t.complete(W1, first.task, first.attempt, map_result(1, 0), t0);
         assert!(matches!(late, Err(Refusal::Stale { .. })), "{late:?}");
         assert!(matches!(
             t.task(TaskId::map(0)).unwrap().state,
-            TaskState::InProgress { worker: W2, .. }
+            TaskState::InProgress {
+                run: Run { worker: W2, .. },
+                backup: None
+            }
         ));
-        t.complete(W2, second.task, second.attempt, map_result(1, 0))
+        t.complete(W2, second.task, second.attempt, map_result(1, 0), t0)
             .unwrap();
         assert!(t.maps_done());
     }
@@ -1303,8 +1468,9 @@ mod tests {
         let now = Instant::now();
         let mut t = table(1, 1);
         let a = t.assign(W1, now).unwrap();
-        t.complete(W1, a.task, a.attempt, map_result(1, 0)).unwrap();
-        let again = t.complete(W1, a.task, a.attempt, map_result(1, 0));
+        t.complete(W1, a.task, a.attempt, map_result(1, 0), now)
+            .unwrap();
+        let again = t.complete(W1, a.task, a.attempt, map_result(1, 0), now);
         assert!(matches!(again, Err(Refusal::Stale { .. })));
         let fail_after_done = t.fail(W1, a.task, a.attempt, &app_failure(), true, false);
         assert!(fail_after_done.is_err());
@@ -1316,16 +1482,16 @@ mod tests {
         let mut t = table(1, 2);
         let a = t.assign(W1, now).unwrap();
         assert_eq!(
-            t.complete(W2, a.task, a.attempt, map_result(2, 0)),
+            t.complete(W2, a.task, a.attempt, map_result(2, 0), now),
             Err(Refusal::WrongWorker(a.attempt))
         );
         // A reduce's result for a map task.
         assert!(matches!(
-            t.complete(W1, a.task, a.attempt, reduce_result(0)),
+            t.complete(W1, a.task, a.attempt, reduce_result(0), now),
             Err(Refusal::BadResult { .. })
         ));
         assert_eq!(
-            t.complete(W1, TaskId::map(9), a.attempt, map_result(2, 0)),
+            t.complete(W1, TaskId::map(9), a.attempt, map_result(2, 0), now),
             Err(Refusal::UnknownTask)
         );
     }
@@ -1384,12 +1550,13 @@ mod tests {
         let now = Instant::now();
         let mut t = table(3, 1);
         let a = t.assign(W1, now).unwrap();
-        t.complete(W1, a.task, a.attempt, remote_result(1, 0, "w1:1"))
+        t.complete(W1, a.task, a.attempt, remote_result(1, 0, "w1:1"), now)
             .unwrap();
         let b = t.assign(W1, now).unwrap();
-        t.complete(W1, b.task, b.attempt, map_result(1, 1)).unwrap();
+        t.complete(W1, b.task, b.attempt, map_result(1, 1), now)
+            .unwrap();
         let c = t.assign(W2, now).unwrap();
-        t.complete(W2, c.task, c.attempt, remote_result(1, 2, "w2:1"))
+        t.complete(W2, c.task, c.attempt, remote_result(1, 2, "w2:1"), now)
             .unwrap();
         assert!(t.maps_done());
         // W1 is lost: map 0 (on its disk) runs again; map 1 (a shared path) does not.
@@ -1399,10 +1566,17 @@ mod tests {
         let again = t.assign(W2, now).unwrap();
         assert_eq!(again.task, TaskId::map(0));
         assert_eq!(t.assign(W2, now), None, "the reduce waits for the re-run");
-        t.complete(W2, again.task, again.attempt, remote_result(1, 0, "w2:1"))
-            .unwrap();
+        t.complete(
+            W2,
+            again.task,
+            again.attempt,
+            remote_result(1, 0, "w2:1"),
+            now,
+        )
+        .unwrap();
         let r = t.assign(W2, now).unwrap();
-        t.complete(W2, r.task, r.attempt, reduce_result(0)).unwrap();
+        t.complete(W2, r.task, r.attempt, reduce_result(0), now)
+            .unwrap();
         // Once every reduce is done, nothing is needed any more.
         assert_eq!(t.reopen_output_of(W2), Vec::<u32>::new());
         assert!(t.is_done());
@@ -1416,7 +1590,7 @@ mod tests {
             split_source: SplitSource::Coordinator,
             ship_output: true,
         };
-        let a = t.assign_with(W1, remote, now, |_| false).unwrap();
+        let a = t.assign_with(W1, remote, now, true, |_| false).unwrap();
         assert!(matches!(
             a.spec,
             TaskSpec::Map {
@@ -1434,8 +1608,9 @@ mod tests {
             offset: 0,
             len: 10
         }));
-        t.complete(W1, a.task, a.attempt, map_result(1, 0)).unwrap();
-        let r = t.assign_with(W1, remote, now, |_| false).unwrap();
+        t.complete(W1, a.task, a.attempt, map_result(1, 0), now)
+            .unwrap();
+        let r = t.assign_with(W1, remote, now, true, |_| false).unwrap();
         assert!(matches!(
             r.spec,
             TaskSpec::Reduce {
@@ -1451,7 +1626,7 @@ mod tests {
         let mut t = table(2, 1);
         for w in [W1, W2] {
             let a = t.assign(w, now).unwrap();
-            t.complete(w, a.task, a.attempt, map_result(1, a.task.index))
+            t.complete(w, a.task, a.attempt, map_result(1, a.task.index), now)
                 .unwrap();
         }
         let r = t.assign(W1, now).unwrap();
@@ -1470,7 +1645,7 @@ mod tests {
         let again = t.assign(W2, now).unwrap();
         assert_eq!(again.task, TaskId::map(1), "the lost map runs first");
         assert_eq!(t.assign(W1, now), None, "reduce waits for the map");
-        t.complete(W2, again.task, again.attempt, map_result(1, 1))
+        t.complete(W2, again.task, again.attempt, map_result(1, 1), now)
             .unwrap();
         assert_eq!(t.assign(W1, now).unwrap().task, TaskId::reduce(0));
     }
@@ -1482,7 +1657,8 @@ mod tests {
         let now = Instant::now();
         let mut t = table(1, 2);
         let a = t.assign(W1, now).unwrap();
-        t.complete(W1, a.task, a.attempt, map_result(2, 0)).unwrap();
+        t.complete(W1, a.task, a.attempt, map_result(2, 0), now)
+            .unwrap();
         let r0 = t.assign(W1, now).unwrap();
         let r1 = t.assign(W2, now).unwrap();
         let lost = |y: u32| TaskFailure::LostMapOutput {
@@ -1498,7 +1674,7 @@ mod tests {
         );
         let again = t.assign(W1, now).unwrap();
         assert_eq!((again.task, again.attempt), (TaskId::map(0), Attempt(2)));
-        t.complete(W1, again.task, again.attempt, map_result(2, 0))
+        t.complete(W1, again.task, again.attempt, map_result(2, 0), now)
             .unwrap();
         // Reduce 1 read attempt 1's file and reports it late: same path, old attempt.
         assert_eq!(
@@ -1529,5 +1705,231 @@ mod tests {
             t.next_deadline(),
             Some(t0 + Duration::from_secs(3) + TIMEOUT)
         );
+    }
+
+    const W3: WorkerId = WorkerId(3);
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// Three maps: W1 and W2 finish map-0 and map-1 in a second each; W3 holds map-2.
+    fn with_a_straggler() -> (TaskTable, Assignment, Instant) {
+        let t0 = Instant::now();
+        let mut t = table(3, 1);
+        let a = t.assign(W1, t0).unwrap();
+        let b = t.assign(W2, t0).unwrap();
+        let slow = t.assign(W3, t0).unwrap();
+        assert_eq!(slow.task, TaskId::map(2));
+        t.complete(W1, a.task, a.attempt, map_result(1, 0), t0 + SEC)
+            .unwrap();
+        t.complete(W2, b.task, b.attempt, map_result(1, 1), t0 + SEC)
+            .unwrap();
+        (t, slow, t0)
+    }
+
+    #[test]
+    fn a_backup_starts_only_once_the_phase_has_no_idle_task_and_a_run_is_long() {
+        let t0 = Instant::now();
+        let mut t = table(3, 1);
+        let a = t.assign(W1, t0).unwrap();
+        t.complete(W1, a.task, a.attempt, map_result(1, 0), t0 + SEC)
+            .unwrap();
+        t.assign(W2, t0).unwrap();
+        // An idle map is handed out before any backup.
+        assert_eq!(t.assign(W1, t0 + 9 * SEC).unwrap().task, TaskId::map(2));
+        t.audit().unwrap();
+
+        let (mut t, slow, t0) = with_a_straggler();
+        // The median is 1 s: a run is long at 1.5 s.
+        assert_eq!(t.assign(W1, t0 + SEC), None, "map-2 has run 1 s only");
+        let backup = t.assign(W1, t0 + 2 * SEC).expect("a backup of map-2");
+        assert_eq!((backup.task, backup.attempt), (slow.task, Attempt(2)));
+        assert!(matches!(
+            t.task(slow.task).unwrap().state,
+            TaskState::InProgress {
+                run: Run { worker: W3, .. },
+                backup: Some(Run {
+                    worker: W1,
+                    backup: true,
+                    ..
+                })
+            }
+        ));
+        assert_eq!(
+            t.assign(W2, t0 + 3 * SEC),
+            None,
+            "one backup per task, and the cap is 1"
+        );
+        assert_eq!(t.speculated().started, 1);
+        // No reduce before the maps are done, backups or not.
+        assert!(!t.maps_done());
+        t.audit().unwrap();
+    }
+
+    #[test]
+    fn no_backup_goes_to_the_worker_running_the_original_nor_without_speculation() {
+        let (mut t, _slow, t0) = with_a_straggler();
+        assert_eq!(t.assign(W3, t0 + 5 * SEC), None, "W3 runs the original");
+        let (t, _slow, t0) = with_a_straggler();
+        let mut t = t.with_speculation(None);
+        assert_eq!(t.assign(W1, t0 + 5 * SEC), None, "--no-speculation");
+        let (mut t, _slow, t0) = with_a_straggler();
+        assert_eq!(
+            t.assign_with(W1, Placement::SHARED, t0 + 5 * SEC, false, |_| false),
+            None,
+            "a slow worker gets no backup"
+        );
+    }
+
+    #[test]
+    fn a_backup_that_finishes_first_wins_and_the_originals_late_report_is_refused() {
+        let (mut t, slow, t0) = with_a_straggler();
+        let backup = t.assign(W1, t0 + 2 * SEC).unwrap();
+        let beaten = t
+            .complete(
+                W1,
+                backup.task,
+                backup.attempt,
+                map_result(1, 2),
+                t0 + 3 * SEC,
+            )
+            .unwrap();
+        assert_eq!(
+            beaten.map(|r| (r.worker, r.attempt, r.backup)),
+            Some((W3, slow.attempt, false))
+        );
+        assert!(t.maps_done());
+        let late = t.complete(W3, slow.task, slow.attempt, map_result(1, 2), t0 + 9 * SEC);
+        assert!(
+            matches!(
+                late,
+                Err(Refusal::Stale {
+                    now: TaskNow::Done(Attempt(2)),
+                    ..
+                })
+            ),
+            "{late:?}"
+        );
+        assert_eq!(
+            t.map_output(2).map(|(a, _)| a),
+            Some(Attempt(2)),
+            "one output, the backup's"
+        );
+        assert_eq!(
+            t.speculated(),
+            SpeculationStats {
+                started: 1,
+                won: 1,
+                wasted: 0
+            }
+        );
+        t.audit().unwrap();
+    }
+
+    #[test]
+    fn an_original_that_finishes_first_beats_its_backup() {
+        let (mut t, slow, t0) = with_a_straggler();
+        let backup = t.assign(W1, t0 + 2 * SEC).unwrap();
+        let beaten = t
+            .complete(W3, slow.task, slow.attempt, map_result(1, 2), t0 + 3 * SEC)
+            .unwrap();
+        assert_eq!(
+            beaten.map(|r| (r.worker, r.attempt, r.backup)),
+            Some((W1, backup.attempt, true))
+        );
+        // Both finish at once: the second report, a moment later, is refused.
+        let second = t.complete(
+            W1,
+            backup.task,
+            backup.attempt,
+            map_result(1, 2),
+            t0 + 3 * SEC,
+        );
+        assert!(matches!(second, Err(Refusal::Stale { .. })), "{second:?}");
+        assert_eq!(t.map_output(2).map(|(a, _)| a), Some(slow.attempt));
+        assert_eq!(
+            t.speculated(),
+            SpeculationStats {
+                started: 1,
+                won: 0,
+                wasted: 1
+            }
+        );
+        t.audit().unwrap();
+    }
+
+    #[test]
+    fn one_attempt_failing_or_timing_out_leaves_the_other_running() {
+        let (mut t, slow, t0) = with_a_straggler();
+        let backup = t.assign(W1, t0 + 2 * SEC).unwrap();
+        // The original times out: the backup carries on alone.
+        let revoked = t.expire(t0 + TIMEOUT);
+        assert_eq!(revoked.len(), 1);
+        assert_eq!((revoked[0].worker, revoked[0].attempt), (W3, slow.attempt));
+        assert!(matches!(
+            t.task(slow.task).unwrap().state,
+            TaskState::InProgress {
+                run: Run { worker: W1, .. },
+                backup: None
+            }
+        ));
+        assert_eq!(t.next_deadline(), Some(t0 + 2 * SEC + TIMEOUT));
+        // The backup fails on its machine: the task is idle again, the backup wasted.
+        let f = TaskFailure::local(
+            "cannot write output",
+            &std::io::Error::from_raw_os_error(28),
+        );
+        assert_eq!(
+            t.fail(W1, backup.task, backup.attempt, &f, false, true),
+            Ok(AfterFailure::Retry)
+        );
+        assert_eq!(t.task(slow.task).unwrap().state, TaskState::Idle);
+        assert_eq!(t.speculated().wasted, 1);
+        t.audit().unwrap();
+
+        // A failure of the original leaves the backup, which then wins.
+        let (mut t, slow, t0) = with_a_straggler();
+        let backup = t.assign(W1, t0 + 2 * SEC).unwrap();
+        t.fail(W3, slow.task, slow.attempt, &app_failure(), true, true)
+            .unwrap();
+        assert_eq!(t.task(slow.task).unwrap().failures, 1);
+        assert_eq!(
+            t.revoke_worker(W3),
+            vec![],
+            "nothing of the task is left on W3"
+        );
+        let beaten = t
+            .complete(
+                W1,
+                backup.task,
+                backup.attempt,
+                map_result(1, 2),
+                t0 + 3 * SEC,
+            )
+            .unwrap();
+        assert_eq!(beaten, None);
+        assert_eq!(t.speculated().won, 1);
+        t.audit().unwrap();
+    }
+
+    #[test]
+    fn reduces_are_backed_up_too_and_read_the_current_map_output() {
+        let t0 = Instant::now();
+        let mut t = table(1, 2);
+        let m = t.assign(W1, t0).unwrap();
+        t.complete(W1, m.task, m.attempt, map_result(2, 0), t0 + SEC)
+            .unwrap();
+        let r0 = t.assign(W1, t0 + SEC).unwrap();
+        let r1 = t.assign(W2, t0 + SEC).unwrap();
+        t.complete(W1, r0.task, r0.attempt, reduce_result(0), t0 + 2 * SEC)
+            .unwrap();
+        let b = t.assign(W1, t0 + 3 * SEC).expect("a backup of reduce-1");
+        assert_eq!((b.task, b.attempt), (r1.task, Attempt(2)));
+        let TaskSpec::Reduce { inputs, .. } = &b.spec else {
+            panic!("not a reduce")
+        };
+        assert_eq!(inputs[0].attempt, m.attempt);
+        t.complete(W1, b.task, b.attempt, reduce_result(1), t0 + 4 * SEC)
+            .unwrap();
+        assert!(t.is_done());
+        t.audit().unwrap();
     }
 }

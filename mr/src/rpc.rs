@@ -69,6 +69,14 @@ pub enum JobEnd {
 pub enum Directive {
     /// Keep going.
     Continue,
+    /// Keep going, but stop running `attempt` of `task` if it still does: another
+    /// attempt finished first, or it was taken back. (Its report would be refused.)
+    Abandon {
+        /// The task.
+        task: TaskId,
+        /// The attempt to stop.
+        attempt: Attempt,
+    },
     /// The coordinator does not know this worker (it restarted): register again.
     Reregister,
     /// The job is over: exit.

@@ -50,6 +50,10 @@ struct RunArgs {
     /// order are one sorted whole).
     #[arg(long, default_value = "hash", value_name = "hash|range")]
     partition: mr::partition::PartitionMode,
+    /// Never start backup attempts of tasks running long (speculative execution; see
+    /// docs/speculation.md).
+    #[arg(long)]
+    no_speculation: bool,
     /// Seconds a task may run before it is handed to another worker.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     task_timeout: Duration,
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         n_reduce: args.reduce,
         split_size: args.split_size,
         partition: args.partition,
+        speculation: (!args.no_speculation).then_some(coordinator::speculate::Speculation::DEFAULT),
         task_timeout: args.task_timeout,
         out_dir: args.output.clone(),
         progress: true,

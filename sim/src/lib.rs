@@ -22,6 +22,7 @@ use coordinator::effect::{Effect, Event};
 use coordinator::job::Job;
 use coordinator::journal::{JobKey, Journal, Record};
 use coordinator::registry::Registry;
+use coordinator::speculate::Speculation;
 use coordinator::task::{AfterFailure, Chosen, TaskState, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::partition::{PartitionMode, Partitioning};
@@ -340,6 +341,12 @@ pub struct Stats {
     pub believed: u64,
     /// Workers excluded.
     pub excluded: u64,
+    /// Backup attempts started, and those that won.
+    pub backups: u64,
+    /// See `backups`.
+    pub backups_won: u64,
+    /// Attempts a worker abandoned when told (beaten, or taken back).
+    pub abandoned: u64,
 }
 
 /// The world of one seed.
@@ -370,6 +377,8 @@ pub struct World {
     issued: BTreeMap<(u32, TaskId, Attempt), WorkerId>,
     /// Accepted reduce completions per partition, over the whole run.
     reduce_commits: BTreeMap<u32, u32>,
+    /// Backup attempts started: (incarnation, task, attempt).
+    backups: BTreeSet<(u32, TaskId, Attempt)>,
     /// Real faults that can count against each task: damaged or unreachable output,
     /// machine faults in a shared directory.
     harm: BTreeMap<TaskId, u32>,
@@ -441,6 +450,7 @@ impl World {
             shared_disk: BTreeMap::new(),
             issued: BTreeMap::new(),
             reduce_commits: BTreeMap::new(),
+            backups: BTreeSet::new(),
             harm: BTreeMap::new(),
             ended: None,
             stats: Stats::default(),
@@ -819,6 +829,18 @@ impl World {
     fn on_event(&mut self, event: Event) -> Result<(), Violation> {
         let incarnation = self.coord.as_ref().map(|c| c.incarnation).unwrap_or(0);
         match &event {
+            Event::BackedUp { task, attempt, .. } => {
+                self.stats.backups += 1;
+                self.backups.insert((incarnation, *task, *attempt));
+            }
+            Event::Completed { task, attempt, .. }
+                if self.backups.contains(&(incarnation, *task, *attempt)) =>
+            {
+                self.stats.backups_won += 1;
+            }
+            _ => {}
+        }
+        match &event {
             Event::Assigned {
                 worker,
                 task,
@@ -1084,10 +1106,10 @@ impl World {
         if reply == ReportReply::Accepted {
             // A task is done only by a report from an attempt it handed out that was
             // current.
-            let current = matches!(
-                before,
-                Some(TaskState::InProgress { worker: w, attempt: a, .. }) if w == worker && a == attempt
-            );
+            let current = before
+                .as_ref()
+                .and_then(|b| b.run_of(attempt))
+                .is_some_and(|run| run.worker == worker);
             if !current {
                 return Err(self.violation(format!(
                     "a report of {task} attempt {attempt} from {worker} was accepted while the task was {before:?}"
@@ -1130,11 +1152,30 @@ impl World {
                     t.id, t.failures
                 )));
             }
-            // Every task in progress is held by a registered worker.
-            if let TaskState::InProgress { worker, .. } = t.state {
-                if job.workers.get(worker).is_none() {
+            // Every live attempt is held by a registered worker; of two, the backup is
+            // newer, on another worker, and was started only once the original had run
+            // long (at least the rule's floor).
+            for r in t.state.runs() {
+                if job.workers.get(r.worker).is_none() {
                     return Err(self.violation(format!(
-                        "{} is in progress on {worker}, who never registered",
+                        "{} is in progress on {}, who never registered",
+                        t.id, r.worker
+                    )));
+                }
+            }
+            if let TaskState::InProgress {
+                run,
+                backup: Some(b),
+            } = &t.state
+            {
+                let floor = Speculation::DEFAULT.min_runtime;
+                if !b.backup
+                    || b.worker == run.worker
+                    || b.attempt <= run.attempt
+                    || b.since.saturating_duration_since(run.since) < floor
+                {
+                    return Err(self.violation(format!(
+                        "{} has two live attempts that break the backup rule: {run:?} and {b:?}",
                         t.id
                     )));
                 }
@@ -1309,6 +1350,18 @@ impl World {
                     self.want_register(w, Loop::Heartbeat, seen, patience(w))
                 }
                 Next::Exit(x) => self.exit(w, x),
+                Next::Abandon { task, attempt } => {
+                    // The real worker stops the task at its next check, deletes its temp
+                    // files and asks for another; its result is never reported.
+                    if let TaskLoop::Running { a, .. } = &self.procs[w].task {
+                        if a.task == task && a.attempt == attempt {
+                            self.log(|| format!("w{w} abandons {task} attempt {attempt}"));
+                            self.stats.abandoned += 1;
+                            self.poll_now(w);
+                        }
+                    }
+                    self.resume(w, Loop::Heartbeat);
+                }
                 _ => self.resume(w, Loop::Heartbeat),
             }
             return;
@@ -1322,7 +1375,7 @@ impl World {
                 let next = self.procs[w].session.on_poll(seen, r, now);
                 match next {
                     Next::Run(a) => self.run_task(w, a),
-                    Next::Continue => self.poll_now(w),
+                    Next::Continue | Next::Abandon { .. } => self.poll_now(w),
                     Next::Retry(pause) => {
                         self.procs[w].task = TaskLoop::Paused;
                         let epoch = self.procs[w].epoch;
@@ -1690,6 +1743,9 @@ pub fn run_seeds(from: u64, n: u64, dir: &Path) -> Result<Stats, Violation> {
                 total.doubted += s.doubted;
                 total.believed += s.believed;
                 total.excluded += s.excluded;
+                total.backups += s.backups;
+                total.backups_won += s.backups_won;
+                total.abandoned += s.abandoned;
                 total.sim_time += s.sim_time;
             }
             Err(_) => return Err(run_seed(seed, dir, true).expect_err("a seed replays exactly")),

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match sim::run_seeds(from, n, dir.path()) {
         Ok(s) => {
             println!(
-                "{n} seeds from {from}: ok in {:.1?} ({} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports, {} loss reports doubted, {} false loss reports of which {} re-ran a map, {} workers excluded)",
+                "{n} seeds from {from}: ok in {:.1?} ({} events, {} coordinator restarts, {} messages dropped, {} duplicated, {} reports refused, {} stale loss reports, {} loss reports doubted, {} false loss reports of which {} re-ran a map, {} workers excluded, {} backups started of which {} won, {} attempts abandoned when told)",
                 started.elapsed(),
                 s.events,
                 s.restarts,
@@ -100,7 +100,10 @@ fn main() -> ExitCode {
                 s.doubted,
                 s.false_reports,
                 s.believed,
-                s.excluded
+                s.excluded,
+                s.backups,
+                s.backups_won,
+                s.abandoned
             );
             ExitCode::SUCCESS
         }

@@ -2,7 +2,9 @@
 //! interleaving of a small job (2 maps, 1 or 2 reduces, 2 workers) whose network
 //! reorders and duplicates reports, with at most one crash (of the coordinator, which
 //! restarts from its journal, or of a worker, whose map output goes with it), and time
-//! advancing in steps so that workers can be declared lost and tasks time out.
+//! advancing in steps so that workers can be declared lost and tasks time out, and
+//! backups of tasks running long start (two live attempts of one task; a worker told
+//! that its attempt is beaten abandons it).
 //!
 //! Each state holds a real [`Job`]; each action calls the real core (`register`,
 //! `heartbeat`, `poll`, `report`, `tick`, and the restart path through
@@ -13,9 +15,9 @@ use coordinator::effect::Effect;
 use coordinator::job::Job;
 use coordinator::journal::{self, JobKey, Record};
 use coordinator::registry::Registry;
-use coordinator::task::{TaskState, TaskTable};
+use coordinator::task::TaskTable;
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
-use mr::rpc::{JobEnd, ReportReply, TaskReply, WorkerInfo};
+use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
 use mr::task::{
     Assignment, Location, Split, TaskFailure, TaskOutcome, TaskResult, TaskSpec, TaskStats,
 };
@@ -333,6 +335,16 @@ impl Model for Mr {
             Action::Heartbeat(w) => {
                 let id = s.procs[w].id?;
                 let step = s.job.heartbeat(id, now);
+                // Told to stop the attempt it runs: it abandons it (nothing reported).
+                if let Directive::Abandon { task, attempt } = step.reply {
+                    if s.procs[w]
+                        .running
+                        .as_ref()
+                        .is_some_and(|a| a.task == task && a.attempt == attempt)
+                    {
+                        s.procs[w].running = None;
+                    }
+                }
                 s.apply(step.effects);
             }
             Action::Poll(w) => {
@@ -421,7 +433,10 @@ impl Model for Mr {
                 let ok = outcome.is_ok();
                 let step = s.job.report(r.id, r.task, r.attempt, outcome, now);
                 if step.reply == ReportReply::Accepted {
-                    let was_current = matches!(before, Some(TaskState::InProgress { worker, attempt, .. }) if worker == r.id && attempt == r.attempt);
+                    let was_current = before
+                        .as_ref()
+                        .and_then(|b| b.run_of(r.attempt))
+                        .is_some_and(|run| run.worker == r.id);
                     if !was_current || !s.issued.contains(&(s.incarnation, r.task, r.attempt, r.id))
                     {
                         s.broken = Some(format!("{r:?} accepted while the task was {before:?}"));
@@ -522,6 +537,14 @@ impl Model for Mr {
             }),
             Property::sometimes("a coordinator restart can be survived", |_, s: &State| {
                 s.incarnation > 1 && s.job.end() == Some(JobEnd::Succeeded)
+            }),
+            // Two live attempts of one task are explored: a backup that wins, and one
+            // that the original beats, each in a job that then succeeds.
+            Property::sometimes("a backup can win", |_, s: &State| {
+                s.job.tasks.speculated().won > 0 && s.job.end() == Some(JobEnd::Succeeded)
+            }),
+            Property::sometimes("a backup can be beaten", |_, s: &State| {
+                s.job.tasks.speculated().wasted > 0 && s.job.end() == Some(JobEnd::Succeeded)
             }),
         ]
     }

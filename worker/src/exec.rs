@@ -8,6 +8,11 @@
 //! deterministic, so both attempts write identical bytes, and rename is atomic, so a
 //! reader sees one complete copy or the other, never a mix. The coordinator refuses the
 //! late report, so nothing is counted twice.
+//!
+//! An attempt the coordinator says to abandon (another attempt finished first, or it
+//! was taken back) sets its [`Stop`]: the task checks it between steps and stops with
+//! [`Halt::Stopped`], its temp files deleted as they are dropped. (A call into the app
+//! cannot be interrupted: the check comes when it returns.)
 
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
@@ -16,12 +21,73 @@ use mr::partition::{ihash, Partitioner, Partitioning, Reservoir};
 use mr::plugin::{App, AppError};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{
-    LocalFault, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskOutcome,
-    TaskResult, TaskStats,
+    LocalFault, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskResult,
+    TaskStats,
 };
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tempfile::TempPath;
+
+/// Tells a running task to stop (set from the heartbeat loop, read by the task).
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// Asks the task to stop.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it was asked to.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Halt::Stopped)` if it was asked to.
+    pub fn check(&self) -> Result<(), Halt> {
+        if self.is_set() {
+            Err(Halt::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps for `d`, or less if asked to stop meanwhile.
+    pub fn sleep(&self, d: Duration) {
+        let end = std::time::Instant::now() + d;
+        while !self.is_set() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+}
+
+/// Why a task ended without a result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Halt {
+    /// It failed: to be reported.
+    Failed(TaskFailure),
+    /// It was told to stop: nothing to report.
+    Stopped,
+}
+
+impl From<TaskFailure> for Halt {
+    fn from(f: TaskFailure) -> Halt {
+        Halt::Failed(f)
+    }
+}
+
+/// A task's end: its result, or why there is none.
+pub type Outcome = Result<TaskResult, Halt>;
+
+/// Records between two looks at the [`Stop`] while the app emits.
+const CHECK_EVERY: u64 = 1 << 12;
 
 /// Memory for the read buffers of a reduce task's merge, shared by the inputs of one
 /// merge pass.
@@ -170,10 +236,12 @@ pub fn run_sample(
     index: u32,
     pieces: Vec<(String, Vec<u8>)>,
     max_keys: u32,
-) -> TaskOutcome {
+    stop: &Stop,
+) -> Outcome {
     let mut sample = Reservoir::new(max_keys as usize, u64::from(index));
     let mut bytes_read = 0;
     for (filename, bytes) in pieces {
+        stop.check()?;
         bytes_read += bytes.len() as u64;
         let contents = mr::split::decode_input(bytes);
         app.map(&filename, &contents, |k, _| sample.offer(k))
@@ -206,7 +274,8 @@ pub fn run_map(
     partitioning: &Partitioning,
     dir: &Path,
     memory: usize,
-) -> TaskOutcome {
+    stop: &Stop,
+) -> Outcome {
     let bytes_read = bytes.len() as u64;
     let contents = mr::split::decode_input(bytes);
 
@@ -218,12 +287,15 @@ pub fn run_map(
     let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
     let mut records_in = 0u64;
     let mut failed: Option<Box<TaskFailure>> = None;
+    let mut stopped = false;
     app.map(filename, &contents, |k, v| {
-        if failed.is_some() {
+        if failed.is_some() || stopped {
             return;
         }
         records_in += 1;
-        if let Err(e) = buf.push(app, &parts, k, v) {
+        if records_in.is_multiple_of(CHECK_EVERY) && stop.is_set() {
+            stopped = true;
+        } else if let Err(e) = buf.push(app, &parts, k, v) {
             failed = Some(e);
         } else if buf.bytes() > memory {
             if let Err(e) = buf.spill(app, dir, &mut runs) {
@@ -233,8 +305,9 @@ pub fn run_map(
     })
     .map_err(app_err)?;
     if let Some(f) = failed {
-        return Err(*f);
+        return Err(Halt::Failed(*f));
     }
+    stop.check()?;
     drop(contents);
 
     let spilled = runs.iter().any(|r| !r.is_empty());
@@ -247,6 +320,7 @@ pub fn run_map(
         ..TaskStats::default()
     };
     for p in 0..n_reduce {
+        stop.check()?;
         let dest = dir.join(intermediate_name(map, p));
         let file = AtomicFile::create(&dest).map_err(output_err)?;
         let mut w = Writer::new(file).map_err(output_err)?;
@@ -309,14 +383,15 @@ pub fn run_reduce(
     out_dir: &Path,
     scratch: &Path,
     fan_in: usize,
-) -> TaskOutcome {
+    stop: &Stop,
+) -> Outcome {
     let fan_in = fan_in.max(2);
     let bytes_read = inputs
         .iter()
         .filter_map(|i| local_path(i).ok())
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let runs = merge_passes(inputs, scratch, fan_in)?;
+    let runs = merge_passes(inputs, scratch, fan_in, stop)?;
     let sources: Vec<Source<'_>> = match &runs {
         Some(runs) => runs.iter().map(Source::Run).collect(),
         None => inputs.iter().map(Source::Input).collect(),
@@ -328,8 +403,13 @@ pub fn run_reduce(
     let mut lines = 0u64;
     let mut bytes_written = 0u64;
     let raw = app.raw_output();
+    let mut groups = 0u64;
     let records_in = merger
-        .for_each_group(|key, values| -> Result<(), TaskFailure> {
+        .for_each_group(|key, values| -> Result<(), Halt> {
+            groups += 1;
+            if groups.is_multiple_of(CHECK_EVERY) {
+                stop.check()?;
+            }
             result.clear();
             app.reduce(key, values, &mut result).map_err(app_err)?;
             if raw {
@@ -345,18 +425,21 @@ pub fn run_reduce(
             Ok(())
         })
         .map_err(|e| match e {
-            MergeError::Consumer(f) => f,
-            MergeError::Input { index, error } => sources[index].failure(error),
+            MergeError::Consumer(h) => h,
+            MergeError::Input { index, error } => Halt::Failed(sources[index].failure(error)),
         })
-        .map_err(|f| match f {
+        .map_err(|h| match h {
             // Damaged input can make the app fail (a corrupt key is not UTF-8) before the
             // checksum at the end of that input is reached: blame the input, so that its
             // map re-runs, rather than the app, which would fail the same way every time.
             // (With merge passes, damage is found while writing the runs, before any
             // app call.)
-            f @ TaskFailure::App { .. } if runs.is_none() => first_damaged(inputs).unwrap_or(f),
-            f => f,
+            Halt::Failed(f @ TaskFailure::App { .. }) if runs.is_none() => {
+                Halt::Failed(first_damaged(inputs).unwrap_or(f))
+            }
+            h => h,
         })?;
+    stop.check()?;
     out.commit(true).map_err(output_err)?;
     Ok(TaskResult::Reduce {
         output: Location::Path(dest),
@@ -431,25 +514,28 @@ fn merge_passes(
     inputs: &[MapOutput],
     scratch: &Path,
     fan_in: usize,
-) -> Result<Option<Vec<TempPath>>, TaskFailure> {
+    stop: &Stop,
+) -> Result<Option<Vec<TempPath>>, Halt> {
     if inputs.len() <= fan_in {
         return Ok(None);
     }
     let mut level: Vec<TempPath> = inputs
         .chunks(fan_in)
         .map(|chunk| {
+            stop.check()?;
             let sources: Vec<Source<'_>> = chunk.iter().map(Source::Input).collect();
-            merge_to_run(&sources, scratch)
+            Ok(merge_to_run(&sources, scratch)?)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Halt>>()?;
     while level.len() > fan_in {
         level = level
             .chunks(fan_in)
             .map(|chunk| {
+                stop.check()?;
                 let sources: Vec<Source<'_>> = chunk.iter().map(Source::Run).collect();
-                merge_to_run(&sources, scratch)
+                Ok(merge_to_run(&sources, scratch)?)
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, Halt>>()?;
     }
     Ok(Some(level))
 }
@@ -570,7 +656,7 @@ mod tests {
         let want = groups(&single);
         assert!(want.iter().any(|(_, vs)| vs.len() > 3), "keys must repeat");
         for fan_in in [2, 3, 7, MERGE_FAN_IN] {
-            let runs = merge_passes(&inputs, scratch.path(), fan_in)
+            let runs = merge_passes(&inputs, scratch.path(), fan_in, &Stop::default())
                 .unwrap()
                 .expect("more inputs than the fan-in");
             assert!(runs.len() <= fan_in, "fan-in {fan_in}: {} runs", runs.len());
@@ -580,9 +666,28 @@ mod tests {
             let left = std::fs::read_dir(scratch.path()).unwrap().count();
             assert_eq!(left, 0, "runs are deleted once dropped");
         }
-        assert!(merge_passes(&inputs, scratch.path(), 250)
+        assert!(merge_passes(&inputs, scratch.path(), 250, &Stop::default())
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_stopped_merge_ends_without_a_result_and_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let inputs = inputs(dir.path(), 20);
+        let stop = Stop::default();
+        stop.set();
+        let r = merge_passes(&inputs, scratch.path(), 3, &stop);
+        assert_eq!(r.err(), Some(Halt::Stopped));
+        let left = std::fs::read_dir(scratch.path()).unwrap().count();
+        assert_eq!(left, 0, "no run is left in the scratch directory");
+        let t0 = std::time::Instant::now();
+        stop.sleep(Duration::from_secs(5));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "a stopped task does not sleep on"
+        );
     }
 
     #[test]
@@ -590,11 +695,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inputs = inputs(dir.path(), 10);
         std::fs::remove_file(dir.path().join(intermediate_name(6, 0))).unwrap();
-        let Err(f) = merge_passes(&inputs, dir.path(), 3) else {
+        let Err(f) = merge_passes(&inputs, dir.path(), 3, &Stop::default()) else {
             panic!("a missing input must fail the merge")
         };
         assert!(
-            matches!(f, TaskFailure::LostMapOutput { map: 6, .. }),
+            matches!(f, Halt::Failed(TaskFailure::LostMapOutput { map: 6, .. })),
             "{f:?}"
         );
     }

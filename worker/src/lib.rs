@@ -28,7 +28,7 @@ pub mod stage;
 
 use link::{Link, LinkError};
 use mr::auth::Token;
-use mr::ids::WorkerId;
+use mr::ids::{Attempt, TaskId, WorkerId};
 use mr::plugin::App;
 use mr::rpc::{Addr, JobEnd, Listener, ReportReply, WorkerInfo};
 use mr::secure::Guard;
@@ -97,6 +97,28 @@ impl Config {
 pub struct TestHooks {
     /// Sleep this long before running each task (a slow worker).
     pub task_delay: Duration,
+    /// Hold attempt N of task T before running it while the file `T.N` exists in this
+    /// directory, having written `T.N.held` there (a worker the tests pause and release
+    /// at will, to order two attempts of one task).
+    pub hold_dir: Option<PathBuf>,
+}
+
+impl TestHooks {
+    /// Runs the hooks before attempt `a`, unless `stop` is set meanwhile.
+    fn before(&self, a: &Assignment, stop: &exec::Stop) {
+        stop.sleep(self.task_delay);
+        let Some(dir) = &self.hold_dir else {
+            return;
+        };
+        let name = format!("{}.{}", a.task, a.attempt.0);
+        let hold = dir.join(&name);
+        if hold.exists() {
+            let _ = std::fs::write(dir.join(format!("{name}.held")), b"");
+            while hold.exists() && !stop.is_set() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 /// Why the worker stopped.
@@ -156,11 +178,28 @@ struct Ctx {
     /// Held while re-registering: the heartbeat loop and the task loop both hear
     /// "register again", and only one of them may do it.
     registering: tokio::sync::Mutex<()>,
+    /// The attempt running now, with what stops it (the heartbeat loop hears when it
+    /// is beaten or taken back).
+    running: Mutex<Option<(TaskId, Attempt, exec::Stop)>>,
 }
 
 impl Ctx {
     fn session(&self) -> std::sync::MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<(TaskId, Attempt, exec::Stop)>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops `attempt` of `task` if it is the one running.
+    fn abandon(&self, task: TaskId, attempt: Attempt) {
+        if let Some((t, a, stop)) = &*self.running() {
+            if (*t, *a) == (task, attempt) && !stop.is_set() {
+                info!(%task, %attempt, "abandoning the attempt: another attempt finished first, or it was taken back");
+                stop.set();
+            }
+        }
     }
 
     fn worker(&self) -> WorkerId {
@@ -292,6 +331,7 @@ pub async fn run(mut config: Config, app: Arc<App>) -> Result<Exit, WorkerError>
         own,
         session: Mutex::new(session),
         registering: tokio::sync::Mutex::new(()),
+        running: Mutex::new(None),
     });
     let interval = ctx
         .register(ctx.config.connect_timeout)
@@ -376,6 +416,7 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, interval: Duration, exit: watch::Sender<O
                 exit.send_replace(Some(x));
                 return;
             }
+            Next::Abandon { task, attempt } => ctx.abandon(task, attempt),
             Next::Continue | Next::Retry(_) | Next::Run(_) => {}
         }
     }
@@ -397,7 +438,11 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
             Next::Run(a) => {
                 let started = Instant::now();
                 info!(%req, %worker, task = %a.task, attempt = %a.attempt, "running");
-                let Some(outcome) = run_task(&ctx, &app, &a).await else {
+                let stop = exec::Stop::default();
+                *ctx.running() = Some((a.task, a.attempt, stop.clone()));
+                let outcome = run_task(&ctx, &app, &a, &stop).await;
+                *ctx.running() = None;
+                let Some(outcome) = outcome else {
                     continue;
                 };
                 match &outcome {
@@ -412,7 +457,8 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
                     return exit;
                 }
             }
-            Next::Continue => {}
+            // Only heartbeats carry it; nothing runs while polling.
+            Next::Continue | Next::Abandon { .. } => {}
             Next::Retry(pause) => tokio::time::sleep(pause).await,
             Next::Register { seen } => {
                 if let Err(e) = ctx.reregister(seen, ctx.config.coordinator_timeout).await {
@@ -434,9 +480,15 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
 }
 
 /// Runs one task: brings its inputs to this machine, computes off the async runtime, and
-/// sends its output where it belongs. None if the coordinator refused the output (the
-/// attempt was revoked): there is nothing left to report.
-async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<TaskOutcome> {
+/// sends its output where it belongs. None if the attempt was stopped (beaten by another
+/// attempt, or taken back) or the coordinator refused its output: there is nothing left
+/// to report.
+async fn run_task(
+    ctx: &Arc<Ctx>,
+    app: &Arc<App>,
+    a: &Assignment,
+    stop: &exec::Stop,
+) -> Option<TaskOutcome> {
     let coordinator = ctx.config.coordinator.to_string();
     let guard = &ctx.guard;
     // Where this task writes: our map output directory when we serve our own files.
@@ -504,19 +556,28 @@ async fn run_task(ctx: &Arc<Ctx>, app: &Arc<App>, a: &Assignment) -> Option<Task
         }
     };
     let outcome = {
-        let (app, a, config) = (app.clone(), a.clone(), ctx.config.clone());
+        let (app, a, config, stop) = (app.clone(), a.clone(), ctx.config.clone(), stop.clone());
         tokio::task::spawn_blocking(move || {
-            std::thread::sleep(config.test_hooks.task_delay);
-            work.run(&app, &a, &config)
+            config.test_hooks.before(&a, &stop);
+            stop.check()?;
+            work.run(&app, &a, &config, &stop)
         })
         .await
         .unwrap_or_else(|e| {
-            Err(TaskFailure::Local {
+            Err(exec::Halt::Failed(TaskFailure::Local {
                 fault: mr::task::LocalFault::Io,
                 what: "the task's thread died".into(),
                 error: e.to_string(),
-            })
+            }))
         })
+    };
+    let outcome = match outcome {
+        Ok(result) => Ok(result),
+        Err(exec::Halt::Failed(f)) => Err(f),
+        Err(exec::Halt::Stopped) => {
+            info!(task = %a.task, attempt = %a.attempt, "attempt abandoned; its temp files are deleted");
+            return None;
+        }
     };
     // Fetched copies are deleted here; a failure names the input as the reduce was told.
     let wanted = inputs.map(|(wanted, _copies)| wanted);
@@ -645,7 +706,7 @@ enum Work {
 
 impl Work {
     /// Computes, synchronously (call it off the async runtime).
-    fn run(self, app: &App, a: &Assignment, config: &Config) -> TaskOutcome {
+    fn run(self, app: &App, a: &Assignment, config: &Config, stop: &exec::Stop) -> exec::Outcome {
         match self {
             Work::Sample { pieces, max_keys } => {
                 let mut read = Vec::with_capacity(pieces.len());
@@ -653,7 +714,7 @@ impl Work {
                     let bytes = lines(&split, bytes)?;
                     read.push((split.path.to_string_lossy().into_owned(), bytes));
                 }
-                exec::run_sample(app, a.task.index, read, max_keys)
+                exec::run_sample(app, a.task.index, read, max_keys, stop)
             }
             Work::Map {
                 split,
@@ -673,6 +734,7 @@ impl Work {
                     &partitioning,
                     &dir,
                     config.map_memory,
+                    stop,
                 )
             }
             Work::Reduce {
@@ -686,6 +748,7 @@ impl Work {
                 Path::new(&out_dir),
                 &scratch,
                 config.merge_fan_in,
+                stop,
             ),
         }
     }
@@ -745,6 +808,7 @@ mod tests {
                 s
             }),
             registering: tokio::sync::Mutex::new(()),
+            running: Mutex::new(None),
         }
     }
 

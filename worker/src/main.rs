@@ -50,6 +50,10 @@ struct Args {
     /// each task, to make a slow worker for the fault tests.
     #[arg(long, default_value = "0", value_parser = parse_delay, hide = true)]
     task_delay: Duration,
+    /// Test hook (hidden; see worker::TestHooks): hold an attempt while a file named
+    /// for it exists in this directory.
+    #[arg(long, hide = true)]
+    hold_dir: Option<PathBuf>,
     /// The app library, e.g. target/release/libwc.so.
     app: PathBuf,
 }
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
     config.connect_timeout = args.connect_timeout;
     config.coordinator_timeout = args.coordinator_timeout;
     config.test_hooks.task_delay = args.task_delay;
+    config.test_hooks.hold_dir = args.hold_dir;
     config.merge_fan_in = args.merge_fan_in;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

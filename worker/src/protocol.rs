@@ -10,7 +10,7 @@
 //! leave a ghost behind and the running task's report would be refused.
 
 use crate::Exit;
-use mr::ids::WorkerId;
+use mr::ids::{Attempt, TaskId, WorkerId};
 use mr::retry::Backoff;
 use mr::rpc::{Directive, ReportReply, TaskReply};
 use mr::task::Assignment;
@@ -26,6 +26,14 @@ pub enum Next {
     Continue,
     /// Run this task, then report it.
     Run(Assignment),
+    /// Stop running `attempt` of `task` if it still runs (another attempt finished
+    /// first, or it was taken back), and go on.
+    Abandon {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: Attempt,
+    },
     /// The coordinator does not know the id `seen` (it restarted, or forgot us):
     /// register again, if [`Session::should_register`] still says so.
     Register {
@@ -123,6 +131,7 @@ impl Session {
         self.contact(now);
         match d {
             Directive::Continue => Next::Continue,
+            Directive::Abandon { task, attempt } => Next::Abandon { task, attempt },
             Directive::Reregister => Next::Register { seen },
             Directive::Exit(end) => Next::Exit(Exit::Job(end)),
         }

@@ -80,6 +80,32 @@ pub struct ExcludedWorker {
     pub last_error: Option<String>,
 }
 
+/// What backup attempts did (speculative execution), and which workers were slow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpeculationReport {
+    /// Whether backups could start (off with `--no-speculation`).
+    pub enabled: bool,
+    /// Backups started, won (they finished their task) and wasted (beaten, failed or
+    /// taken back).
+    #[serde(flatten)]
+    pub counts: crate::speculate::SpeculationStats,
+    /// Workers noted as slow: backups beat their attempts. No backup starts on them.
+    pub slow_workers: Vec<SlowWorker>,
+}
+
+/// A worker whose attempts backups beat, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowWorker {
+    /// `w2`.
+    pub id: String,
+    /// Its host.
+    pub host: String,
+    /// Its attempts that backups beat.
+    pub beaten: u32,
+    /// Tasks it finished.
+    pub tasks_done: u64,
+}
+
 /// How a job went.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -102,6 +128,8 @@ pub struct Report {
     pub events: EventCounts,
     /// How keys were partitioned, and how evenly.
     pub partitioning: PartitioningReport,
+    /// Backup attempts, and slow workers.
+    pub speculation: SpeculationReport,
 }
 
 /// How a job partitioned its keys.
@@ -200,6 +228,21 @@ impl Report {
             reduce: PhaseReport::of(job.tasks.reduces(), tl.reduce_wall(now)),
             events,
             partitioning: PartitioningReport::of(job, now),
+            speculation: SpeculationReport {
+                enabled: job.tasks.speculation().is_some(),
+                counts: job.tasks.speculated(),
+                slow_workers: job
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| w.slow())
+                    .map(|(id, w)| SlowWorker {
+                        id: id.to_string(),
+                        host: w.info.host.clone(),
+                        beaten: w.beaten,
+                        tasks_done: w.tasks_done,
+                    })
+                    .collect(),
+            },
         }
     }
 
@@ -301,6 +344,21 @@ impl fmt::Display for Report {
                     h.partition
                 )?;
             }
+        }
+        let sp = &self.speculation;
+        if sp.counts.started > 0 {
+            writeln!(
+                f,
+                "  backups: {} started, {} won, {} wasted",
+                sp.counts.started, sp.counts.won, sp.counts.wasted
+            )?;
+        }
+        for w in &sp.slow_workers {
+            writeln!(
+                f,
+                "  slow worker {} on {}: backups beat {} of its attempts (it finished {} tasks)",
+                w.id, w.host, w.beaten, w.tasks_done
+            )?;
         }
         write!(
             f,

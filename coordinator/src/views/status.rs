@@ -99,6 +99,8 @@ pub struct TaskStatus {
     pub attempt: u32,
     /// The worker running it, or the one that finished it.
     pub worker: Option<String>,
+    /// The worker running a backup of it, if one runs.
+    pub backup_worker: Option<String>,
     /// Seconds the current attempt has run, or the finished attempt took.
     pub elapsed_secs: Option<f64>,
     /// Attempts that failed with an error.
@@ -128,6 +130,11 @@ pub struct WorkerStatus {
     pub tasks_done: u64,
     /// Excluded from the job for failing too many tasks (see the registry).
     pub excluded: bool,
+    /// Noted as slow: backups beat its attempts (see the registry); no backups start
+    /// on it.
+    pub slow: bool,
+    /// Its attempts that backups beat.
+    pub beaten: u32,
     /// Its failed attempts.
     pub failures: u64,
     /// Its last error.
@@ -157,16 +164,16 @@ impl Status {
         let mut current: HashMap<WorkerId, String> = HashMap::new();
         let tasks = all
             .map(|t| {
+                let mut backup_worker = None;
                 let (state, attempt, worker, elapsed) = match &t.state {
                     TaskState::Idle => ("idle", t.attempts, None, None),
-                    TaskState::InProgress {
-                        worker,
-                        attempt,
-                        since,
-                    } => {
-                        current.insert(*worker, t.id.to_string());
-                        let secs = now.saturating_duration_since(*since).as_secs_f64();
-                        ("running", attempt.0, Some(*worker), Some(secs))
+                    TaskState::InProgress { run, backup } => {
+                        for r in t.state.runs() {
+                            current.insert(r.worker, t.id.to_string());
+                        }
+                        backup_worker = backup.map(|b| b.worker.to_string());
+                        let secs = now.saturating_duration_since(run.since).as_secs_f64();
+                        ("running", run.attempt.0, Some(run.worker), Some(secs))
                     }
                     TaskState::Done {
                         worker, attempt, ..
@@ -180,6 +187,7 @@ impl Status {
                     state,
                     attempt,
                     worker: worker.map(|w| w.to_string()),
+                    backup_worker,
                     elapsed_secs: elapsed,
                     failures: t.failures,
                     reassignments: t.reassignments,
@@ -199,6 +207,8 @@ impl Status {
                 current_task: current.get(id).cloned(),
                 tasks_done: w.tasks_done,
                 excluded: w.excluded,
+                slow: w.slow(),
+                beaten: w.beaten,
                 failures: w.failures,
                 last_error: w.last_error.clone(),
             })
@@ -251,7 +261,7 @@ pub(crate) mod tests {
         job.timeline.assigned(a.task, s(1));
         let b = job.tasks.assign(w2, s(1)).unwrap();
         job.timeline.assigned(b.task, s(1));
-        let since = Timeline::running_since(&job.tasks, a.task);
+        let since = Timeline::running_since(&job.tasks, a.task, a.attempt);
         let result = TaskResult::Map {
             output: mr::task::MapOutputs::Dir("".into()),
             stats: TaskStats {
@@ -261,7 +271,9 @@ pub(crate) mod tests {
                 records_out: 5,
             },
         };
-        job.tasks.complete(w1, a.task, a.attempt, result).unwrap();
+        job.tasks
+            .complete(w1, a.task, a.attempt, result, t0)
+            .unwrap();
         job.timeline.completed(a.task, since, s(3));
         job.timeline.observe(&job.tasks, s(3));
         job.workers.update(w1, |w| w.tasks_done += 1);

@@ -2,8 +2,8 @@
 //! end, and how long each task's successful attempt took. Fed by the service handlers;
 //! read by the progress display, the report and the status page.
 
-use crate::task::{TaskState, TaskTable};
-use mr::ids::{TaskId, TaskKind};
+use crate::task::TaskTable;
+use mr::ids::{Attempt, TaskId, TaskKind};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -49,13 +49,10 @@ impl Timeline {
         }
     }
 
-    /// When the current attempt of `task` was handed out, if one is in progress; read it
+    /// When live attempt `attempt` of `task` was handed out, if it is live; read it
     /// before recording the completion.
-    pub fn running_since(tasks: &TaskTable, task: TaskId) -> Option<Instant> {
-        match tasks.task(task)?.state {
-            TaskState::InProgress { since, .. } => Some(since),
-            _ => None,
-        }
+    pub fn running_since(tasks: &TaskTable, task: TaskId, attempt: Attempt) -> Option<Instant> {
+        tasks.task(task)?.state.run_of(attempt).map(|r| r.since)
     }
 
     /// Notes that `task`, handed out at `since`, was accepted as done at `now`.
@@ -139,12 +136,12 @@ mod tests {
         let w = WorkerId(1);
         let a = tasks.assign(w, s(1)).unwrap();
         tl.assigned(a.task, s(1));
-        let since = Timeline::running_since(&tasks, a.task);
+        let since = Timeline::running_since(&tasks, a.task, a.attempt);
         assert_eq!(since, Some(s(1)));
         let output = mr::task::MapOutputs::Dir("".into());
         let stats = TaskStats::default();
         tasks
-            .complete(w, a.task, a.attempt, TaskResult::Map { output, stats })
+            .complete(w, a.task, a.attempt, TaskResult::Map { output, stats }, t0)
             .unwrap();
         tl.completed(a.task, since, s(3));
         tl.observe(&tasks, s(3));
@@ -156,7 +153,13 @@ mod tests {
         tl.assigned(r.task, s(4));
         let output = Location::Path("mr-out-0".into());
         tasks
-            .complete(w, r.task, r.attempt, TaskResult::Reduce { output, stats })
+            .complete(
+                w,
+                r.task,
+                r.attempt,
+                TaskResult::Reduce { output, stats },
+                t0,
+            )
             .unwrap();
         tl.observe(&tasks, s(7));
         assert_eq!(tl.first_map, Some(s(1)), "a reduce is not a map");
