@@ -68,9 +68,21 @@ fn verdict(stderr: &str, needles: &[&str]) -> String {
 }
 
 fn coordinator(dir: &Dir, addr: &str, inputs: &[String]) -> Proc {
+    coordinator_with(dir, addr, inputs, &[])
+}
+
+fn coordinator_with(dir: &Dir, addr: &str, inputs: &[String], more: &[&str]) -> Proc {
     let mut extra = SPLITS.to_vec();
     extra.extend(["--report", "report.json"]);
+    extra.extend(more);
     dir.tcp_coordinator(addr, inputs, &extra)
+}
+
+/// Waits until the job's status at `http` lists a worker: the first one has registered.
+fn wait_registered(http: &str) {
+    wait_for_status(http, Duration::from_secs(10), "a worker to register", |s| {
+        s["workers"].as_array().is_some_and(|w| !w.is_empty())
+    });
 }
 
 #[test]
@@ -85,9 +97,10 @@ fn a_worker_with_a_full_disk_is_excluded_and_the_job_succeeds_on_the_other() {
     let full = Tmpfs::mount(&dir.join("full"), "1m");
     full.fill(0);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut c = coordinator(&dir, &addr, &inputs);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator_with(&dir, &addr, &inputs, &["--http", &http]);
     let mut bad = dir.tcp_worker(&addr, "full", "wc", &[], &[]);
-    bad.wait_for_line(Duration::from_secs(10), |l| l.contains("registered"));
+    wait_registered(&http);
     // The healthy worker is slow to start each task, so the full one gets some.
     let mut good = dir.tcp_worker(&addr, "good", "wc", &["--task-delay", "0.1"], &[]);
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
@@ -148,9 +161,10 @@ fn a_worker_whose_app_fails_on_every_task_is_excluded() {
     let inputs = dir.copy_books();
     let want = dir.expected("faulty", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut c = coordinator(&dir, &addr, &inputs);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator_with(&dir, &addr, &inputs, &["--http", &http]);
     let mut bad = dir.tcp_worker(&addr, "bad", "faulty", &[], &[("MR_FAULT", "panic-map")]);
-    bad.wait_for_line(Duration::from_secs(10), |l| l.contains("registered"));
+    wait_registered(&http);
     let mut good = dir.tcp_worker(&addr, "good", "faulty", &["--task-delay", "0.1"], &[]);
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     for w in [&mut bad, &mut good] {

@@ -1,6 +1,7 @@
 //! Faults during a job: apps that panic, intermediate files lost or corrupted between
 //! the map and reduce phases, and a frozen worker whose late report must be refused.
 
+use coordinator::journal::Record;
 use mr_tests::*;
 use std::fs;
 use std::time::Duration;
@@ -66,7 +67,8 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
     let want = dir.expected("testlib_slow", &inputs);
-    let args: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut args = vec!["--report", "report.json"];
+    args.extend(inputs.iter().map(String::as_str));
     let mut c = dir.coordinator(&args);
     let mut w = dir.worker("testlib_slow", &[("MR_SLOW_FIRST_REDUCE_MS", "2000")]);
     let (m, r) = (8u32, 10u32);
@@ -97,24 +99,25 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     w.assert_exit(Duration::from_secs(5), Exit::Code(0));
     assert_told(&w, "Succeeded");
     assert_same_lines(&dir.output_lines(), &want);
-    let err = c.stderr();
-    let lost: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("map output lost"))
+    // The journal records each damaged map's output as lost (a reopened map), once,
+    // and nothing else.
+    let mut reopened: Vec<u32> = dir
+        .journal()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Reopened { task } => Some(task.index),
+            _ => None,
+        })
         .collect();
-    for x in 0..4 {
-        assert!(
-            lost.iter()
-                .any(|l| l.contains(&format!("map={x}"))
-                    && l.contains(&format!("task=reduce-{last}"))),
-            "no 'map output lost' for map {x}:\n{}",
-            lost.join("\n")
-        );
-    }
-    assert_eq!(lost.len(), 4, "{}", lost.join("\n"));
-    // Nothing else was lost or failed.
-    assert!(!err.contains("giving up"), "{err}");
-    assert!(!err.contains("will retry"), "{err}");
+    reopened.sort_unstable();
+    assert_eq!(reopened, [0, 1, 2, 3]);
+    // Nothing else was lost or failed: the four reduce attempts that found them are the
+    // only failures, none counted against a task but against its map.
+    let r = dir.report();
+    assert_eq!(r["state"], "succeeded", "{r:#}");
+    assert_eq!(r["events"]["failed"], 4, "{r:#}");
+    assert_eq!(r["events"]["reopened_maps"], 4, "{r:#}");
+    assert_eq!(r["reduce"]["failures"], 0, "{r:#}");
     assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
 }
 
@@ -128,6 +131,7 @@ fn a_late_report_from_a_frozen_worker_is_refused() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
     let want = dir.expected("testlib_slow", &inputs);
+    let http = format!("127.0.0.1:{}", free_port());
     let mut args = vec![
         "--task-timeout",
         "10",
@@ -135,6 +139,8 @@ fn a_late_report_from_a_frozen_worker_is_refused() {
         "1",
         "--report",
         "report.json",
+        "--http",
+        &http,
     ];
     args.extend(inputs.iter().map(String::as_str));
     let mut c = dir.coordinator(&args);
@@ -144,24 +150,23 @@ fn a_late_report_from_a_frozen_worker_is_refused() {
         cmd.envs(slow);
         dir.spawn("worker1", cmd)
     };
-    c.wait_for_line(Duration::from_secs(10), |l| {
-        l.contains("assigned") && l.contains("worker=w1") && l.contains("task=map-0 ")
+    let map0 = |s: &serde_json::Value| task_status(s, "map-0").cloned().unwrap_or_default();
+    let wait = Duration::from_secs(10);
+    wait_for_status(&http, wait, "map-0 running on w1", |s| {
+        map0(s)["state"] == "running" && map0(s)["worker"] == "w1"
     });
     // w1 is now inside map 0's one-second sleep.
     w1.signal(libc::SIGSTOP);
-    c.wait_for_line(Duration::from_secs(10), |l| {
-        l.contains("attempt revoked") && l.contains("task=map-0 ") && l.contains("worker=w1")
+    wait_for_status(&http, wait, "map-0 taken back from w1", |s| {
+        map0(s)["reassignments"] == 1
     });
     let mut w2 = {
         let mut cmd = dir.worker_command("testlib_slow", &["--coordinator-timeout", "5"]);
         cmd.envs([("MR_SLOW_MAP_MS", "300")]);
         dir.spawn("worker2", cmd)
     };
-    c.wait_for_line(Duration::from_secs(10), |l| {
-        l.contains("assigned")
-            && l.contains("worker=w2")
-            && l.contains("task=map-0 ")
-            && l.contains("attempt=2")
+    wait_for_status(&http, wait, "map-0 attempt 2 on w2", |s| {
+        map0(s)["attempt"] == 2 && map0(s)["worker"] == "w2"
     });
     w1.signal(libc::SIGCONT);
 

@@ -115,7 +115,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
             .report(
                 ctx(),
                 RequestId(6),
-                mr::ids::WorkerId(me.0 + 1000),
+                mr::ids::WorkerId::new(me.restart, me.number + 1000),
                 a.task,
                 a.attempt,
                 Ok(bogus_map(n_reduce)),

@@ -2,7 +2,7 @@
 //! during the reduce phase, start the same command again; the job picks up from the
 //! journal, the output is correct, and no map task whose output was intact runs twice.
 
-use coordinator::journal::{Record, DEFAULT_PATH};
+use coordinator::journal::Record;
 use mr::ids::TaskKind;
 use mr_tests::{wait_until, Dir, Exit};
 use std::collections::BTreeSet;
@@ -10,10 +10,7 @@ use std::time::Duration;
 
 /// The journal's records (a line cut short by the kill is not one).
 fn records(d: &Dir) -> Vec<Record> {
-    let text = std::fs::read_to_string(d.join(DEFAULT_PATH)).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    d.journal()
 }
 
 /// The map tasks the journal records as done.

@@ -184,10 +184,21 @@ fn a_restarted_coordinator_partitions_by_the_journaled_split_points() {
     let mut args = vec!["--partition", "range", "-r", "4", "--output", "out"];
     args.extend(inputs.iter().map(String::as_str));
     let mut first = dir.coordinator(&args);
-    // Slow workers, so that the kill lands mid-map-phase.
-    let slow = ["--task-delay", "0.3"];
+    // The last map is held (its first attempt and a backup), so that the kill lands in
+    // the map phase.
+    let hold = dir.join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    for attempt in [1, 2] {
+        std::fs::write(hold.join(format!("map-5.{attempt}")), b"").unwrap();
+    }
+    let hold_arg = hold.to_string_lossy().into_owned();
     let mut workers: Vec<Proc> = (0..2)
-        .map(|_| dir.spawn("worker", dir.worker_command("sort", &slow)))
+        .map(|_| {
+            dir.spawn(
+                "worker",
+                dir.worker_command("sort", &["--hold-dir", &hold_arg]),
+            )
+        })
         .collect();
     wait_until(
         JOB_TIMEOUT,
@@ -195,6 +206,7 @@ fn a_restarted_coordinator_partitions_by_the_journaled_split_points() {
         || split_point_records(&dir) == 1 && maps_done(&dir) >= 1,
     );
     first.kill();
+    std::fs::remove_dir_all(&hold).unwrap();
     let mut again = vec!["--report", "report.json"];
     again.extend(&args);
     let mut second = dir.coordinator(&again);

@@ -524,6 +524,16 @@ impl Dir {
         self.spawn("worker", w)
     }
 
+    /// The records of the coordinator's journal in this directory (its default path),
+    /// in order; a line cut short by a kill is not one.
+    pub fn journal(&self) -> Vec<coordinator::journal::Record> {
+        let path = self.join(coordinator::journal::DEFAULT_PATH);
+        let text = fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// The coordinator's end-of-job report, `report.json` in this directory (give the
     /// coordinator `--report report.json`): assert on it rather than on log wording.
     pub fn report(&self) -> serde_json::Value {
@@ -674,6 +684,47 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The status of a running job, as its coordinator's `/api/status` at `addr` (the
+/// `HOST:PORT` given to `--http`) serves it; None while it does not answer.
+pub fn status(addr: &str) -> Option<serde_json::Value> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let (_, body) = reply.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
+/// Polls the job's status at `addr` until `cond` holds of it (synchronising on the
+/// coordinator's structured state rather than on log lines); returns that status.
+/// Panics with `what` after `timeout`.
+#[track_caller]
+pub fn wait_for_status(
+    addr: &str,
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = status(addr).filter(|s| cond(s)) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Task `id` (`"map-0"`) in a status, if the job has it.
+pub fn task_status<'a>(status: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
+    status["tasks"].as_array()?.iter().find(|t| t["id"] == id)
 }
 
 /// A TCP port that was free a moment ago.

@@ -6,7 +6,6 @@ use std::process::Command;
 #[test]
 fn five_seeds_of_chaos() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("chaos/ has a parent");
     let tool = std::env::var_os("MR_CORPUS_TOOL")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../tools/make-corpus"));
@@ -16,15 +15,8 @@ fn five_seeds_of_chaos() {
          (it is tools/make-corpus in the repository; or set MR_CORPUS_TOOL)",
         tool.display()
     );
-    let built = mr_tests::cargo()
-        .args(["build", "--release", "--workspace", "--quiet"])
-        .status()
-        .expect("cannot run cargo");
-    assert!(built.success(), "cargo build --release failed: {built}");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let exe = target.join("release/mr-chaos");
+    // The one harness builds the release binaries (mr-chaos among them) and finds them.
+    let exe = mr_tests::bins().join("mr-chaos");
     let out = Command::new(&exe)
         .args(["--seeds", "5"])
         .env("MR_CORPUS_TOOL", &tool)

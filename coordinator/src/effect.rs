@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn events_are_counted_by_kind() {
         let mut c = EventCounts::default();
-        let (worker, task, attempt) = (WorkerId(1), TaskId::map(0), Attempt(1));
+        let (worker, task, attempt) = (WorkerId::first_run(1), TaskId::map(0), Attempt(1));
         c.count(&Event::Assigned {
             worker,
             task,

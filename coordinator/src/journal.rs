@@ -463,7 +463,7 @@ mod tests {
         Record::Done {
             task: TaskId::map(m),
             attempt: Attempt(2),
-            worker: WorkerId(7),
+            worker: WorkerId::first_run(7),
             result: TaskResult::Map {
                 output: mr::task::MapOutputs::Dir(dir.into()),
                 stats: TaskStats::default(),
@@ -498,7 +498,9 @@ mod tests {
         assert_eq!(restored, vec![TaskId::map(0)]);
         assert!(!t.maps_done());
         // Map 1 runs again, with an attempt number above any seen before.
-        let a = t.assign(WorkerId(9), std::time::Instant::now()).unwrap();
+        let a = t
+            .assign(WorkerId::first_run(9), std::time::Instant::now())
+            .unwrap();
         assert_eq!((a.task, a.attempt), (TaskId::map(1), Attempt(3)));
     }
 
@@ -516,7 +518,7 @@ mod tests {
             &Record::Done {
                 task: TaskId::reduce(0),
                 attempt: Attempt(1),
-                worker: WorkerId(7),
+                worker: WorkerId::first_run(7),
                 result: TaskResult::Reduce {
                     output: Location::Path(out),
                     stats: TaskStats::default(),
@@ -620,7 +622,7 @@ mod tests {
         // First run: sample, choose, journal the points as the job does.
         let mut first = range_table();
         let now = std::time::Instant::now();
-        while let Some(a) = first.assign(WorkerId(1), now) {
+        while let Some(a) = first.assign(WorkerId::first_run(1), now) {
             assert_eq!(a.task.kind, TaskKind::Sample, "maps wait for the points");
             let keys = (0..30).map(|k| vec![b'a' + (k % 26) as u8]).collect();
             let result = TaskResult::Sample {
@@ -628,7 +630,7 @@ mod tests {
                 stats: TaskStats::default(),
             };
             first
-                .complete(WorkerId(1), a.task, a.attempt, result, now)
+                .complete(WorkerId::first_run(1), a.task, a.attempt, result, now)
                 .unwrap();
             if first.chosen().is_some() {
                 break;
@@ -651,7 +653,7 @@ mod tests {
         let restored = restore(&mut second, &replay);
         assert_eq!(restored.len(), second.samples().len());
         assert_eq!(second.chosen(), Some(&chosen));
-        let a = second.assign(WorkerId(2), now).unwrap();
+        let a = second.assign(WorkerId::first_run(2), now).unwrap();
         match a.spec {
             mr::task::TaskSpec::Map { partitioning, .. } => {
                 assert_eq!(partitioning, Partitioning::Range(chosen.points.clone()))

@@ -94,7 +94,8 @@ pub struct Registry {
     eligible: BTreeSet<WorkerId>,
     /// The latest worker to register each data server address.
     by_server: BTreeMap<String, WorkerId>,
-    next_id: u64,
+    /// The id the next registration gets.
+    next_id: WorkerId,
     timeout: Duration,
 }
 
@@ -106,22 +107,22 @@ impl Registry {
             live: BTreeSet::new(),
             eligible: BTreeSet::new(),
             by_server: BTreeMap::new(),
-            next_id: 1,
+            next_id: WorkerId::first_run(1),
             timeout,
         }
     }
 
     /// Numbers workers of a restarted coordinator apart from the earlier run's, so a
-    /// worker of the old run can never be taken for a new one: incarnation `n` numbers
-    /// from `(n - 1) << 32`.
+    /// worker of the old run can never be taken for a new one: incarnation `n` (the run
+    /// after `n - 1` restarts) numbers its workers from 1 again, as restart `n - 1`.
     pub fn set_incarnation(&mut self, n: u32) {
-        self.next_id = (u64::from(n.saturating_sub(1)) << 32) | 1;
+        self.next_id = WorkerId::new(n.saturating_sub(1), 1);
     }
 
     /// Adds a worker and returns its new id.
     pub fn register(&mut self, info: WorkerInfo, now: Instant) -> WorkerId {
-        let id = WorkerId(self.next_id);
-        self.next_id += 1;
+        let id = self.next_id;
+        self.next_id.number += 1;
         let w = Worker {
             info,
             last_seen: now,
@@ -370,7 +371,10 @@ mod tests {
         assert!(r.touch(a, t0 + Duration::from_secs(4)));
         assert!(!r.get(a).unwrap().lost);
         r.audit().unwrap();
-        assert!(!r.touch(WorkerId(99), t0), "unknown ids must re-register");
+        assert!(
+            !r.touch(WorkerId::first_run(99), t0),
+            "unknown ids must re-register"
+        );
     }
 
     #[test]

@@ -545,7 +545,7 @@ impl TaskTable {
                 self.set_state(
                     id,
                     TaskState::Done {
-                        worker: WorkerId(0),
+                        worker: WorkerId::NONE,
                         attempt,
                         output: Output::Sample(Vec::new()),
                     },
@@ -841,21 +841,22 @@ impl TaskTable {
         now: Instant,
     ) -> Result<Option<Run>, Refusal> {
         self.check_current(worker, id, attempt)?;
-        let state = self.task(id).map(|t| t.state.clone());
-        let runs: Vec<Run> = state.iter().flat_map(|s| s.runs().copied()).collect();
+        // Live (just checked): the winner, and the other live attempt if there is one.
+        let (won, beaten) = match self.task(id).map(|t| &t.state) {
+            Some(TaskState::InProgress { run, backup }) => match backup {
+                Some(b) if b.attempt == attempt => (*b, Some(*run)),
+                _ => (*run, *backup),
+            },
+            _ => return Err(Refusal::UnknownTask),
+        };
         if !self.set_done(id, worker, attempt, result) {
             // A result of the other kind of task.
             return Err(Refusal::BadResult { got: 0, want: 1 });
         }
-        let (won, beaten): (Vec<Run>, Vec<Run>) =
-            runs.into_iter().partition(|r| r.attempt == attempt);
-        if let Some(w) = won.first() {
-            self.took[slot(id.kind)].insert(now.saturating_duration_since(w.since));
-            if w.backup {
-                self.speculated.won += 1;
-            }
+        self.took[slot(id.kind)].insert(now.saturating_duration_since(won.since));
+        if won.backup {
+            self.speculated.won += 1;
         }
-        let beaten = beaten.first().copied();
         if beaten.is_some_and(|b| b.backup) {
             self.speculated.wasted += 1;
         }
@@ -1265,8 +1266,8 @@ pub(crate) fn test_splits(n: usize, len: u64) -> Vec<Split> {
 mod tests {
     use super::*;
 
-    const W1: WorkerId = WorkerId(1);
-    const W2: WorkerId = WorkerId(2);
+    const W1: WorkerId = WorkerId::first_run(1);
+    const W2: WorkerId = WorkerId::first_run(2);
     const TIMEOUT: Duration = Duration::from_secs(10);
 
     fn table(m: usize, r: u32) -> TaskTable {
@@ -1707,7 +1708,7 @@ mod tests {
         );
     }
 
-    const W3: WorkerId = WorkerId(3);
+    const W3: WorkerId = WorkerId::first_run(3);
     const SEC: Duration = Duration::from_secs(1);
 
     /// Three maps: W1 and W2 finish map-0 and map-1 in a second each; W3 holds map-2.

@@ -61,16 +61,51 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// A worker, as numbered by the coordinator at registration.
+/// A worker, as numbered by the coordinator at registration: which run of the
+/// coordinator numbered it and its number in that run, so that a worker of a run before
+/// a restart can never be taken for one of the run after it. On the wire and in the
+/// journal it is one number, the restart in the high 32 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct WorkerId(pub u64);
+#[serde(from = "u64", into = "u64")]
+pub struct WorkerId {
+    /// Coordinator restarts before the run that registered it (0: the first run).
+    pub restart: u32,
+    /// Its number in that run, from 1 (0: not registered yet).
+    pub number: u32,
+}
+
+impl WorkerId {
+    /// No worker: the id of a worker that has not registered yet.
+    pub const NONE: WorkerId = WorkerId::new(0, 0);
+
+    /// Worker `number` of the run after `restart` restarts.
+    pub const fn new(restart: u32, number: u32) -> WorkerId {
+        WorkerId { restart, number }
+    }
+
+    /// Worker `number` of the first run (tests and examples).
+    pub const fn first_run(number: u32) -> WorkerId {
+        WorkerId::new(0, number)
+    }
+}
+
+impl From<u64> for WorkerId {
+    fn from(n: u64) -> WorkerId {
+        WorkerId::new((n >> 32) as u32, n as u32)
+    }
+}
+
+impl From<WorkerId> for u64 {
+    fn from(w: WorkerId) -> u64 {
+        (u64::from(w.restart) << 32) | u64::from(w.number)
+    }
+}
 
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The high half numbers coordinator restarts (see the coordinator's registry).
-        match self.0 >> 32 {
-            0 => write!(f, "w{}", self.0),
-            r => write!(f, "w{}.r{r}", self.0 & 0xffff_ffff),
+        match self.restart {
+            0 => write!(f, "w{}", self.number),
+            r => write!(f, "w{}.r{r}", self.number),
         }
     }
 }

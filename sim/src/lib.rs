@@ -1225,7 +1225,7 @@ impl World {
         // otherwise the new id leaves a ghost behind.
         let held = self.procs[w].session.worker();
         if let Some(c) = &self.coord {
-            if held != WorkerId(0) && c.job.workers.get(held).is_some() {
+            if held != WorkerId::NONE && c.job.workers.get(held).is_some() {
                 self.broken = Some(format!(
                     "w{w} registers again although the coordinator knows its id {held}: a ghost worker"
                 ));

@@ -661,21 +661,25 @@ scenario_plaintext() {
 }
 
 scenario_lost_map() {
-  local i a child n_reduce p1 p2 p3 slow=()
+  local i a y child n_reduce p1 p2 p3 hold=$TMP/w1/hold held=""
   start_coordinator || return 1
-  # w1 must not finish the reduces before it is killed: slow it down with the worker's
-  # test hook (a pause before each task); the kill follows the 8th map within 50 ms.
-  slow=(--task-delay 1)
-  start_worker w1-first w1 wc "${slow[@]}"
+  # w1 must not finish the reduces before it is killed: the worker's test hook holds the
+  # first attempt of each reduce while a file named for it exists in the hold directory
+  # (writing NAME.held when it starts holding), so w1 runs every map, then holds the
+  # first reduce it gets until it is killed.
+  mkdir -p "$hold"
+  for y in $(seq 0 9); do : >"$hold/reduce-$y.1"; done
+  start_worker w1-first w1 wc --hold-dir "$hold"
   a=$LAST_PID
   for ((i = 0; i < JOB_TIMEOUT * 20; i++)); do
-    [ "$(completed map)" -ge "${#INPUTS[@]}" ] && break
+    held=$(compgen -G "$hold/reduce-*.1.held" || true)
+    [ "$(completed map)" -ge "${#INPUTS[@]}" ] && [ -n "$held" ] && break
     alive "$a" || break
     alive "$COORD_PID" || break
     sleep 0.05
   done
-  if [ "$(completed map)" -lt "${#INPUTS[@]}" ]; then
-    fail "the coordinator did not log ${#INPUTS[@]} completed maps (saw $(completed map))"
+  if [ "$(completed map)" -lt "${#INPUTS[@]}" ] || [ -z "$held" ]; then
+    fail "w1 did not run ${#INPUTS[@]} maps (saw $(completed map)) and hold a reduce (${held:-none held})"
     return 1
   fi
   child=$(tr -d ' ' <"/proc/$a/task/$a/children" 2>/dev/null) || child=""
@@ -684,6 +688,7 @@ scenario_lost_map() {
     return 1
   fi
   { kill -9 "$child"; wait "$a"; } 2>/dev/null
+  rm -rf "$hold"
   n_reduce=$(completed reduce)
   echo "    killed w1 (SIGKILL) after ${#INPUTS[@]} maps and $n_reduce reduces"
   if [ "$n_reduce" -ge 10 ] || ! alive "$COORD_PID"; then

@@ -804,7 +804,7 @@ mod tests {
             own: None,
             session: Mutex::new({
                 let mut s = Session::new(Instant::now(), Duration::from_secs(10));
-                s.registered(WorkerId(7), Instant::now());
+                s.registered(WorkerId::first_run(7), Instant::now());
                 s
             }),
             registering: tokio::sync::Mutex::new(()),
@@ -818,12 +818,15 @@ mod tests {
         let ctx = ctx(dir.path());
         // The other loop already registered again (the id moved on from 5 to 7): this
         // one must keep the new id, not register a second time.
-        ctx.reregister(WorkerId(5), Duration::ZERO)
+        ctx.reregister(WorkerId::first_run(5), Duration::ZERO)
             .await
             .expect("no second registration");
-        assert_eq!(ctx.worker(), WorkerId(7));
+        assert_eq!(ctx.worker(), WorkerId::first_run(7));
         // The id it used is still the current one: it does register (and here fails,
         // since no coordinator listens).
-        assert!(ctx.reregister(WorkerId(7), Duration::ZERO).await.is_err());
+        assert!(ctx
+            .reregister(WorkerId::first_run(7), Duration::ZERO)
+            .await
+            .is_err());
     }
 }

@@ -59,7 +59,7 @@ impl Session {
     /// A worker that has not registered yet (id 0, which no coordinator hands out).
     pub fn new(now: Instant, timeout: Duration) -> Session {
         Session {
-            worker: WorkerId(0),
+            worker: WorkerId::NONE,
             last_contact: now,
             timeout,
         }
@@ -175,20 +175,24 @@ mod tests {
     fn only_the_loop_that_still_holds_the_refused_id_registers() {
         let t0 = Instant::now();
         let mut s = Session::new(t0, T);
-        s.registered(WorkerId(5), t0);
+        s.registered(WorkerId::first_run(5), t0);
         // Both loops hear that 5 is unknown.
         assert_eq!(
-            s.on_heartbeat(WorkerId(5), Some(Directive::Reregister), t0),
-            Next::Register { seen: WorkerId(5) }
+            s.on_heartbeat(WorkerId::first_run(5), Some(Directive::Reregister), t0),
+            Next::Register {
+                seen: WorkerId::first_run(5)
+            }
         );
         assert_eq!(
-            s.on_poll(WorkerId(5), Some(TaskReply::Reregister), t0),
-            Next::Register { seen: WorkerId(5) }
+            s.on_poll(WorkerId::first_run(5), Some(TaskReply::Reregister), t0),
+            Next::Register {
+                seen: WorkerId::first_run(5)
+            }
         );
-        assert!(s.should_register(WorkerId(5)));
-        s.registered(WorkerId(7), t0);
+        assert!(s.should_register(WorkerId::first_run(5)));
+        s.registered(WorkerId::first_run(7), t0);
         assert!(
-            !s.should_register(WorkerId(5)),
+            !s.should_register(WorkerId::first_run(5)),
             "the second loop keeps id 7"
         );
     }
@@ -197,10 +201,13 @@ mod tests {
     fn silence_ends_the_worker_after_the_timeout_and_any_answer_resets_it() {
         let t0 = Instant::now();
         let mut s = Session::new(t0, T);
-        s.registered(WorkerId(1), t0);
-        assert_eq!(s.on_poll(WorkerId(1), None, t0 + T / 2), Next::Retry(RETRY));
+        s.registered(WorkerId::first_run(1), t0);
         assert_eq!(
-            s.on_heartbeat(WorkerId(1), None, t0 + T / 2),
+            s.on_poll(WorkerId::first_run(1), None, t0 + T / 2),
+            Next::Retry(RETRY)
+        );
+        assert_eq!(
+            s.on_heartbeat(WorkerId::first_run(1), None, t0 + T / 2),
             Next::Continue
         );
         assert_eq!(
@@ -208,7 +215,7 @@ mod tests {
             Next::Continue
         );
         assert_eq!(
-            s.on_poll(WorkerId(1), None, t0 + T),
+            s.on_poll(WorkerId::first_run(1), None, t0 + T),
             Next::Retry(RETRY),
             "the report was an answer"
         );
@@ -217,8 +224,22 @@ mod tests {
             Next::Exit(Exit::CoordinatorGone)
         );
         assert_eq!(
-            s.on_heartbeat(WorkerId(1), Some(Directive::Exit(JobEnd::Succeeded)), t0),
+            s.on_heartbeat(
+                WorkerId::first_run(1),
+                Some(Directive::Exit(JobEnd::Succeeded)),
+                t0
+            ),
             Next::Exit(Exit::Job(JobEnd::Succeeded))
+        );
+        let (task, attempt) = (TaskId::map(3), Attempt(2));
+        assert_eq!(
+            s.on_heartbeat(
+                WorkerId::first_run(1),
+                Some(Directive::Abandon { task, attempt }),
+                t0
+            ),
+            Next::Abandon { task, attempt },
+            "told to stop an attempt, the worker goes on"
         );
     }
 

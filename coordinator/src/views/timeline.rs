@@ -133,7 +133,7 @@ mod tests {
         };
         let mut tasks = TaskTable::new(vec![split], 1, "out".into(), Duration::from_secs(10), 4);
         let mut tl = Timeline::new(t0);
-        let w = WorkerId(1);
+        let w = WorkerId::first_run(1);
         let a = tasks.assign(w, s(1)).unwrap();
         tl.assigned(a.task, s(1));
         let since = Timeline::running_since(&tasks, a.task, a.attempt);

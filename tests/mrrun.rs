@@ -1,0 +1,106 @@
+//! `mr run` end to end: the output equals the oracle's and mrsequential's, the report
+//! file is written, nothing else is left behind, and bad input fails at once with a
+//! one-line message.
+
+use mr_tests::*;
+
+/// `mr run` over `inputs` with `args`, to completion: its exit, stdout and stderr.
+fn mr(dir: &Dir, args: &[&str], inputs: &[String]) -> (Exit, String, String) {
+    let mut c = dir.command("mr");
+    c.env("RUST_LOG", "warn").arg("run").args(args).args(inputs);
+    let mut p = dir.spawn("mr", c);
+    let e = p.wait(JOB_TIMEOUT);
+    (e, p.stdout(), p.stderr())
+}
+
+fn wc() -> String {
+    app("wc").to_string_lossy().into_owned()
+}
+
+#[test]
+fn output_equals_the_oracle_and_mrsequential_and_the_report_is_written() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.expected("wc", &inputs);
+    assert_eq!(dir.sequential("wc", &inputs), want);
+    let wc = wc();
+    let args = [
+        "--app",
+        &wc,
+        "--workers",
+        "3",
+        "--reduce",
+        "5",
+        "--split-size",
+        "256KiB",
+        "--output",
+        "out",
+        "--report",
+        "report.json",
+    ];
+    let (e, stdout, stderr) = mr(&dir, &args, &inputs);
+    assert_eq!(e, Exit::Code(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "wrote 5 files: out/mr-out-0 … out/mr-out-4");
+    assert!(want.len() > 1000);
+    assert_same_lines(&sorted_outputs(&dir.join("out"), 5), &want);
+
+    let report = dir.report();
+    assert_eq!(report["state"], "succeeded");
+    assert_eq!(report["workers"], 3);
+    assert!(
+        report["map"]["tasks"].as_u64().unwrap() > inputs.len() as u64,
+        "256KiB splits cut the larger books: {report}"
+    );
+    assert_eq!(report["reduce"]["tasks"], 5);
+    assert_eq!(report["reduce"]["records_out"], want.len() as u64);
+    let total: u64 = books()
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(report["map"]["bytes_read"], total);
+    // Nothing is left behind but the inputs, the logs, the output and the report.
+    assert_eq!(dir.files(), ["in", "logs", "out", "report.json"]);
+}
+
+#[test]
+fn bad_app_and_bad_inputs_fail_at_once_with_one_line_each() {
+    let dir = Dir::new();
+    let missing = "nope.txt".to_string();
+    let (e, _, err) = mr(
+        &dir,
+        &["--app", "no-such-app.so"],
+        std::slice::from_ref(&missing),
+    );
+    assert_eq!(e, Exit::Code(2));
+    assert_one_line(&err, &["mr: app library no-such-app.so not found"]);
+
+    let wc = wc();
+    std::fs::create_dir(dir.join("a-dir")).unwrap();
+    let (e, _, err) = mr(&dir, &["--app", &wc], &[missing, "a-dir".into()]);
+    assert_eq!(e, Exit::Code(2));
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(err.contains("no such file"), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn an_unusable_status_address_fails_before_any_work() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let wc = wc();
+    let args = [
+        "--app",
+        &wc,
+        "--http",
+        "127.0.0.1:notaport",
+        "--output",
+        "out",
+    ];
+    let (e, _, err) = mr(&dir, &args, &inputs[..1]);
+    assert_eq!(e, Exit::Code(1));
+    assert!(
+        err.contains("cannot serve the status page on 127.0.0.1:notaport"),
+        "{err}"
+    );
+    assert!(!dir.join("out/mr-out-0").exists());
+}
