@@ -8,10 +8,10 @@ use crate::rng::Rng;
 use crate::watch::{outputs, Watcher};
 use crate::Bins;
 use anyhow::{anyhow, bail, Context, Result};
+use mr_tests::{Exit, Proc};
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Workers alive at any time.
@@ -65,45 +65,20 @@ impl fmt::Display for Summary {
     }
 }
 
-/// A worker process.
+/// A worker process (the test harness's [`Proc`]: its stderr in `worker-N.err` in the
+/// run directory, killed if still running when dropped).
 struct Worker {
     n: usize,
-    child: Child,
+    proc: Proc,
     frozen_until: Option<Instant>,
     exited: bool,
 }
 
-/// Every process of a run; whatever is still running when it is dropped is killed.
+/// Every process of a run; whatever is still running when it is dropped is killed (by
+/// each [`Proc`]'s own drop).
 struct Procs {
-    coordinator: Child,
+    coordinator: Proc,
     workers: Vec<Worker>,
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for child in self
-            .workers
-            .iter_mut()
-            .filter(|w| !w.exited)
-            .map(|w| &mut w.child)
-            .chain([&mut self.coordinator])
-        {
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-fn signal(child: &Child, sig: libc::c_int) -> Result<()> {
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
-    // not yet reaped, so it cannot have been reused.
-    if unsafe { libc::kill(pid, sig) } != 0 {
-        bail!("kill({pid}, {sig}): {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Everything a run needs to start processes.
@@ -114,46 +89,32 @@ struct Env<'a> {
 }
 
 impl Env<'_> {
-    fn log(&self, name: &str) -> Result<File> {
-        let path = self.dir.join(name);
-        File::create(&path).with_context(|| format!("cannot create {}", path.display()))
-    }
-
-    fn start_coordinator(&self, files: &[PathBuf]) -> Result<Child> {
-        Command::new(&self.bins.coordinator)
-            .current_dir(self.dir)
+    fn start_coordinator(&self, files: &[PathBuf]) -> Proc {
+        let mut c = Command::new(&self.bins.coordinator);
+        c.current_dir(self.dir)
             .env("RUST_LOG", "info")
             .args(["--addr", &format!("unix:{}", self.sock)])
             .args(["--reduce", &REDUCES.to_string()])
             .args(["--task-timeout", "2", "--worker-timeout", "1"])
             .args(["--split-size", SPLIT_SIZE])
-            .args(files)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(self.log("coordinator.log")?)
-            .spawn()
-            .context("cannot start the coordinator")
+            .args(files);
+        Proc::spawn("coordinator", c, self.dir)
     }
 
-    fn start_worker(&self, n: usize, slow: bool) -> Result<Worker> {
-        let child = Command::new(&self.bins.worker)
-            .current_dir(self.dir)
+    fn start_worker(&self, n: usize, slow: bool) -> Worker {
+        let mut c = Command::new(&self.bins.worker);
+        c.current_dir(self.dir)
             .env("RUST_LOG", "info")
             .args(["--coordinator", &format!("unix:{}", self.sock)])
             .args(["--coordinator-timeout", "3"])
             .args(["--task-delay", if slow { SLOW_DELAY } else { PACE_DELAY }])
-            .arg(&self.bins.wc)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(self.log(&format!("worker-{n}.log"))?)
-            .spawn()
-            .context("cannot start a worker")?;
-        Ok(Worker {
+            .arg(&self.bins.wc);
+        Worker {
             n,
-            child,
+            proc: Proc::spawn(&format!("worker-{n}"), c, self.dir),
             frozen_until: None,
             exited: false,
-        })
+        }
     }
 }
 
@@ -187,7 +148,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
     let mut rng = Rng::new(seed);
     let watcher = Watcher::start(dir);
     let mut procs = Procs {
-        coordinator: env.start_coordinator(&corpus.files)?,
+        coordinator: env.start_coordinator(&corpus.files),
         workers: Vec::new(),
     };
     wait_for_socket(&mut procs.coordinator, Path::new(&env.sock))?;
@@ -206,7 +167,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
     for n in 0..WORKERS {
         let slow = n < first_slow;
         s.slow += u32::from(slow);
-        procs.workers.push(env.start_worker(n, slow)?);
+        procs.workers.push(env.start_worker(n, slow));
     }
 
     // The chaos loop, until the coordinator exits.
@@ -214,7 +175,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
     let status = loop {
         std::thread::sleep(TICK);
         let now = Instant::now();
-        if let Some(status) = procs.coordinator.try_wait()? {
+        if let Some(status) = procs.coordinator.try_wait() {
             break status;
         }
         if now - started > COORDINATOR_LIMIT {
@@ -225,17 +186,16 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
         // noted and replaced, so the job can still finish.
         let mut quit = Vec::new();
         for w in procs.workers.iter_mut().filter(|w| !w.exited) {
-            if let Some(st) = w.child.try_wait()? {
+            if let Some(st) = w.proc.try_wait() {
                 w.exited = true;
-                let log = std::fs::read_to_string(dir.join(format!("worker-{}.log", w.n)))
-                    .unwrap_or_default();
-                if !st.success() {
+                let log = w.proc.stderr();
+                if st != Exit::Code(0) {
                     let last = log.lines().last().unwrap_or("").trim();
-                    bail!("worker-{} failed while the job ran ({st}): {last}", w.n);
+                    bail!("worker-{} failed while the job ran ({st:?}): {last}", w.n);
                 }
                 if !log.contains("Job(Succeeded)") {
                     eprintln!(
-                        "chaos seed={seed}: worker-{} quit during the job ({st}); replacing it",
+                        "chaos seed={seed}: worker-{} quit during the job ({st:?}); replacing it",
                         w.n
                     );
                     quit.push(w.n);
@@ -245,7 +205,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
         for _ in quit {
             s.early_exits += 1;
             let n = procs.workers.len();
-            procs.workers.push(env.start_worker(n, false)?);
+            procs.workers.push(env.start_worker(n, false));
         }
         if now >= next_event {
             chaos_event(&mut rng, &env, &mut procs.workers, &mut s)?;
@@ -259,7 +219,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
         let now = Instant::now();
         resume_due(&mut procs.workers, now)?;
         for w in procs.workers.iter_mut().filter(|w| !w.exited) {
-            if w.child.try_wait()?.is_some() {
+            if w.proc.try_wait().is_some() {
                 w.exited = true;
             }
         }
@@ -267,7 +227,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
             .workers
             .iter()
             .filter(|w| !w.exited)
-            .map(|w| format!("worker-{} (pid {})", w.n, w.child.id()))
+            .map(|w| format!("worker-{} (pid {})", w.n, w.proc.pid()))
             .collect();
         if left.is_empty() {
             break;
@@ -283,7 +243,7 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
     }
     let observed = watcher.finish();
     s.elapsed = started.elapsed();
-    check_status(status, dir)?;
+    check_status(status, &procs.coordinator)?;
 
     // (b) Every content ever seen of an output is its final content.
     let finals = outputs(dir);
@@ -321,17 +281,17 @@ fn run_in(seed: u64, bins: &Bins, corpus: &Corpus, dir: &Path) -> Result<Summary
     if !temps.is_empty() {
         bail!("temp files left behind: {}", temps.join(", "));
     }
-    let log = std::fs::read_to_string(dir.join("coordinator.log")).unwrap_or_default();
+    let log = procs.coordinator.stderr();
     s.late_refused = log.lines().filter(|l| l.contains("refused")).count();
     Ok(s)
 }
 
 /// Waits until the coordinator listens (or fails to start).
-fn wait_for_socket(coordinator: &mut Child, sock: &Path) -> Result<()> {
+fn wait_for_socket(coordinator: &mut Proc, sock: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
-        if let Some(st) = coordinator.try_wait()? {
-            bail!("coordinator exited at start ({st}); see coordinator.log");
+        if let Some(st) = coordinator.try_wait() {
+            bail!("coordinator exited at start ({st:?}); see coordinator.err");
         }
         if Instant::now() > deadline {
             bail!("coordinator not listening on {} after 10s", sock.display());
@@ -345,7 +305,7 @@ fn wait_for_socket(coordinator: &mut Child, sock: &Path) -> Result<()> {
 fn resume_due(workers: &mut [Worker], now: Instant) -> Result<()> {
     for w in workers.iter_mut() {
         if w.frozen_until.is_some_and(|t| now >= t) {
-            signal(&w.child, libc::SIGCONT)?;
+            w.proc.signal(libc::SIGCONT);
             w.frozen_until = None;
         }
     }
@@ -366,31 +326,30 @@ fn chaos_event(rng: &mut Rng, env: &Env, workers: &mut Vec<Worker>, s: &mut Summ
     let victim = awake[rng.below(awake.len())];
     if roll < 40 {
         let w = &mut workers[victim];
-        w.child.kill().context("cannot kill a worker")?;
-        w.child.wait()?;
+        w.proc.kill();
         w.exited = true;
         s.kills += 1;
         let slow = rng.chance(0.3);
         s.slow += u32::from(slow);
         let n = workers.len();
-        workers.push(env.start_worker(n, slow)?);
+        workers.push(env.start_worker(n, slow));
     } else if roll < 85 && frozen < 2 {
         let w = &mut workers[victim];
-        signal(&w.child, libc::SIGSTOP)?;
+        w.proc.signal(libc::SIGSTOP);
         w.frozen_until = Some(Instant::now() + Duration::from_secs_f64(rng.range(2.5, 3.5)));
         s.freezes += 1;
     }
     Ok(())
 }
 
-fn check_status(status: ExitStatus, dir: &Path) -> Result<()> {
-    if status.success() {
+fn check_status(status: Exit, coordinator: &Proc) -> Result<()> {
+    if status == Exit::Code(0) {
         return Ok(());
     }
-    let log = std::fs::read_to_string(dir.join("coordinator.log")).unwrap_or_default();
+    let log = coordinator.stderr();
     let last = log.lines().last().unwrap_or("").trim();
     Err(anyhow!(
-        "coordinator exited with {status}; last log line: {last}"
+        "coordinator exited with {status:?}; last log line: {last}"
     ))
 }
 
@@ -398,7 +357,7 @@ fn temp_files(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let name = e?.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".mr-tmp-") {
+        if name.starts_with(mr::atomic::TEMP_PREFIX) {
             out.push(name);
         }
     }
