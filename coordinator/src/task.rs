@@ -281,6 +281,18 @@ impl Placement {
     };
 }
 
+/// Sums over every task, kept as tasks change so that a progress snapshot is O(1)
+/// rather than a walk of M tasks under the job's lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Totals {
+    /// Attempts taken back (timed out, their worker lost) and done maps reopened.
+    pub reassignments: u64,
+    /// Failures counted against tasks.
+    pub failures: u64,
+    /// Input bytes read by the maps that are done.
+    pub map_bytes_read: u64,
+}
+
 /// The indexes over the tasks' states, kept by [`TaskTable::set_state`] alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 struct Index {
@@ -430,6 +442,7 @@ pub struct TaskTable {
     /// How long the finished samples, maps and reduces took (their winning attempts).
     took: [Durations; 3],
     speculated: SpeculationStats,
+    totals: Totals,
 }
 
 impl TaskTable {
@@ -463,7 +476,19 @@ impl TaskTable {
             speculation: Some(Speculation::DEFAULT),
             took: Default::default(),
             speculated: SpeculationStats::default(),
+            totals: Totals::default(),
         }
+    }
+
+    /// Sums over every task (O(1)).
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Tasks in progress (O(1)).
+    pub fn running_count(&self) -> usize {
+        self.index.lone.iter().map(BTreeSet::len).sum::<usize>()
+            + self.index.backed_up.iter().sum::<usize>()
     }
 
     /// This job with backups started by `speculation`, or never (None).
@@ -603,6 +628,16 @@ impl TaskTable {
         };
         self.index.remove(id, &task.state, timeout);
         self.index.add(id, &state, timeout);
+        if id.kind == TaskKind::Map {
+            // A done map's stats are its finishing attempt's (set before it is done).
+            let bytes = task.stats.bytes_read;
+            if task.is_done() {
+                self.totals.map_bytes_read -= bytes;
+            }
+            if matches!(state, TaskState::Done { .. }) {
+                self.totals.map_bytes_read += bytes;
+            }
+        }
         task.state = state;
         // Doubts about an output end with it.
         task.unreachable_from.clear();
@@ -995,12 +1030,15 @@ impl TaskTable {
             return Ok(AfterFailure::Retry);
         }
         task.failures += 1;
-        if task.failures >= max && (task.failed_on_workers() >= 2 || !elsewhere) {
+        let give_up = task.failures >= max && (task.failed_on_workers() >= 2 || !elsewhere);
+        let failures = task.failures;
+        self.totals.failures += 1;
+        if give_up {
             let f = JobFailure::Task {
                 task: id,
                 input,
                 error: failure.to_string(),
-                failures: task.failures,
+                failures,
             };
             self.failed = Some(f.clone());
             return Ok(AfterFailure::JobFailed(f));
@@ -1070,6 +1108,7 @@ impl TaskTable {
         let map_id = TaskId::map(map);
         let input = self.describe_input(map_id);
         self.set_state(map_id, TaskState::Idle);
+        self.totals.failures += 1;
         let m = &mut self.maps[map as usize];
         m.failures += 1;
         m.last_error = Some(failure.to_string());
@@ -1100,6 +1139,7 @@ impl TaskTable {
                 if let Some(task) = self.task_mut(id) {
                     task.reassignments += 1;
                 }
+                self.totals.reassignments += 1;
                 out.push(Revoked {
                     task: id,
                     attempt,
@@ -1154,6 +1194,7 @@ impl TaskTable {
             .unwrap_or_default();
         for m in &maps {
             self.maps[*m as usize].reassignments += 1;
+            self.totals.reassignments += 1;
             self.set_state(TaskId::map(*m), TaskState::Idle);
         }
         maps
@@ -1213,6 +1254,23 @@ impl TaskTable {
             return Err(format!(
                 "task table indexes out of step: kept {:?}, recounted {:?}",
                 self.index, fresh
+            ));
+        }
+        let all = || self.maps.iter().chain(&self.reduces).chain(&self.samples);
+        let totals = Totals {
+            reassignments: all().map(|t| u64::from(t.reassignments)).sum(),
+            failures: all().map(|t| u64::from(t.failures)).sum(),
+            map_bytes_read: self
+                .maps
+                .iter()
+                .filter(|t| t.is_done())
+                .map(|t| t.stats.bytes_read)
+                .sum(),
+        };
+        if totals != self.totals {
+            return Err(format!(
+                "task table totals out of step: kept {:?}, recounted {totals:?}",
+                self.totals
             ));
         }
         Ok(())

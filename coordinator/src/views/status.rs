@@ -2,7 +2,7 @@
 //! per-task and per-worker detail that the status page serves as `/api/status` JSON.
 
 use crate::job::Job;
-use crate::task::{Task, TaskState};
+use crate::task::TaskState;
 use mr::ids::WorkerId;
 use mr::rpc::JobEnd;
 use serde::Serialize;
@@ -43,27 +43,23 @@ pub struct Counts {
 impl Counts {
     /// The counts of `job` at `now`.
     pub fn of(job: &Job, now: Instant) -> Counts {
-        let (maps, reduces) = (job.tasks.maps(), job.tasks.reduces());
-        let all = || job.tasks.samples().iter().chain(maps).chain(reduces);
-        let bytes_read = maps
-            .iter()
-            .filter(|t| is_done(t))
-            .map(|t| t.stats.bytes_read)
-            .sum();
+        // O(1) in the tasks (kept counts, not a walk: the progress display takes one on
+        // every change, under the job's lock), O(workers) for the workers.
+        let tasks = &job.tasks;
+        let totals = tasks.totals();
+        let bytes_read = totals.map_bytes_read;
         let map_secs = job.timeline.map_wall(now).as_secs_f64();
         Counts {
-            maps_done: maps.iter().filter(|t| is_done(t)).count(),
-            maps: maps.len(),
-            reduces_done: reduces.iter().filter(|t| is_done(t)).count(),
-            reduces: reduces.len(),
-            running: all()
-                .filter(|t| matches!(t.state, TaskState::InProgress { .. }))
-                .count(),
+            maps_done: tasks.maps_done_count(),
+            maps: tasks.maps().len(),
+            reduces_done: tasks.reduces_done_count(),
+            reduces: tasks.reduces().len(),
+            running: tasks.running_count(),
             workers_alive: job.workers.iter().filter(|(_, w)| !w.lost).count(),
             workers_excluded: job.workers.iter().filter(|(_, w)| w.excluded).count(),
-            workers: job.workers.iter().count(),
-            reassignments: all().map(|t| u64::from(t.reassignments)).sum(),
-            failures: all().map(|t| u64::from(t.failures)).sum(),
+            workers: job.workers.len(),
+            reassignments: totals.reassignments,
+            failures: totals.failures,
             bytes_read,
             read_bytes_per_sec: if map_secs > 0.0 {
                 bytes_read as f64 / map_secs
@@ -73,10 +69,6 @@ impl Counts {
             elapsed_secs: job.timeline.elapsed(now).as_secs_f64(),
         }
     }
-}
-
-fn is_done(t: &Task) -> bool {
-    matches!(t.state, TaskState::Done { .. })
 }
 
 /// Where a job stands, as a word.
