@@ -169,8 +169,11 @@ pub struct Outcome {
     pub report: views::report::Report,
 }
 
-/// Connections served at once; more are closed as soon as they are accepted.
-const MAX_CONNECTIONS: usize = 1024;
+/// Connections served at once; more are closed as soon as they are accepted. Each
+/// worker holds one control connection (and a data connection while a transfer runs),
+/// so this is what bounds the workers of a job: the paper's jobs ran on 2,000 machines.
+/// (Every binary raises its open-file limit to the hard limit at start.)
+const MAX_CONNECTIONS: usize = 16_384;
 
 /// Calls in flight per connection (a worker makes two: heartbeat and task poll).
 const MAX_IN_FLIGHT: usize = 8;

@@ -31,12 +31,13 @@ use crate::speculate::{Durations, Speculation, SpeculationStats};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::partition::{choose_split_points, HeavyKey, PartitionMode, Partitioning, SplitPoints};
 use mr::task::{
-    Assignment, Blame, Location, LossCause, MapOutput, MapOutputs, OutputTarget, Split,
+    Assignment, Blame, Location, LossCause, MapInputs, MapOutputs, OutputTarget, Split,
     SplitSource, TaskFailure, TaskNow, TaskResult, TaskSpec, TaskStats,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use mr::task::Refusal;
@@ -443,6 +444,8 @@ pub struct TaskTable {
     took: [Durations; 3],
     speculated: SpeculationStats,
     totals: Totals,
+    /// Where every map's output is, while every map is done (see `reduce_inputs`).
+    map_inputs: Option<Arc<MapInputs>>,
 }
 
 impl TaskTable {
@@ -477,6 +480,7 @@ impl TaskTable {
             took: Default::default(),
             speculated: SpeculationStats::default(),
             totals: Totals::default(),
+            map_inputs: None,
         }
     }
 
@@ -628,6 +632,8 @@ impl TaskTable {
         };
         self.index.remove(id, &task.state, timeout);
         self.index.add(id, &state, timeout);
+        let map_output_changed =
+            id.kind == TaskKind::Map && (task.is_done() || matches!(state, TaskState::Done { .. }));
         if id.kind == TaskKind::Map {
             // A done map's stats are its finishing attempt's (set before it is done).
             let bytes = task.stats.bytes_read;
@@ -641,6 +647,22 @@ impl TaskTable {
         task.state = state;
         // Doubts about an output end with it.
         task.unreachable_from.clear();
+        if map_output_changed {
+            self.map_inputs = self.maps_done().then(|| Arc::new(self.build_map_inputs()));
+        }
+    }
+
+    /// Where every done map's output is, for the reduces (O(M): built once, when the
+    /// last map is done, and again only after a map had to run again).
+    fn build_map_inputs(&self) -> MapInputs {
+        MapInputs::build(self.maps.iter().filter_map(|t| match &t.state {
+            TaskState::Done {
+                attempt,
+                output: Output::Map(outputs),
+                ..
+            } => Some((t.id.index, *attempt, outputs)),
+            _ => None,
+        }))
     }
 
     /// What a task reads, for messages.
@@ -761,7 +783,7 @@ impl TaskTable {
                 max_keys: sample_keys(self.n_reduce(), self.samples.len()),
             },
             TaskKind::Reduce => TaskSpec::Reduce {
-                inputs: self.reduce_inputs(id.index),
+                inputs: self.reduce_inputs(),
                 output: if placement.ship_output {
                     OutputTarget::Coordinator
                 } else {
@@ -827,22 +849,12 @@ impl TaskTable {
     }
 
     /// Partition `y` of every map's output (every map is done).
-    fn reduce_inputs(&self, y: u32) -> Vec<MapOutput> {
-        self.maps
-            .iter()
-            .filter_map(|t| match &t.state {
-                TaskState::Done {
-                    attempt,
-                    output: Output::Map(outputs),
-                    ..
-                } => Some(MapOutput {
-                    map: t.id.index,
-                    attempt: *attempt,
-                    location: outputs.location(t.id.index, y),
-                }),
-                _ => None,
-            })
-            .collect()
+    /// Where every map's output is, as the reduces learn it (every map is done): the
+    /// one value built when the last map was done, shared by every reduce assignment.
+    fn reduce_inputs(&self) -> Arc<MapInputs> {
+        self.map_inputs
+            .clone()
+            .unwrap_or_else(|| Arc::new(self.build_map_inputs()))
     }
 
     /// Whether `attempt` of task `id` is current and `worker`'s (reports, and output
@@ -1267,6 +1279,10 @@ impl TaskTable {
                 .map(|t| t.stats.bytes_read)
                 .sum(),
         };
+        let want = self.maps_done().then(|| self.build_map_inputs());
+        if self.map_inputs.as_deref() != want.as_ref() {
+            return Err("the reduces' map inputs are out of step with the maps".into());
+        }
         if totals != self.totals {
             return Err(format!(
                 "task table totals out of step: kept {:?}, recounted {totals:?}",
@@ -1371,6 +1387,7 @@ mod tests {
         let TaskSpec::Reduce { inputs, .. } = &r.spec else {
             panic!("not a reduce: {r:?}")
         };
+        let inputs = inputs.for_partition(r.task.index);
         assert_eq!(inputs.len(), 2);
         assert_eq!(inputs[1].location, Location::Path("mr-1-0".into()));
         let r1 = t.assign(W2, now).unwrap();
@@ -1747,7 +1764,7 @@ mod tests {
         let TaskSpec::Reduce { inputs, .. } = r.spec else {
             panic!("not a reduce")
         };
-        assert_eq!(inputs[0].attempt, Attempt(2));
+        assert_eq!(inputs.for_partition(0)[0].attempt, Attempt(2));
         t.audit().unwrap();
     }
 
@@ -1985,7 +2002,7 @@ mod tests {
         let TaskSpec::Reduce { inputs, .. } = &b.spec else {
             panic!("not a reduce")
         };
-        assert_eq!(inputs[0].attempt, m.attempt);
+        assert_eq!(inputs.for_partition(1)[0].attempt, m.attempt);
         t.complete(W1, b.task, b.attempt, reduce_result(1), t0 + 4 * SEC)
             .unwrap();
         assert!(t.is_done());

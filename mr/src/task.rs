@@ -143,6 +143,65 @@ impl MapOutput {
     }
 }
 
+/// Where every map's output is, as a reduce task learns it: for each place (a shared
+/// directory, or a worker's data server), runs of consecutive maps written there by
+/// one attempt number. It does not depend on the partition (each reduce derives its
+/// own `mr-X-Y`), so the coordinator builds it once for all R reduces, and it stays
+/// small whatever M is: one run for a whole shared directory, and a few numbers per
+/// map at worst, where a list of every map's location was about 85 bytes of JSON each
+/// (over the 16 MiB frame limit at M = 200,000).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MapInputs {
+    /// Each place with its runs, in the order places first appear.
+    pub places: Vec<(MapOutputs, Vec<MapRun>)>,
+    /// Maps in all.
+    pub maps: u32,
+}
+
+/// Maps `first .. first + len`, all written by attempt `attempt`; a tuple on the wire
+/// (`[first, len, attempt]`), to keep it short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MapRun(pub u32, pub u32, pub Attempt);
+
+impl MapInputs {
+    /// Builds them from every map's (index, attempt, place), in map order.
+    pub fn build<'a>(maps: impl IntoIterator<Item = (u32, Attempt, &'a MapOutputs)>) -> Self {
+        let mut out = MapInputs::default();
+        let mut index: std::collections::HashMap<&'a MapOutputs, usize> = Default::default();
+        for (m, attempt, place) in maps {
+            out.maps += 1;
+            let i = *index.entry(place).or_insert_with(|| {
+                out.places.push((place.clone(), Vec::new()));
+                out.places.len() - 1
+            });
+            let runs = &mut out.places[i].1;
+            match runs.last_mut() {
+                Some(MapRun(first, len, a)) if *a == attempt && *first + *len == m => *len += 1,
+                _ => runs.push(MapRun(m, 1, attempt)),
+            }
+        }
+        out
+    }
+
+    /// Partition `y` of every map's output, in map order: what the reduce of `y` reads.
+    pub fn for_partition(&self, y: u32) -> Vec<MapOutput> {
+        let mut v = Vec::with_capacity(self.maps as usize);
+        for (place, runs) in &self.places {
+            for MapRun(first, len, attempt) in runs {
+                for m in *first..*first + *len {
+                    v.push(MapOutput {
+                        map: m,
+                        attempt: *attempt,
+                        location: place.location(m, y),
+                    });
+                }
+            }
+        }
+        v.sort_unstable_by_key(|o| o.map);
+        v
+    }
+}
+
 /// Why a reduce could not use a map output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LossCause {
@@ -182,8 +241,8 @@ pub enum TaskSpec {
     },
     /// Merge partition Y of every map output and write `mr-out-Y`.
     Reduce {
-        /// One entry per map task, in map order.
-        inputs: Vec<MapOutput>,
+        /// Where every map's output is (shared by all the reduces of the job).
+        inputs: std::sync::Arc<MapInputs>,
         /// Where the final output goes.
         output: OutputTarget,
     },
@@ -436,3 +495,60 @@ pub enum Refusal {
 
 /// The outcome a worker reports for one attempt.
 pub type TaskOutcome = Result<TaskResult, TaskFailure>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_inputs_are_runs_per_place_and_expand_to_every_map_in_order() {
+        let dir = MapOutputs::Dir("/shared".into());
+        let a = MapOutputs::Server("a:1".into());
+        let b = MapOutputs::Server("b:1".into());
+        // Maps 0-3 in the shared directory (map 2 re-run as attempt 2), 4 and 6 on a,
+        // 5 on b.
+        let maps = [
+            (0, Attempt(1), &dir),
+            (1, Attempt(1), &dir),
+            (2, Attempt(2), &dir),
+            (3, Attempt(1), &dir),
+            (4, Attempt(1), &a),
+            (5, Attempt(1), &b),
+            (6, Attempt(1), &a),
+        ];
+        let inputs = MapInputs::build(maps);
+        assert_eq!(inputs.maps, 7);
+        assert_eq!(inputs.places.len(), 3);
+        assert_eq!(
+            inputs.places[0].1,
+            [
+                MapRun(0, 2, Attempt(1)),
+                MapRun(2, 1, Attempt(2)),
+                MapRun(3, 1, Attempt(1))
+            ]
+        );
+        assert_eq!(
+            inputs.places[1].1,
+            [MapRun(4, 1, Attempt(1)), MapRun(6, 1, Attempt(1))]
+        );
+        let want: Vec<MapOutput> = maps
+            .iter()
+            .map(|(m, attempt, place)| MapOutput {
+                map: *m,
+                attempt: *attempt,
+                location: place.location(*m, 3),
+            })
+            .collect();
+        assert_eq!(inputs.for_partition(3), want);
+    }
+
+    #[test]
+    fn a_whole_shared_directory_is_one_run_whatever_m_is() {
+        let dir = MapOutputs::Dir("/shared/directory/of/the/job".into());
+        let inputs = MapInputs::build((0..200_000).map(|m| (m, Attempt(1), &dir)));
+        assert_eq!(inputs.places[0].1, [MapRun(0, 200_000, Attempt(1))]);
+        let json = serde_json::to_string(&inputs).unwrap();
+        assert!(json.len() < 200, "{json}");
+        assert_eq!(inputs.for_partition(9).len(), 200_000);
+    }
+}

@@ -941,11 +941,12 @@ impl World {
             // every map's current output.
             if let TaskSpec::Reduce { inputs, .. } = &a.spec {
                 let tasks = &c.job.tasks;
+                let inputs = inputs.for_partition(a.task.index);
                 if !tasks.maps_done() || inputs.len() != tasks.maps().len() {
                     let msg = format!("{} handed out while the maps are not all done", a.task);
                     return Err(self.violation(msg));
                 }
-                for i in inputs {
+                for i in &inputs {
                     let current = tasks
                         .map_output(i.map)
                         .map(|(att, outs)| (att, outs.location(i.map, a.task.index)));
@@ -1490,7 +1491,7 @@ impl World {
                 })
             }
             TaskSpec::Reduce { inputs, .. } => {
-                for i in inputs {
+                for i in &inputs.for_partition(a.task.index) {
                     if let Some(cause) = self.unreadable(w, i) {
                         if self.deaf(w, i) {
                             // A false report. The coordinator doubts it while a worker

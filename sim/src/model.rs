@@ -371,14 +371,17 @@ impl Model for Mr {
                         None
                     }
                     TaskSpec::Sample { .. } => None,
-                    TaskSpec::Reduce { inputs, .. } => inputs.iter().find_map(|i| {
-                        let on = s.procs.iter().any(|p| p.disk.contains(&(i.map, i.attempt)));
-                        let (server, name) = match &i.location {
-                            Location::Remote { server, name } => (server.clone(), name.clone()),
-                            Location::Path(p) => (String::new(), p.display().to_string()),
-                        };
-                        (!on).then_some((i.map, i.attempt, server, name))
-                    }),
+                    TaskSpec::Reduce { inputs, .. } => inputs
+                        .for_partition(a.task.index)
+                        .into_iter()
+                        .find_map(|i| {
+                            let on = s.procs.iter().any(|p| p.disk.contains(&(i.map, i.attempt)));
+                            let (server, name) = match &i.location {
+                                Location::Remote { server, name } => (server.clone(), name.clone()),
+                                Location::Path(p) => (String::new(), p.display().to_string()),
+                            };
+                            (!on).then_some((i.map, i.attempt, server, name))
+                        }),
                 };
                 let server = format!("w{w}.{}:1", s.procs[w].epoch);
                 s.network.insert(Report {

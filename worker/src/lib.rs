@@ -534,10 +534,12 @@ async fn run_task(
             }
         }
         TaskSpec::Reduce {
-            inputs: wanted,
+            inputs: all,
             output,
         } => {
-            let local = stage::fetch_map_outputs(wanted, ctx.own.as_ref(), &dir, guard).await;
+            // This partition of every map's output, named for it.
+            let wanted = all.for_partition(a.task.index);
+            let local = stage::fetch_map_outputs(&wanted, ctx.own.as_ref(), &dir, guard).await;
             let local = match local {
                 Ok(l) => l,
                 Err(f) => return Some(Err(f)),
@@ -631,7 +633,9 @@ async fn run_task(
             cause,
             error,
         }) => {
-            let told = wanted.and_then(|w| w.iter().find(|i| i.map == map));
+            let told = wanted
+                .as_ref()
+                .and_then(|w| w.iter().find(|i| i.map == map));
             Some(Err(match told {
                 Some(input) => input.lost(cause, error),
                 None => TaskFailure::LostMapOutput {

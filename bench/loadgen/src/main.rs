@@ -85,7 +85,10 @@ struct Run {
     dir: PathBuf,
     task_delay: Duration,
     completions: AtomicU64,
+    /// Calls that failed while the coordinator ran (after it exits, calls fail by design).
     errors: AtomicU64,
+    /// Set once the coordinator has exited.
+    over: std::sync::atomic::AtomicBool,
     latencies: Mutex<Latencies>,
 }
 
@@ -163,6 +166,7 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
         task_delay: Duration::from_millis(args.task_ms),
         completions: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        over: std::sync::atomic::AtomicBool::new(false),
         latencies: Mutex::new(Latencies::new()),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -201,6 +205,7 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let wall = started.elapsed();
+    run.over.store(true, Ordering::Relaxed);
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), drive).await });
     let cpu = Duration::from_micros(
         (ru.ru_utime.tv_sec as u64 * 1_000_000 + ru.ru_utime.tv_usec as u64)
@@ -246,6 +251,7 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
         "coordinator_peak_rss_mib": rss_mib,
         "loadgen_cpu_s": own_cpu,
         "rpc_errors": run.errors.load(Ordering::Relaxed),
+        "workers_registered": report["workers"],
         "heartbeat": pct(&l.heartbeat),
         "poll_with_task": pct(&l.poll),
         "report": pct(&l.report),
@@ -268,9 +274,21 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
 /// One simulated worker: registers, heartbeats, and polls for tasks until told the job
 /// is over, finishing each task with a fake output.
 async fn worker(run: Arc<Run>, i: usize) {
-    let Ok(client) = connect(&run.addr, &run.guard).await else {
-        run.errors.fetch_add(1, Ordering::Relaxed);
-        return;
+    // Thousands connecting at once overflow the socket's listen backlog: retry, as a
+    // real worker does.
+    let mut tries = 0;
+    let client = loop {
+        match connect(&run.addr, &run.guard).await {
+            Ok(c) => break c,
+            Err(_) if tries < 200 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10 + (i as u64 % 40))).await;
+            }
+            Err(_) => {
+                run.errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
     };
     let base = (i as u64 + 1) << 32;
     let seq = Arc::new(AtomicU64::new(0));
@@ -304,6 +322,7 @@ async fn worker(run: Arc<Run>, i: usize) {
             }
             Ok(TaskReply::Wait) => continue,
             Ok(TaskReply::Exit(_)) | Ok(TaskReply::Reregister) => break,
+            Err(_) if run.over.load(Ordering::Relaxed) => break,
             Err(_) => {
                 run.errors.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -350,6 +369,7 @@ async fn worker(run: Arc<Run>, i: usize) {
                 run.completions.fetch_add(1, Ordering::Relaxed);
             }
             Ok(ReportReply::Refused(_)) => {}
+            Err(_) if run.over.load(Ordering::Relaxed) => break,
             Err(_) => {
                 run.errors.fetch_add(1, Ordering::Relaxed);
             }
