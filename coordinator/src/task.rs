@@ -1786,7 +1786,8 @@ mod tests {
     const W3: WorkerId = WorkerId::first_run(3);
     const SEC: Duration = Duration::from_secs(1);
 
-    /// Three maps: W1 and W2 finish map-0 and map-1 in a second each; W3 holds map-2.
+    /// Three maps: W1 and W2 finish map-0 and map-1 in half a second each (so a run is
+    /// long at 1.5 s: 3x the median); W3 holds map-2.
     fn with_a_straggler() -> (TaskTable, Assignment, Instant) {
         let t0 = Instant::now();
         let mut t = table(3, 1);
@@ -1794,9 +1795,9 @@ mod tests {
         let b = t.assign(W2, t0).unwrap();
         let slow = t.assign(W3, t0).unwrap();
         assert_eq!(slow.task, TaskId::map(2));
-        t.complete(W1, a.task, a.attempt, map_result(1, 0), t0 + SEC)
+        t.complete(W1, a.task, a.attempt, map_result(1, 0), t0 + SEC / 2)
             .unwrap();
-        t.complete(W2, b.task, b.attempt, map_result(1, 1), t0 + SEC)
+        t.complete(W2, b.task, b.attempt, map_result(1, 1), t0 + SEC / 2)
             .unwrap();
         (t, slow, t0)
     }
@@ -1814,7 +1815,7 @@ mod tests {
         t.audit().unwrap();
 
         let (mut t, slow, t0) = with_a_straggler();
-        // The median is 1 s: a run is long at 1.5 s.
+        // The median is 0.5 s: a run is long at 1.5 s.
         assert_eq!(t.assign(W1, t0 + SEC), None, "map-2 has run 1 s only");
         let backup = t.assign(W1, t0 + 2 * SEC).expect("a backup of map-2");
         assert_eq!((backup.task, backup.attempt), (slow.task, Attempt(2)));
@@ -1995,8 +1996,14 @@ mod tests {
             .unwrap();
         let r0 = t.assign(W1, t0 + SEC).unwrap();
         let r1 = t.assign(W2, t0 + SEC).unwrap();
-        t.complete(W1, r0.task, r0.attempt, reduce_result(0), t0 + 2 * SEC)
-            .unwrap();
+        t.complete(
+            W1,
+            r0.task,
+            r0.attempt,
+            reduce_result(0),
+            t0 + SEC + SEC / 2,
+        )
+        .unwrap();
         let b = t.assign(W1, t0 + 3 * SEC).expect("a backup of reduce-1");
         assert_eq!((b.task, b.attempt), (r1.task, Attempt(2)));
         let TaskSpec::Reduce { inputs, .. } = &b.spec else {

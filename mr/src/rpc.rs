@@ -20,8 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-/// The largest frame either side accepts. A reduce assignment names every map output,
-/// so this bounds M × path length; 16 MiB is ample for tens of thousands of splits.
+/// The largest frame either side accepts. The largest messages are a reduce assignment's
+/// map inputs (runs of maps per place: a few numbers per map at worst, one run for a
+/// shared directory) and a range job's split points; 16 MiB is ample for both.
 pub const MAX_FRAME_LEN: usize = 16 << 20;
 
 /// The default coordinator address: a Unix socket in the working directory, so that
