@@ -66,7 +66,7 @@ fn a_reduce_that_panics_fails_the_job_after_four_attempts() {
 fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.expected("testlib_slow", &inputs);
+    let (want, counters) = dir.expected_counted("testlib_slow", &inputs);
     let mut args = vec!["--report", "report.json"];
     args.extend(inputs.iter().map(String::as_str));
     let mut c = dir.coordinator(&args);
@@ -118,6 +118,9 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     assert_eq!(r["events"]["failed"], 4, "{r:#}");
     assert_eq!(r["events"]["reopened_maps"], 4, "{r:#}");
     assert_eq!(r["reduce"]["failures"], 0, "{r:#}");
+    // The four maps ran twice; their counts count once (the first attempts' left with
+    // their outputs).
+    assert_eq!(r["counters"]["app"], counters, "{r:#}");
     assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
 }
 
@@ -130,7 +133,7 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
 fn a_late_report_from_a_frozen_worker_is_refused() {
     let dir = Dir::new();
     let inputs = dir.copy_books();
-    let want = dir.expected("testlib_slow", &inputs);
+    let (want, counters) = dir.expected_counted("testlib_slow", &inputs);
     let http = format!("127.0.0.1:{}", free_port());
     let mut args = vec![
         "--task-timeout",
@@ -189,5 +192,8 @@ fn a_late_report_from_a_frozen_worker_is_refused() {
     );
     assert!(refused != abandoned, "worker1 stderr:\n{err}");
     assert_eq!(r["events"]["refused"], u64::from(refused), "{r:#}");
+    // The revoked attempt's counts never count, even when its report came.
+    assert_eq!(r["counters"]["app"], counters, "{r:#}");
+    assert_eq!(r["counters"]["app"]["map calls"], 8, "{r:#}");
     assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
 }

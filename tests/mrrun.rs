@@ -104,3 +104,47 @@ fn an_unusable_status_address_fails_before_any_work() {
     );
     assert!(!dir.join("out/mr-out-0").exists());
 }
+
+/// One key with every line of the books (more values than one batch the framework
+/// hands reduce, 65,536): reduce reads them as a stream, and the app's counters, summed
+/// over splits, equal the oracle's exactly.
+#[test]
+fn a_hot_key_streams_through_reduce_and_the_apps_counters_are_exact() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let (want, counters) = dir.expected_counted("onekey", &inputs);
+    let onekey = app("onekey").to_string_lossy().into_owned();
+    let args = [
+        "--app",
+        &onekey,
+        "--workers",
+        "2",
+        "--reduce",
+        "3",
+        "--split-size",
+        "256KiB",
+        "--output",
+        "out",
+        "--report",
+        "report.json",
+    ];
+    let (e, stdout, stderr) = mr(&dir, &args, &inputs);
+    assert_eq!(e, Exit::Code(0), "{stdout}\n{stderr}");
+    assert_same_lines(&sorted_outputs(&dir.join("out"), 3), &want);
+    let r = dir.report();
+    let lines = counters["lines"].as_u64().unwrap();
+    assert!(
+        lines > 1 << 16,
+        "the key must need more than one batch: {lines}"
+    );
+    assert_eq!(r["counters"]["app"], counters, "{r:#}");
+    let fw = &r["counters"]["framework"];
+    assert_eq!(fw["map output records"], lines, "{r:#}");
+    assert_eq!(fw["reduce input records"], lines, "{r:#}");
+    assert_eq!(fw["reduce output records"], 1, "{r:#}");
+    assert_eq!(fw["map spills"], 0, "{r:#}");
+    assert!(
+        stderr.contains("counter \"lines\""),
+        "the summary shows the counters:\n{stderr}"
+    );
+}

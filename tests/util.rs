@@ -549,6 +549,20 @@ impl Dir {
         oracle(&app(app_name), &files)
     }
 
+    /// [`Dir::expected`], and the app counters a job must report (the oracle's, as
+    /// the report's JSON).
+    pub fn expected_counted(
+        &self,
+        app_name: &str,
+        inputs: &[String],
+    ) -> (Vec<String>, serde_json::Value) {
+        let files: Vec<(String, PathBuf)> =
+            inputs.iter().map(|i| (i.clone(), self.join(i))).collect();
+        let (lines, counters) = oracle_counted(&app(app_name), &files);
+        let counters = serde_json::to_value(&counters).expect("counters as JSON");
+        (lines, counters)
+    }
+
     /// Runs mrsequential over `inputs` into `mr-correct` (not an mr-out-* name) and
     /// returns its lines, sorted.
     pub fn sequential(&self, app_name: &str, inputs: &[String]) -> Vec<String> {
@@ -872,13 +886,24 @@ impl Drop for Tmpfs {
 /// group, reduce. Returns the output lines `key value`, sorted. `files` are (the name
 /// map sees, the path to read).
 pub fn oracle(app_path: &Path, files: &[(String, PathBuf)]) -> Vec<String> {
+    oracle_counted(app_path, files).0
+}
+
+/// [`oracle`], and the app's counters (map's and reduce's: the oracle runs no combiner).
+pub fn oracle_counted(
+    app_path: &Path,
+    files: &[(String, PathBuf)],
+) -> (Vec<String>, mr::task::Counters) {
     let app = mr::plugin::App::load(app_path).expect("load the app");
+    let mut counters = mr::task::Counters::default();
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for (name, path) in files {
         let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         let contents = mr::split::decode_input(bytes);
-        app.map(name, &contents, |k, v| pairs.push((k.to_vec(), v.to_vec())))
-            .expect("map");
+        app.map(name, &contents, &mut counters, |k: &[u8], v: &[u8]| {
+            pairs.push((k.to_vec(), v.to_vec()))
+        })
+        .expect("map");
     }
     // Stable: values keep the order they were emitted in.
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -889,7 +914,8 @@ pub fn oracle(app_path: &Path, files: &[(String, PathBuf)]) -> Vec<String> {
         let j = i + pairs[i..].iter().take_while(|p| p.0 == pairs[i].0).count();
         let values: Vec<&[u8]> = pairs[i..j].iter().map(|p| p.1.as_slice()).collect();
         out.clear();
-        app.reduce(&pairs[i].0, &values, &mut out).expect("reduce");
+        app.reduce(&pairs[i].0, &values, &mut counters, &mut out)
+            .expect("reduce");
         lines.push(format!(
             "{} {}",
             String::from_utf8_lossy(&pairs[i].0),
@@ -898,5 +924,5 @@ pub fn oracle(app_path: &Path, files: &[(String, PathBuf)]) -> Vec<String> {
         i = j;
     }
     lines.sort();
-    lines
+    (lines, counters)
 }

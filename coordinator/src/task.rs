@@ -31,7 +31,7 @@ use crate::speculate::{Durations, Speculation, SpeculationStats};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::partition::{choose_split_points, HeavyKey, PartitionMode, Partitioning, SplitPoints};
 use mr::task::{
-    Assignment, Blame, Location, LossCause, MapInputs, MapOutputs, OutputTarget, Split,
+    Assignment, Blame, Counters, Location, LossCause, MapInputs, MapOutputs, OutputTarget, Split,
     SplitSource, TaskFailure, TaskNow, TaskResult, TaskSpec, TaskStats,
 };
 use serde::{Deserialize, Serialize};
@@ -284,7 +284,7 @@ impl Placement {
 
 /// Sums over every task, kept as tasks change so that a progress snapshot is O(1)
 /// rather than a walk of M tasks under the job's lock.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Totals {
     /// Attempts taken back (timed out, their worker lost) and done maps reopened.
     pub reassignments: u64,
@@ -292,6 +292,79 @@ pub struct Totals {
     pub failures: u64,
     /// Input bytes read by the maps that are done.
     pub map_bytes_read: u64,
+    /// The framework's counters over the done maps and reduces.
+    pub framework: FrameworkCounts,
+    /// The app's counters over the done maps and reduces: only the attempt whose output
+    /// stands counts, and a reopened map's counts leave with its output.
+    pub app: Counters,
+}
+
+/// The framework's counters, by [`FrameworkCounts::NAMES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FrameworkCounts(pub [u64; 10]);
+
+impl FrameworkCounts {
+    /// What each count is.
+    pub const NAMES: [&'static str; 10] = [
+        "map input bytes",
+        "map output records",
+        "map records written",
+        "map output bytes",
+        "map spills",
+        "reduce shuffle bytes",
+        "reduce input records",
+        "reduce output records",
+        "reduce output bytes",
+        "fetch retries",
+    ];
+
+    /// The counts one done task adds (a sample adds none: its maps count again).
+    pub fn of(kind: TaskKind, s: &TaskStats) -> Self {
+        FrameworkCounts(match kind {
+            TaskKind::Map => [
+                s.bytes_read,
+                s.records_in,
+                s.records_out,
+                s.bytes_written,
+                s.spills,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            TaskKind::Reduce => [
+                0,
+                0,
+                0,
+                0,
+                0,
+                s.bytes_read,
+                s.records_in,
+                s.records_out,
+                s.bytes_written,
+                s.fetch_retries,
+            ],
+            TaskKind::Sample => [0; 10],
+        })
+    }
+
+    fn add(&mut self, o: &Self) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    fn sub(&mut self, o: &Self) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a = a.saturating_sub(b);
+        }
+    }
+
+    /// Each count with its name.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::NAMES.iter().copied().zip(self.0.iter().copied())
+    }
 }
 
 /// The indexes over the tasks' states, kept by [`TaskTable::set_state`] alone.
@@ -485,8 +558,8 @@ impl TaskTable {
     }
 
     /// Sums over every task (O(1)).
-    pub fn totals(&self) -> Totals {
-        self.totals
+    pub fn totals(&self) -> &Totals {
+        &self.totals
     }
 
     /// Tasks in progress (O(1)).
@@ -634,14 +707,22 @@ impl TaskTable {
         self.index.add(id, &state, timeout);
         let map_output_changed =
             id.kind == TaskKind::Map && (task.is_done() || matches!(state, TaskState::Done { .. }));
-        if id.kind == TaskKind::Map {
-            // A done map's stats are its finishing attempt's (set before it is done).
-            let bytes = task.stats.bytes_read;
+        if id.kind != TaskKind::Sample {
+            // A done task's stats are its finishing attempt's (set before it is done).
+            let counts = FrameworkCounts::of(id.kind, &task.stats);
             if task.is_done() {
-                self.totals.map_bytes_read -= bytes;
+                if id.kind == TaskKind::Map {
+                    self.totals.map_bytes_read -= task.stats.bytes_read;
+                }
+                self.totals.framework.sub(&counts);
+                self.totals.app.unmerge(&task.stats.counters);
             }
             if matches!(state, TaskState::Done { .. }) {
-                self.totals.map_bytes_read += bytes;
+                if id.kind == TaskKind::Map {
+                    self.totals.map_bytes_read += task.stats.bytes_read;
+                }
+                self.totals.framework.add(&counts);
+                self.totals.app.merge(&task.stats.counters);
             }
         }
         task.state = state;
@@ -1278,6 +1359,24 @@ impl TaskTable {
                 .filter(|t| t.is_done())
                 .map(|t| t.stats.bytes_read)
                 .sum(),
+            framework: self
+                .maps
+                .iter()
+                .chain(&self.reduces)
+                .filter(|t| t.is_done())
+                .fold(FrameworkCounts::default(), |mut c, t| {
+                    c.add(&FrameworkCounts::of(t.id.kind, &t.stats));
+                    c
+                }),
+            app: self
+                .maps
+                .iter()
+                .chain(&self.reduces)
+                .filter(|t| t.is_done())
+                .fold(Counters::default(), |mut c, t| {
+                    c.merge(&t.stats.counters);
+                    c
+                }),
         };
         let want = self.maps_done().then(|| self.build_map_inputs());
         if self.map_inputs.as_deref() != want.as_ref() {
@@ -1724,6 +1823,41 @@ mod tests {
         t.complete(W2, again.task, again.attempt, map_result(1, 1), now)
             .unwrap();
         assert_eq!(t.assign(W1, now).unwrap().task, TaskId::reduce(0));
+    }
+
+    #[test]
+    fn counters_count_the_standing_attempt_of_each_task_once() {
+        let now = Instant::now();
+        let mut t = table(2, 1);
+        let counted = |n: u64| {
+            let mut stats = TaskStats {
+                records_in: n,
+                ..TaskStats::default()
+            };
+            stats.counters.0.insert("lines".into(), n);
+            TaskResult::Map {
+                output: MapOutputs::Dir(PathBuf::new()),
+                stats,
+            }
+        };
+        let lines = |t: &TaskTable| t.totals().app.0.get("lines").copied();
+        let a = t.assign(W1, now).unwrap();
+        let b = t.assign(W2, now).unwrap();
+        t.complete(W1, a.task, a.attempt, counted(3), now).unwrap();
+        // A late report from an attempt that is not the task's counts for nothing.
+        assert!(t.complete(W2, a.task, a.attempt, counted(3), now).is_err());
+        t.complete(W2, b.task, b.attempt, counted(5), now).unwrap();
+        assert_eq!(lines(&t), Some(8));
+        assert_eq!(t.totals().framework.0[1], 8, "map output records");
+        // Map 1's output is lost: its counts leave with it, and its re-run counts once.
+        t.reopen_map(1);
+        assert_eq!(lines(&t), Some(3));
+        let again = t.assign(W1, now).unwrap();
+        assert_eq!(again.task, TaskId::map(1));
+        t.complete(W1, again.task, again.attempt, counted(5), now)
+            .unwrap();
+        assert_eq!(lines(&t), Some(8));
+        t.audit().unwrap();
     }
 
     #[test]

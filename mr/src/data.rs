@@ -338,6 +338,21 @@ pub async fn get<W>(
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
+    get_counting(server, guard, req, out, &mut 0).await
+}
+
+/// [`get`], adding the number of times it asked again to `retries` (a framework
+/// counter: a job whose fetches retry a lot has a data server that cannot keep up).
+pub async fn get_counting<W>(
+    server: &str,
+    guard: &Guard,
+    req: &DataRequest,
+    out: &mut W,
+    retries: &mut u64,
+) -> Result<u64, DataError>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
     let deadline = tokio::time::Instant::now() + BUSY_PATIENCE;
     let mut backoff = Backoff::connect();
     loop {
@@ -346,6 +361,7 @@ where
                 reason: Refusal::Busy,
                 ..
             }) if tokio::time::Instant::now() < deadline => {
+                *retries += 1;
                 tokio::time::sleep(backoff.pause()).await;
             }
             other => return other,

@@ -11,6 +11,7 @@
 //! a reduce task that finds one reports the map output as lost and the map re-runs.
 //! Keys and values must be UTF-8 (apps are promised it); a record that is not is corrupt.
 
+use crate::plugin::{ValueBatch, ValueBatches};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -419,56 +420,166 @@ impl<R: Read> Merger<R> {
         }
     }
 
-    /// Calls `f(key, values)` once per distinct key, in key order.
+    /// Appends the values of the group of `key` (with prefix `prefix`) to `arena`, each
+    /// value's end in `ends`, until the group ends or the batch holds `max_bytes` or
+    /// `max_values` (and at least one value). Returns whether the group has more.
+    fn fill(
+        &mut self,
+        key: &[u8],
+        prefix: u64,
+        arena: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        max: (usize, usize),
+    ) -> Result<bool, (usize, FormatError)> {
+        while let Some(&top) = self.heap.first() {
+            let s = &self.sources[top];
+            // Bytes are compared only when the prefixes are the same.
+            if s.prefix != prefix || s.key != key {
+                return Ok(false);
+            }
+            if !ends.is_empty() && (arena.len() >= max.0 || ends.len() >= max.1) {
+                return Ok(true);
+            }
+            let s = &mut self.sources[top];
+            arena.extend_from_slice(&s.value);
+            ends.push(arena.len());
+            let live = s.advance().map_err(|error| (top, error))?;
+            if live {
+                self.records_read += 1;
+            } else {
+                self.heap.swap_remove(0);
+            }
+            self.sift_down(0);
+        }
+        Ok(false)
+    }
+
+    /// Calls `f(key, values)` once per distinct key, in key order, with all of the key's
+    /// values at once.
     pub fn for_each_group<E>(
-        mut self,
+        self,
         mut f: impl FnMut(&[u8], &[&[u8]]) -> Result<(), E>,
     ) -> Result<u64, MergeError<E>> {
+        self.for_each_group_streaming((usize::MAX, usize::MAX), |k, first, rest| {
+            debug_assert!(rest.is_none(), "an unbounded batch holds the whole group");
+            f(k, first)
+        })
+    }
+
+    /// Calls `f(key, first, rest)` once per distinct key, in key order. `first` holds the
+    /// key's first values, up to `batch` (bytes, values); when the key has more, `rest`
+    /// yields them batch by batch as `f` asks, read from the inputs only then, so that
+    /// memory holds one batch whatever the key's number of values. Values `f` leaves
+    /// unread are skipped.
+    pub fn for_each_group_streaming<E>(
+        mut self,
+        batch: (usize, usize),
+        mut f: impl FnMut(&[u8], &[&[u8]], Option<&mut dyn ValueBatches>) -> Result<(), E>,
+    ) -> Result<u64, MergeError<E>> {
+        let input = |(index, error)| MergeError::Input { index, error };
         let mut group_key = Vec::new();
         let mut arena: Vec<u8> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
         // The slices handed to `f`, their allocation kept from group to group (a sort
         // has as many groups as records).
         let mut spare: Vec<&'static [u8]> = Vec::new();
+        let mut later = Later::default();
         while let Some(&top) = self.heap.first() {
             group_key.clear();
             group_key.extend_from_slice(&self.sources[top].key);
             let group_prefix = self.sources[top].prefix;
             arena.clear();
             ends.clear();
-            let mut first = true;
-            while let Some(&top) = self.heap.first() {
-                let s = &self.sources[top];
-                // The first record is the group's key; the others compare bytes only when
-                // their prefix is the same.
-                if !first && (s.prefix != group_prefix || s.key != group_key) {
-                    break;
-                }
-                first = false;
-                let s = &mut self.sources[top];
-                arena.extend_from_slice(&s.value);
-                ends.push(arena.len());
-                let live = s
-                    .advance()
-                    .map_err(|error| MergeError::Input { index: top, error })?;
-                if live {
-                    self.records_read += 1;
-                } else {
-                    self.heap.swap_remove(0);
-                }
-                self.sift_down(0);
-            }
+            let more = self
+                .fill(&group_key, group_prefix, &mut arena, &mut ends, batch)
+                .map_err(input)?;
             let mut values = recycle(std::mem::take(&mut spare));
-            let mut start = 0;
-            for &end in &ends {
-                values.push(&arena[start..end]);
-                start = end;
-            }
-            let done = f(&group_key, &values).map_err(MergeError::Consumer);
+            slices(&arena, &ends, &mut values);
+            let done = if more {
+                let mut rest = Rest {
+                    merger: &mut self,
+                    key: &group_key,
+                    prefix: group_prefix,
+                    batch,
+                    later: &mut later,
+                    more: true,
+                    error: None,
+                };
+                let done = f(&group_key, &values, Some(&mut rest));
+                // Skip what `f` did not read, one batch at a time (unless it failed:
+                // the merge ends here).
+                if done.is_ok() {
+                    while rest.next_batch().is_some() {}
+                }
+                if let Some(e) = rest.error.take() {
+                    return Err(input(e));
+                }
+                done
+            } else {
+                f(&group_key, &values, None)
+            };
             spare = recycle(values);
-            done?;
+            done.map_err(MergeError::Consumer)?;
         }
         Ok(self.records_read)
+    }
+}
+
+/// Yields the slices of `arena` that end at each of `ends` into `values`.
+fn slices<'a>(arena: &'a [u8], ends: &[usize], values: &mut Vec<&'a [u8]>) {
+    let mut start = 0;
+    for &end in ends {
+        values.push(&arena[start..end]);
+        start = end;
+    }
+}
+
+/// Buffers of the batches after a group's first, kept from group to group.
+#[derive(Default)]
+struct Later {
+    arena: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// The values of a group past its first batch, read from the merge as they are asked.
+struct Rest<'m, R: Read> {
+    merger: &'m mut Merger<R>,
+    key: &'m [u8],
+    prefix: u64,
+    batch: (usize, usize),
+    later: &'m mut Later,
+    more: bool,
+    /// An input that failed while reading: the group's values end there, and the merge
+    /// fails once `f` returns.
+    error: Option<(usize, FormatError)>,
+}
+
+impl<R: Read> ValueBatches for Rest<'_, R> {
+    fn next_batch(&mut self) -> Option<ValueBatch<'_>> {
+        if !self.more {
+            return None;
+        }
+        let l = &mut *self.later;
+        l.arena.clear();
+        l.ends.clear();
+        match self
+            .merger
+            .fill(self.key, self.prefix, &mut l.arena, &mut l.ends, self.batch)
+        {
+            Ok(more) => self.more = more,
+            Err(e) => {
+                self.more = false;
+                self.error = Some(e);
+                return None;
+            }
+        }
+        if l.ends.is_empty() {
+            return None;
+        }
+        Some(ValueBatch {
+            arena: &l.arena,
+            ends: &l.ends,
+        })
     }
 }
 
@@ -484,6 +595,57 @@ fn recycle<'a, 'b>(mut v: Vec<&'a [u8]>) -> Vec<&'b [u8]> {
 mod tests {
     use super::*;
     use std::io::Cursor;
+
+    #[test]
+    fn a_streamed_group_yields_every_value_in_order_and_unread_values_are_skipped() {
+        let a = encode(&[("k", "1"), ("k", "2"), ("k", "3"), ("z", "9")]);
+        let b = encode(&[("k", "4"), ("k", "5"), ("y", "8")]);
+        let merger = || {
+            Merger::new(vec![
+                Reader::new(Cursor::new(a.clone())).unwrap(),
+                Reader::new(Cursor::new(b.clone())).unwrap(),
+            ])
+            .unwrap()
+        };
+        let mut all = Vec::new();
+        merger()
+            .for_each_group(|k, vs| -> Result<(), ()> {
+                all.push((
+                    k.to_vec(),
+                    vs.iter().map(|v| v.to_vec()).collect::<Vec<_>>(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        // Two values per batch: "k" streams in three batches.
+        let mut streamed = Vec::new();
+        let mut batches = 0;
+        merger()
+            .for_each_group_streaming((usize::MAX, 2), |k, first, rest| -> Result<(), ()> {
+                let mut vs: Vec<Vec<u8>> = first.iter().map(|v| v.to_vec()).collect();
+                if let Some(rest) = rest {
+                    while let Some(b) = rest.next_batch() {
+                        batches += 1;
+                        vs.extend(b.iter().map(|v| v.to_vec()));
+                    }
+                }
+                streamed.push((k.to_vec(), vs));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(streamed, all);
+        assert_eq!(batches, 2, "k's values after its first two");
+        // A consumer that reads none of a long group still sees every key after it.
+        let mut keys = Vec::new();
+        let read = merger()
+            .for_each_group_streaming((1, 1), |k, _, _| -> Result<(), ()> {
+                keys.push(k.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(keys, [b"k".to_vec(), b"y".to_vec(), b"z".to_vec()]);
+        assert_eq!(read, 7);
+    }
 
     fn encode(records: &[(&str, &str)]) -> Vec<u8> {
         let mut w = Writer::new(Vec::new()).unwrap();

@@ -2,9 +2,11 @@
 //! thread-locals inside it would dangle) and calls it through the C ABI of
 //! [`mrapp::abi`]. Nothing but `#[repr(C)]` values and function pointers cross over.
 
+use crate::task::Counters;
 use mrapp::abi::{
-    AbiVersionFn, MapFnPtr, MrBytes, MrEmit, MrSink, RawOutputFn, ReduceFnPtr, MR_ABI_VERSION,
-    MR_OK, SYM_ABI_VERSION, SYM_COMBINE, SYM_MAP, SYM_RAW_OUTPUT, SYM_REDUCE,
+    AbiVersionFn, MapFnPtr, MrBytes, MrCounters, MrEmit, MrPair, MrSink, MrValues, RawOutputFn,
+    ReduceFnPtr, MR_ABI_VERSION, MR_OK, SYM_ABI_VERSION, SYM_COMBINE, SYM_MAP, SYM_RAW_OUTPUT,
+    SYM_REDUCE,
 };
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ pub enum PluginError {
         symbol: &'static str,
     },
     /// Built against another version of the ABI.
-    #[error("{path} was built for mr app ABI version {found}, this host speaks version {expected}; rebuild the app against this mrapp")]
+    #[error("{path} was built for mr app ABI version {found}, this host speaks version {expected}; rebuild the app against this mrapp (`cargo build --release` in its crate)")]
     AbiMismatch {
         /// The library.
         path: PathBuf,
@@ -134,51 +136,168 @@ impl App {
         self.combine.is_some()
     }
 
-    /// Runs map over `contents`, calling `emit(key, value)` for every pair.
-    /// `emit` must not panic (it is called from inside the app).
+    /// Runs map over `contents`, calling `emit(key, value)` for every pair and adding
+    /// the app's counts to `counters`. `emit` must not panic (it is called from inside
+    /// the app).
     pub fn map<F: FnMut(&[u8], &[u8])>(
         &self,
         filename: &str,
         contents: &str,
+        counters: &mut Counters,
         mut emit: F,
     ) -> Result<(), AppError> {
         unsafe extern "C" fn trampoline<G: FnMut(&[u8], &[u8])>(
             ctx: *mut c_void,
-            key: MrBytes,
-            value: MrBytes,
+            pairs: *const MrPair,
+            n: usize,
         ) {
             // SAFETY: ctx is the `&mut F` passed below, alive for the whole map call.
             let f = unsafe { &mut *(ctx as *mut G) };
-            // SAFETY: the app passes slices valid for this call.
-            unsafe { f(key.as_slice(), value.as_slice()) }
+            if n == 0 {
+                return;
+            }
+            // SAFETY: the app passes `n` pairs valid for this call.
+            let pairs = unsafe { std::slice::from_raw_parts(pairs, n) };
+            for p in pairs {
+                // SAFETY: as above.
+                unsafe { f(p.key.as_slice(), p.value.as_slice()) }
+            }
         }
         let mut err = String::new();
         let emit = MrEmit {
             ctx: &mut emit as *mut F as *mut c_void,
             call: trampoline::<F>,
         };
+        let mut sink = CounterSink::new(counters);
         // SAFETY: arguments follow the ABI; the borrowed data outlives the call.
         let rc = unsafe {
             (self.map)(
                 MrBytes::from_slice(filename.as_bytes()),
                 MrBytes::from_slice(contents.as_bytes()),
                 emit,
+                sink.abi(),
                 string_sink(&mut err),
             )
         };
+        sink.finish()?;
         result(rc, err)
     }
 
-    /// Runs reduce for one key group, appending the result to `out`.
-    pub fn reduce(&self, key: &[u8], values: &[&[u8]], out: &mut Vec<u8>) -> Result<(), AppError> {
-        call_reduce(self.reduce, key, values, out)
+    /// Runs reduce for one key group whose values are all in `values`, appending the
+    /// result to `out`.
+    pub fn reduce(
+        &self,
+        key: &[u8],
+        values: &[&[u8]],
+        counters: &mut Counters,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AppError> {
+        call_reduce(self.reduce, key, values, None, counters, out)
+    }
+
+    /// Runs reduce for one key group whose values are `first`, then every batch `rest`
+    /// yields: the app reads them as it goes, so they need not fit in memory at once.
+    pub fn reduce_stream(
+        &self,
+        key: &[u8],
+        first: &[&[u8]],
+        rest: &mut dyn ValueBatches,
+        counters: &mut Counters,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AppError> {
+        call_reduce(self.reduce, key, first, Some(rest), counters, out)
     }
 
     /// Runs the combiner for one key group, if the app has one.
-    pub fn combine(&self, key: &[u8], values: &[&[u8]], out: &mut Vec<u8>) -> Result<(), AppError> {
+    pub fn combine(
+        &self,
+        key: &[u8],
+        values: &[&[u8]],
+        counters: &mut Counters,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AppError> {
         match self.combine {
-            Some(f) => call_reduce(f, key, values, out),
+            Some(f) => call_reduce(f, key, values, None, counters, out),
             None => Err(AppError("the app has no combiner".into())),
+        }
+    }
+}
+
+/// More values of the key a streaming reduce is reading, batch after batch.
+pub trait ValueBatches {
+    /// The next batch (never empty), or `None` when the key has no more values. The
+    /// batch before it is not used again.
+    fn next_batch(&mut self) -> Option<ValueBatch<'_>>;
+}
+
+/// A batch of values: value `i` is `arena[ends[i - 1]..ends[i]]` (from 0 for the first).
+#[derive(Debug, Clone, Copy)]
+pub struct ValueBatch<'a> {
+    /// The values' bytes, one after the other.
+    pub arena: &'a [u8],
+    /// Where each value ends in `arena`.
+    pub ends: &'a [usize],
+}
+
+impl<'a> ValueBatch<'a> {
+    /// The values in order.
+    pub fn iter(self) -> impl Iterator<Item = &'a [u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let v = &self.arena[start..end];
+            start = end;
+            v
+        })
+    }
+}
+
+/// Distinct counter names one attempt may use (Hadoop's `mapreduce.job.counters.max`
+/// is 120): counters are a few totals, and each name travels in every report.
+pub const MAX_COUNTERS: usize = 1000;
+
+/// Counter names are cut to this many bytes.
+const MAX_COUNTER_NAME: usize = 200;
+
+/// The host side of [`MrCounters`]: adds to an attempt's counters, and notes the first
+/// name past [`MAX_COUNTERS`] (the call then fails when it returns).
+struct CounterSink<'a> {
+    counters: &'a mut Counters,
+    too_many: Option<String>,
+}
+
+impl<'a> CounterSink<'a> {
+    fn new(counters: &'a mut Counters) -> Self {
+        CounterSink {
+            counters,
+            too_many: None,
+        }
+    }
+
+    fn abi(&mut self) -> MrCounters {
+        unsafe extern "C" fn add(ctx: *mut c_void, name: MrBytes, delta: u64) {
+            // SAFETY: ctx is the `CounterSink` of this call.
+            let sink = unsafe { &mut *(ctx as *mut CounterSink<'_>) };
+            // SAFETY: the app passes a slice valid for this call.
+            let name = unsafe { name.as_slice() };
+            let name = &name[..name.len().min(MAX_COUNTER_NAME)];
+            let name = String::from_utf8_lossy(name);
+            if !sink.counters.add_within(&name, delta, MAX_COUNTERS) && sink.too_many.is_none() {
+                sink.too_many = Some(name.into_owned());
+            }
+        }
+        MrCounters {
+            ctx: self as *mut CounterSink<'_> as *mut c_void,
+            add,
+        }
+    }
+
+    fn finish(self) -> Result<(), AppError> {
+        match self.too_many {
+            None => Ok(()),
+            Some(name) => Err(AppError(format!(
+                "the app used more than {MAX_COUNTERS} counter names (one more was {name:?}); \
+                 counters are for a few totals, not for data per key"
+            ))),
         }
     }
 }
@@ -221,10 +340,48 @@ fn result(rc: i32, err: String) -> Result<(), AppError> {
     }
 }
 
+/// The host side of [`MrValues`] beyond the first batch.
+struct Stream<'a, 'b> {
+    rest: &'a mut dyn ValueBatches,
+    raw: &'b mut Vec<MrBytes>,
+}
+
+unsafe extern "C" fn next_values(
+    ctx: *mut c_void,
+    values: *mut *const MrBytes,
+    n: *mut usize,
+) -> u32 {
+    // SAFETY: ctx is the `Stream` of this reduce call.
+    let s = unsafe { &mut *(ctx as *mut Stream<'_, '_>) };
+    s.raw.clear();
+    match s.rest.next_batch() {
+        Some(batch) => {
+            s.raw.extend(batch.iter().map(MrBytes::from_slice));
+            // SAFETY: the app passes pointers to two writable locals.
+            unsafe {
+                *values = s.raw.as_ptr();
+                *n = s.raw.len();
+            }
+            1
+        }
+        None => 0,
+    }
+}
+
+unsafe extern "C" fn no_more_values(
+    _ctx: *mut c_void,
+    _values: *mut *const MrBytes,
+    _n: *mut usize,
+) -> u32 {
+    0
+}
+
 fn call_reduce(
     f: ReduceFnPtr,
     key: &[u8],
-    values: &[&[u8]],
+    first: &[&[u8]],
+    rest: Option<&mut dyn ValueBatches>,
+    counters: &mut Counters,
     out: &mut Vec<u8>,
 ) -> Result<(), AppError> {
     thread_local! {
@@ -234,20 +391,41 @@ fn call_reduce(
     }
     let mut raw = RAW.take();
     raw.clear();
-    raw.extend(values.iter().map(|v| MrBytes::from_slice(v)));
+    raw.extend(first.iter().map(|v| MrBytes::from_slice(v)));
+    let mut later = Vec::new();
+    let mut stream = rest.map(|rest| Stream {
+        rest,
+        raw: &mut later,
+    });
+    let values = MrValues {
+        ctx: stream.as_mut().map_or(std::ptr::null_mut(), |s| {
+            s as *mut Stream<'_, '_> as *mut c_void
+        }),
+        first: raw.as_ptr(),
+        n_first: raw.len(),
+        more: u32::from(stream.is_some()),
+        next: if stream.is_some() {
+            next_values
+        } else {
+            no_more_values
+        },
+    };
     let mut err = String::new();
+    let mut sink = CounterSink::new(counters);
     // SAFETY: arguments follow the ABI; the borrowed data outlives the call.
     let rc = unsafe {
         f(
             MrBytes::from_slice(key),
-            raw.as_ptr(),
-            raw.len(),
+            values,
             bytes_sink(out),
+            sink.abi(),
             string_sink(&mut err),
         )
     };
-    // No pointer into `values` is kept past the call.
+    // `stream` (and its borrow of `later`) ends here, before the buffers are put back.
+    // No pointer into `first` is kept past the call.
     raw.clear();
     RAW.set(raw);
+    sink.finish()?;
     result(rc, err)
 }

@@ -5,6 +5,7 @@
 use crate::ids::{Attempt, TaskId};
 use crate::partition::Partitioning;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -259,8 +260,65 @@ pub struct Assignment {
     pub spec: TaskSpec,
 }
 
+/// An app's named counters (`mrapp::count`), as one attempt reports them. Sorted by
+/// name, so that reports and journals list them in one order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Counters(pub BTreeMap<String, u64>);
+
+impl Counters {
+    /// Adds `delta` to `name`, unless that would make more than `max` names; returns
+    /// whether it was added.
+    pub fn add_within(&mut self, name: &str, delta: u64, max: usize) -> bool {
+        if let Some(n) = self.0.get_mut(name) {
+            *n = n.saturating_add(delta);
+            true
+        } else if self.0.len() < max {
+            self.0.insert(name.to_string(), delta);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Counters) {
+        for (name, &n) in &other.0 {
+            // No zero is kept, so that a sum and the same sum taken apart compare equal.
+            if n == 0 {
+                continue;
+            }
+            match self.0.get_mut(name) {
+                Some(c) => *c = c.saturating_add(n),
+                None => {
+                    self.0.insert(name.clone(), n);
+                }
+            }
+        }
+    }
+
+    /// Takes back every count of `other` (a done map reopened: its output, and so its
+    /// counts, no longer stand). A count that reaches zero is removed.
+    pub fn unmerge(&mut self, other: &Counters) {
+        for (name, n) in &other.0 {
+            if let Some(c) = self.0.get_mut(name) {
+                *c = c.saturating_sub(*n);
+                if *c == 0 {
+                    self.0.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Counters a worker reports with a finished task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TaskStats {
     /// Input bytes read.
     pub bytes_read: u64,
@@ -270,6 +328,14 @@ pub struct TaskStats {
     pub records_in: u64,
     /// Records out (map: records written after combining; reduce: output lines).
     pub records_out: u64,
+    /// Sorted runs spilled to disk (map: its buffer passed the memory budget; reduce:
+    /// runs of a merge in passes).
+    pub spills: u64,
+    /// Fetches of map output tried again after a failure (reduce, cluster mode).
+    pub fetch_retries: u64,
+    /// The app's own counters.
+    #[serde(skip_serializing_if = "Counters::is_empty")]
+    pub counters: Counters,
 }
 
 /// What a finished task produced.

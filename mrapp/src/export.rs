@@ -1,29 +1,137 @@
 //! What [`export_app!`](crate::export_app) expands to: the app side of the C ABI.
-//! Converts ABI slices to `&str`, calls the author's function inside `catch_unwind`,
-//! and reports a panic as a failure message instead of unwinding into the host.
+//! Converts ABI slices to `&str`, batches map's pairs, streams reduce's values, calls
+//! the author's function inside `catch_unwind`, and reports a panic as a failure message
+//! instead of unwinding into the host.
 
-use crate::abi::{MrBytes, MrEmit, MrSink, MR_FAILED, MR_OK};
+use crate::abi::{MrBytes, MrCounters, MrEmit, MrPair, MrSink, MrValues, MR_FAILED, MR_OK};
 use crate::KeyValue;
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Hands map output to the framework one pair at a time, without building a `Vec`.
+/// Pairs handed to the host per emit call, at most.
+const BATCH_PAIRS: usize = 1024;
+/// Bytes copied into a batch before it is handed over, at most (about the L2 cache).
+const BATCH_BYTES: usize = 256 << 10;
+
+thread_local! {
+    /// The counters of the call this thread is in, for [`count`](crate::count).
+    static COUNTERS: Cell<Option<MrCounters>> = const { Cell::new(None) };
+}
+
+/// Adds `delta` to the counter `name` of the call in progress on this thread.
+pub(crate) fn count(name: &str, delta: u64) {
+    if let Some(c) = COUNTERS.get() {
+        // SAFETY: set only for the duration of a host call, from that call's arguments.
+        unsafe { (c.add)(c.ctx, MrBytes::from_slice(name.as_bytes()), delta) }
+    }
+}
+
+/// Makes `counters` those of [`count`](crate::count) until the guard drops (also on a
+/// panic, so that a later call on this thread never reaches a stale host context).
+struct CountersGuard(Option<MrCounters>);
+
+impl CountersGuard {
+    fn set(counters: MrCounters) -> Self {
+        CountersGuard(COUNTERS.replace(Some(counters)))
+    }
+}
+
+impl Drop for CountersGuard {
+    fn drop(&mut self) {
+        COUNTERS.set(self.0.take());
+    }
+}
+
+/// Where the bytes of a pending pair's key or value are: in the map's input, which the
+/// host keeps alive for the whole call (so they are passed by address, not copied), or
+/// copied into the batch's arena.
+#[derive(Clone, Copy)]
+struct Span {
+    at: usize,
+    len: usize,
+    copied: bool,
+}
+
+/// The buffers of a batch, kept from call to call on each thread.
+#[derive(Default)]
+struct Batch {
+    arena: Vec<u8>,
+    pending: Vec<(Span, Span)>,
+    pairs: Vec<MrPair>,
+}
+
+thread_local! {
+    static BATCH: Cell<Batch> = Cell::new(Batch::default());
+}
+
+/// Hands map output to the framework in batches, without building a `Vec` of pairs.
 pub struct Emitter {
     emit: MrEmit,
+    /// The address range of the map's input.
+    input: (usize, usize),
+    batch: Batch,
 }
 
 impl Emitter {
-    /// Emits one intermediate pair. The framework copies the bytes before returning.
+    /// Emits one intermediate pair. The framework copies the bytes before `map` returns.
+    #[inline]
     pub fn emit(&mut self, key: &str, value: &str) {
-        // SAFETY: `call` and `ctx` come from the host for this map call, and the
-        // slices outlive the call.
-        unsafe {
-            (self.emit.call)(
-                self.emit.ctx,
-                MrBytes::from_slice(key.as_bytes()),
-                MrBytes::from_slice(value.as_bytes()),
-            )
+        let key = self.span(key.as_bytes());
+        let value = self.span(value.as_bytes());
+        self.batch.pending.push((key, value));
+        if self.batch.pending.len() >= BATCH_PAIRS || self.batch.arena.len() >= BATCH_BYTES {
+            self.flush();
         }
+    }
+
+    /// Adds `delta` to the counter `name` (see [`count`](crate::count)).
+    pub fn count(&mut self, name: &str, delta: u64) {
+        count(name, delta)
+    }
+
+    #[inline]
+    fn span(&mut self, b: &[u8]) -> Span {
+        let at = b.as_ptr() as usize;
+        if at >= self.input.0 && at + b.len() <= self.input.1 {
+            Span {
+                at,
+                len: b.len(),
+                copied: false,
+            }
+        } else {
+            let at = self.batch.arena.len();
+            self.batch.arena.extend_from_slice(b);
+            Span {
+                at,
+                len: b.len(),
+                copied: true,
+            }
+        }
+    }
+
+    /// Hands the pending pairs to the host.
+    fn flush(&mut self) {
+        let b = &mut self.batch;
+        if b.pending.is_empty() {
+            return;
+        }
+        let base = b.arena.as_ptr() as usize;
+        let bytes = |s: Span| MrBytes {
+            ptr: (if s.copied { base + s.at } else { s.at }) as *const u8,
+            len: s.len,
+        };
+        b.pairs.clear();
+        b.pairs.extend(b.pending.iter().map(|&(k, v)| MrPair {
+            key: bytes(k),
+            value: bytes(v),
+        }));
+        // SAFETY: `call` and `ctx` come from the host for this map call; the pairs point
+        // into the input (alive for the call) and the arena (not touched until return).
+        unsafe { (self.emit.call)(self.emit.ctx, b.pairs.as_ptr(), b.pairs.len()) };
+        b.pairs.clear();
+        b.pending.clear();
+        b.arena.clear();
     }
 }
 
@@ -63,27 +171,143 @@ impl Output {
     pub fn write(&mut self, s: &str) {
         send(self.out, s.as_bytes());
     }
+
+    /// Adds `delta` to the counter `name` (see [`count`](crate::count)).
+    pub fn count(&mut self, name: &str, delta: u64) {
+        count(name, delta)
+    }
 }
 
-/// The two shapes a reduce (or combine) function may have; `M` lets both coexist.
+/// The values of one key as a stream: the framework reads them from its merge as
+/// `next` asks, so a key may have more values than fit in memory (the paper's
+/// iterator, §2.1). Each value lives until the next call of `next`.
+pub struct Values {
+    src: MrValues,
+    batch: *const MrBytes,
+    n: usize,
+    pos: usize,
+    more: bool,
+}
+
+impl Values {
+    fn new(src: MrValues) -> Self {
+        Values {
+            src,
+            batch: src.first,
+            n: src.n_first,
+            pos: 0,
+            more: src.more != 0,
+        }
+    }
+
+    /// The next value, or `None` when every value has been read.
+    #[allow(clippy::should_implement_trait)] // a lending iterator: each value borrows `self`
+    pub fn next(&mut self) -> Option<&str> {
+        while self.pos == self.n {
+            if !self.more || !self.next_batch() {
+                return None;
+            }
+        }
+        // SAFETY: `pos < n`, and the batch lives until the next `next_batch`.
+        let v = unsafe { *self.batch.add(self.pos) };
+        self.pos += 1;
+        Some(utf8("value", v))
+    }
+
+    /// Replaces the batch with the next one; false at the end.
+    fn next_batch(&mut self) -> bool {
+        let (mut at, mut n) = (std::ptr::null(), 0usize);
+        // SAFETY: `next` and `ctx` come from the host for this call.
+        let got = unsafe { (self.src.next)(self.src.ctx, &mut at, &mut n) };
+        if got == 0 {
+            self.more = false;
+            self.n = 0;
+            self.pos = 0;
+            return false;
+        }
+        self.batch = at;
+        self.n = n;
+        self.pos = 0;
+        true
+    }
+
+    /// Calls `f` with every value at once: without a copy when the host passed them in
+    /// one batch (nearly always), else gathered into memory first.
+    fn with_slice<R>(&mut self, f: impl FnOnce(&[&str]) -> R) -> R {
+        thread_local! {
+            // The values' slices, their allocation kept from call to call (a sort calls
+            // reduce once per record).
+            static VALUES: Cell<Vec<&'static str>> = const { Cell::new(Vec::new()) };
+        }
+        // Declared first so that it outlives the slices into it.
+        let mut arena = String::new();
+        let mut values = recycle(VALUES.take());
+        let done = if !self.more && self.pos == 0 {
+            let raw = if self.n == 0 {
+                &[][..]
+            } else {
+                // SAFETY: the host passed `n` values at `batch`, alive for this call.
+                unsafe { std::slice::from_raw_parts(self.batch, self.n) }
+            };
+            values.extend(raw.iter().map(|v| utf8("value", *v)));
+            f(&values)
+        } else {
+            // More than one batch: copy them all (the slice form holds every value).
+            let mut ends = Vec::new();
+            while let Some(v) = self.next() {
+                arena.push_str(v);
+                ends.push(arena.len());
+            }
+            let mut start = 0;
+            for end in ends {
+                values.push(&arena[start..end]);
+                start = end;
+            }
+            let r = f(&values);
+            values.clear();
+            r
+        };
+        VALUES.set(recycle(values));
+        done
+    }
+}
+
+/// The shapes a reduce (or combine) function may have; `M` lets them coexist.
 pub trait ReduceFn<M> {
     /// Runs reduce for one key, sending the result to `out`.
-    fn run(&self, key: &str, values: &[&str], out: &mut Output);
+    fn run(&self, key: &str, values: &mut Values, out: &mut Output);
 }
 
 /// Marker: `fn(&str, &[&str]) -> String`.
 pub struct ReturnsString;
 /// Marker: `fn(&str, &[&str], &mut Output)`.
 pub struct UsesOutput;
+/// Marker: `fn(&str, &mut Values) -> String`.
+pub struct StreamsToString;
+/// Marker: `fn(&str, &mut Values, &mut Output)`.
+pub struct Streams;
 
 impl<F: Fn(&str, &[&str]) -> String> ReduceFn<ReturnsString> for F {
-    fn run(&self, key: &str, values: &[&str], out: &mut Output) {
-        out.write(&self(key, values));
+    fn run(&self, key: &str, values: &mut Values, out: &mut Output) {
+        let result = values.with_slice(|vs| self(key, vs));
+        out.write(&result);
     }
 }
 
 impl<F: Fn(&str, &[&str], &mut Output)> ReduceFn<UsesOutput> for F {
-    fn run(&self, key: &str, values: &[&str], out: &mut Output) {
+    fn run(&self, key: &str, values: &mut Values, out: &mut Output) {
+        values.with_slice(|vs| self(key, vs, out))
+    }
+}
+
+impl<F: Fn(&str, &mut Values) -> String> ReduceFn<StreamsToString> for F {
+    fn run(&self, key: &str, values: &mut Values, out: &mut Output) {
+        out.write(&self(key, values));
+    }
+}
+
+impl<F: Fn(&str, &mut Values, &mut Output)> ReduceFn<Streams> for F {
+    fn run(&self, key: &str, values: &mut Values, out: &mut Output) {
         self(key, values, out)
     }
 }
@@ -117,8 +341,10 @@ fn utf8<'a>(what: &str, b: MrBytes) -> &'a str {
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
-/// Runs `f` with panics caught; a panic becomes [`MR_FAILED`] with its message on `err`.
-fn guarded(err: MrSink, f: impl FnOnce()) -> i32 {
+/// Runs `f` with panics caught and `counters` current; a panic becomes [`MR_FAILED`]
+/// with its message on `err`.
+fn guarded(counters: MrCounters, err: MrSink, f: impl FnOnce()) -> i32 {
+    let _current = CountersGuard::set(counters);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(()) => MR_OK,
         Err(payload) => {
@@ -137,12 +363,21 @@ pub fn map_entry<M>(
     filename: MrBytes,
     contents: MrBytes,
     emit: MrEmit,
+    counters: MrCounters,
     err: MrSink,
 ) -> i32 {
-    guarded(err, || {
+    guarded(counters, err, || {
         let filename = utf8("filename", filename);
         let contents = utf8("input", contents);
-        map.run(filename, contents, &mut Emitter { emit });
+        let start = contents.as_ptr() as usize;
+        let mut out = Emitter {
+            emit,
+            input: (start, start + contents.len()),
+            batch: BATCH.take(),
+        };
+        map.run(filename, contents, &mut out);
+        out.flush();
+        BATCH.set(out.batch);
     })
 }
 
@@ -156,32 +391,189 @@ fn recycle<'a, 'b>(mut v: Vec<&'a str>) -> Vec<&'b str> {
 /// The body of `mr_reduce` and `mr_combine`.
 ///
 /// # Safety
-/// `values` must point to `n_values` valid [`MrBytes`].
+/// `values` must follow [`MrValues`]'s contract.
 pub unsafe fn reduce_entry<M>(
     reduce: &impl ReduceFn<M>,
     key: MrBytes,
-    values: *const MrBytes,
-    n_values: usize,
+    values: MrValues,
     out: MrSink,
+    counters: MrCounters,
     err: MrSink,
 ) -> i32 {
-    guarded(err, || {
+    guarded(counters, err, || {
         let key = utf8("key", key);
-        let raw = if n_values == 0 {
-            &[][..]
-        } else {
-            // SAFETY: the caller guarantees `values` holds `n_values` entries.
-            unsafe { std::slice::from_raw_parts(values, n_values) }
-        };
-        thread_local! {
-            // The values' slices, their allocation kept from call to call (a sort calls
-            // reduce once per record).
-            static VALUES: std::cell::Cell<Vec<&'static str>> =
-                const { std::cell::Cell::new(Vec::new()) };
-        }
-        let mut values = recycle(VALUES.take());
-        values.extend(raw.iter().map(|v| utf8("value", *v)));
-        reduce.run(key, &values, &mut Output { out });
-        VALUES.set(recycle(values));
+        reduce.run(key, &mut Values::new(values), &mut Output { out });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+
+    /// A host's side of one reduce call: its values in batches, its output and counters.
+    struct Host {
+        batches: Vec<Vec<&'static str>>,
+        next: usize,
+        raw: Vec<MrBytes>,
+        out: Vec<u8>,
+        counted: Vec<(String, u64)>,
+    }
+
+    unsafe extern "C" fn next(ctx: *mut c_void, values: *mut *const MrBytes, n: *mut usize) -> u32 {
+        let h = unsafe { &mut *(ctx as *mut Host) };
+        let Some(b) = h.batches.get(h.next) else {
+            return 0;
+        };
+        h.next += 1;
+        h.raw = b
+            .iter()
+            .map(|v| MrBytes::from_slice(v.as_bytes()))
+            .collect();
+        unsafe {
+            *values = h.raw.as_ptr();
+            *n = h.raw.len();
+        }
+        1
+    }
+
+    unsafe extern "C" fn write(ctx: *mut c_void, b: MrBytes) {
+        let h = unsafe { &mut *(ctx as *mut Host) };
+        h.out.extend_from_slice(unsafe { b.as_slice() });
+    }
+
+    unsafe extern "C" fn add(ctx: *mut c_void, name: MrBytes, delta: u64) {
+        let h = unsafe { &mut *(ctx as *mut Host) };
+        let name = String::from_utf8(unsafe { name.as_slice() }.to_vec()).unwrap();
+        h.counted.push((name, delta));
+    }
+
+    /// Runs `f` as the host would, with `batches` as the key's values.
+    fn reduce_via_abi<M>(f: &impl ReduceFn<M>, batches: &[&[&'static str]]) -> Host {
+        let mut h = Host {
+            batches: batches.iter().map(|b| b.to_vec()).collect(),
+            next: 1,
+            raw: Vec::new(),
+            out: Vec::new(),
+            counted: Vec::new(),
+        };
+        let first: Vec<MrBytes> = batches[0]
+            .iter()
+            .map(|v| MrBytes::from_slice(v.as_bytes()))
+            .collect();
+        let ctx = &mut h as *mut Host as *mut c_void;
+        let values = MrValues {
+            ctx,
+            first: first.as_ptr(),
+            n_first: first.len(),
+            more: u32::from(batches.len() > 1),
+            next,
+        };
+        let sink = MrSink { ctx, call: write };
+        let counters = MrCounters { ctx, add };
+        let rc =
+            unsafe { reduce_entry(f, MrBytes::from_slice(b"k"), values, sink, counters, sink) };
+        assert_eq!(rc, MR_OK, "{}", String::from_utf8_lossy(&h.out));
+        h
+    }
+
+    fn joined(_key: &str, values: &[&str]) -> String {
+        crate::count("calls", 1);
+        values.join(",")
+    }
+
+    fn streamed(_key: &str, values: &mut Values) -> String {
+        let mut all = Vec::new();
+        while let Some(v) = values.next() {
+            all.push(v.to_string());
+        }
+        crate::count("values", all.len() as u64);
+        all.join(",")
+    }
+
+    #[test]
+    fn the_slice_form_sees_every_batch_in_order() {
+        let h = reduce_via_abi(&joined, &[&["a", "b"], &["c"], &[], &["d", "e"]]);
+        assert_eq!(String::from_utf8(h.out).unwrap(), "a,b,c,d,e");
+        assert_eq!(h.counted, [("calls".to_string(), 1)]);
+        let h = reduce_via_abi(&joined, &[&["only"]]);
+        assert_eq!(String::from_utf8(h.out).unwrap(), "only");
+    }
+
+    #[test]
+    fn the_stream_form_reads_batch_after_batch() {
+        let h = reduce_via_abi(&streamed, &[&["a"], &["b", "c"], &["d"]]);
+        assert_eq!(String::from_utf8(h.out).unwrap(), "a,b,c,d");
+        assert_eq!(h.counted, [("values".to_string(), 4)]);
+        let h = reduce_via_abi(&streamed, &[&[]]);
+        assert_eq!(String::from_utf8(h.out).unwrap(), "");
+    }
+
+    unsafe extern "C" fn collect(ctx: *mut c_void, pairs: *const MrPair, n: usize) {
+        let got = unsafe { &mut *(ctx as *mut Vec<(usize, String, String)>) };
+        let pairs = unsafe { std::slice::from_raw_parts(pairs, n) };
+        for p in pairs {
+            let s = |b: MrBytes| String::from_utf8(unsafe { b.as_slice() }.to_vec()).unwrap();
+            got.push((n, s(p.key), s(p.value)));
+        }
+    }
+
+    fn many(_filename: &str, contents: &str, out: &mut Emitter) {
+        for (i, w) in contents.split(' ').enumerate() {
+            // A borrowed key and a value made on the spot, dropped before the flush.
+            out.emit(w, &i.to_string());
+        }
+    }
+
+    #[test]
+    fn map_hands_over_pairs_in_batches_with_nothing_lost_or_reordered() {
+        let words: Vec<String> = (0..2500).map(|i| format!("w{i}")).collect();
+        let contents = words.join(" ");
+        let mut got: Vec<(usize, String, String)> = Vec::new();
+        let emit = MrEmit {
+            ctx: &mut got as *mut _ as *mut c_void,
+            call: collect,
+        };
+        unsafe extern "C" fn ignore(_: *mut c_void, _: MrBytes) {}
+        unsafe extern "C" fn no_count(_: *mut c_void, _: MrBytes, _: u64) {}
+        let err = MrSink {
+            ctx: std::ptr::null_mut(),
+            call: ignore,
+        };
+        let counters = MrCounters {
+            ctx: std::ptr::null_mut(),
+            add: no_count,
+        };
+        let rc = map_entry(
+            &many,
+            MrBytes::from_slice(b"f"),
+            MrBytes::from_slice(contents.as_bytes()),
+            emit,
+            counters,
+            err,
+        );
+        assert_eq!(rc, MR_OK);
+        let pairs: Vec<(String, String)> =
+            got.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
+        let want: Vec<(String, String)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i.to_string()))
+            .collect();
+        assert_eq!(pairs, want);
+        // 1,024 pairs per call, then the rest when map returns.
+        let sizes: Vec<usize> = got.iter().map(|g| g.0).collect();
+        assert!(
+            sizes[..2048].iter().all(|&n| n == BATCH_PAIRS),
+            "{:?}",
+            &sizes[..4]
+        );
+        assert!(sizes[2048..].iter().all(|&n| n == 2500 - 2048));
+    }
+
+    #[test]
+    fn counting_outside_a_call_does_nothing() {
+        crate::count("nowhere", 1);
+        assert!(COUNTERS.get().is_none());
+    }
 }

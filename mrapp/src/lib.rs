@@ -19,6 +19,22 @@
 //!
 //! `map` may instead take an [`Emitter`] (`fn(&str, &str, &mut Emitter)`) to hand each
 //! pair straight to the framework without building a `Vec`; the macro accepts both forms.
+//! `reduce` may read its values as a stream ([`Values`]: `fn(&str, &mut Values) ->
+//! String` or `fn(&str, &mut Values, &mut Output)`), so that one key may have more
+//! values than fit in memory. Any of them may add to named counters with [`count`]:
+//!
+//! ```ignore
+//! fn reduce(_key: &str, values: &mut mrapp::Values) -> String {
+//!     let mut n = 0u64;
+//!     while let Some(v) = values.next() {
+//!         if v.is_empty() {
+//!             mrapp::count("empty values", 1);
+//!         }
+//!         n += 1;
+//!     }
+//!     n.to_string()
+//! }
+//! ```
 //!
 //! # Layout
 //! - [`abi`]: the C ABI itself (symbol names, `#[repr(C)]` types, the version number).
@@ -31,7 +47,17 @@ pub mod abi;
 #[doc(hidden)]
 pub mod export;
 
-pub use export::{Emitter, MapFn, Output, ReduceFn};
+pub use export::{Emitter, MapFn, Output, ReduceFn, Values};
+
+/// Adds `delta` to the app counter `name`, from inside map, reduce or combine.
+///
+/// Counters appear in the job's summary, report and status page. Only the attempt whose
+/// output is kept counts (a re-run or a backup attempt never counts twice), so a counter
+/// is exact: "malformed lines", "documents", whatever the app wants to know. Outside a
+/// call from the framework (in a unit test, say) it does nothing.
+pub fn count(name: &str, delta: u64) {
+    export::count(name, delta)
+}
 
 /// One intermediate key/value pair produced by `map`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,8 +81,10 @@ impl KeyValue {
 /// Exports an app's functions under the C ABI of [`abi`].
 ///
 /// `map` is `fn(&str, &str) -> Vec<KeyValue>` or `fn(&str, &str, &mut Emitter)`;
-/// `reduce` and the optional `combine` are `fn(&str, &[&str]) -> String` or
-/// `fn(&str, &[&str], &mut Output)` (the result written in pieces, no `String` built).
+/// `reduce` and the optional `combine` are `fn(&str, &[&str]) -> String`,
+/// `fn(&str, &[&str], &mut Output)` (the result written in pieces, no `String` built),
+/// or the streaming forms `fn(&str, &mut Values) -> String` and
+/// `fn(&str, &mut Values, &mut Output)`.
 /// A combiner runs on each map task's output per key before it is written, so it must
 /// produce a value that `reduce` accepts as one of its inputs (e.g. a partial count).
 ///
@@ -87,12 +115,12 @@ macro_rules! export_app {
         #[no_mangle]
         pub unsafe extern "C" fn mr_combine(
             key: $crate::abi::MrBytes,
-            values: *const $crate::abi::MrBytes,
-            n_values: usize,
+            values: $crate::abi::MrValues,
             out: $crate::abi::MrSink,
+            counters: $crate::abi::MrCounters,
             err: $crate::abi::MrSink,
         ) -> i32 {
-            $crate::export::reduce_entry(&$combine, key, values, n_values, out, err)
+            $crate::export::reduce_entry(&$combine, key, values, out, counters, err)
         }
     };
     (@common $map:path, $reduce:path) => {
@@ -111,9 +139,10 @@ macro_rules! export_app {
             filename: $crate::abi::MrBytes,
             contents: $crate::abi::MrBytes,
             emit: $crate::abi::MrEmit,
+            counters: $crate::abi::MrCounters,
             err: $crate::abi::MrSink,
         ) -> i32 {
-            $crate::export::map_entry(&$map, filename, contents, emit, err)
+            $crate::export::map_entry(&$map, filename, contents, emit, counters, err)
         }
 
         /// C ABI entry point: reduce one key group.
@@ -123,12 +152,12 @@ macro_rules! export_app {
         #[no_mangle]
         pub unsafe extern "C" fn mr_reduce(
             key: $crate::abi::MrBytes,
-            values: *const $crate::abi::MrBytes,
-            n_values: usize,
+            values: $crate::abi::MrValues,
             out: $crate::abi::MrSink,
+            counters: $crate::abi::MrCounters,
             err: $crate::abi::MrSink,
         ) -> i32 {
-            $crate::export::reduce_entry(&$reduce, key, values, n_values, out, err)
+            $crate::export::reduce_entry(&$reduce, key, values, out, counters, err)
         }
     };
 }

@@ -9,6 +9,7 @@ use mr::atomic::AtomicFile;
 use mr::combinebuf::CombineBuffer;
 use mr::plugin::App;
 use mr::sortbuf::SortBuffer;
+use mr::task::Counters;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,16 +45,20 @@ fn run(args: &Args) -> Result<(), String> {
     // task does); without one, every pair is kept and sorted.
     let mut grouped = CombineBuffer::new(1);
     let mut sorted = SortBuffer::new(1);
+    let mut counters = Counters::default();
+    let mut combined = Counters::default();
     for path in &args.files {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("input {}: {e} (check the path)", path.display()))?;
         let contents = mr::split::decode_input(bytes);
         let filename = path.to_string_lossy();
         let mut push_err = None;
-        app.map(&filename, &contents, |k, v| {
+        app.map(&filename, &contents, &mut counters, |k, v| {
             let pushed = if app.has_combiner() {
                 grouped
-                    .push(0, k, v, &mut |k, vs, out| app.combine(k, vs, out))
+                    .push(0, k, v, &mut |k, vs, out| {
+                        app.combine(k, vs, &mut combined, out)
+                    })
                     .map_err(|e| format!("combine: {e}"))
             } else {
                 sorted.push(0, k, v).map_err(|e| e.to_string())
@@ -68,12 +73,13 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     let mut out = Vec::new();
+    let mut reduced = Counters::default();
     let mut file = AtomicFile::create(&args.output)
         .map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
     let write_err = |e: std::io::Error| format!("cannot write {}: {e}", args.output.display());
     let mut reduce_line = |k: &[u8], vs: &[&[u8]]| -> Result<(), String> {
         out.clear();
-        app.reduce(k, vs, &mut out)
+        app.reduce(k, vs, &mut reduced, &mut out)
             .map_err(|e| format!("reduce: {e}"))?;
         if app.raw_output() {
             // The app writes its own lines (see `mrapp::export_app!`'s `raw_output`).
@@ -89,5 +95,12 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         sorted.drain_groups(0, &mut reduce_line)?;
     }
-    file.commit(true).map_err(write_err)
+    file.commit(true).map_err(write_err)?;
+    counters.merge(&combined);
+    counters.merge(&reduced);
+    // The app's counters, for a person (or a test) to compare with a job's report.
+    for (name, n) in &counters.0 {
+        eprintln!("counter {name:?} = {n}");
+    }
+    Ok(())
 }

@@ -600,6 +600,24 @@ impl World {
                 )));
             }
         }
+        // Every attempt counts; the job's counters hold exactly the committed ones,
+        // whatever ran twice, was beaten, revoked or replayed from the journal.
+        let m = u64::from(self.plan.maps);
+        let want = counted(&[
+            ("maps", m),
+            ("map index sum", m * m.saturating_sub(1) / 2),
+            ("reduces", u64::from(self.plan.reduces)),
+        ])
+        .counters;
+        let got = self
+            .coord
+            .as_ref()
+            .map(|c| c.job.tasks.totals().app.clone());
+        if got.as_ref() != Some(&want) {
+            return Err(self.violation(format!(
+                "the job's counters are {got:?}, not one count per committed task {want:?}"
+            )));
+        }
         Ok(self.stats)
     }
 
@@ -1476,7 +1494,7 @@ impl World {
                 };
                 Ok(TaskResult::Map {
                     output,
-                    stats: TaskStats::default(),
+                    stats: counted(&[("maps", 1), ("map index sum", u64::from(a.task.index))]),
                 })
             }
             TaskSpec::Sample { .. } => {
@@ -1506,7 +1524,7 @@ impl World {
                 }
                 Ok(TaskResult::Reduce {
                     output: Location::Path(format!("out/mr-out-{}", a.task.index).into()),
-                    stats: TaskStats::default(),
+                    stats: counted(&[("reduces", 1)]),
                 })
             }
         }
@@ -1764,4 +1782,13 @@ pub fn scratch() -> std::io::Result<tempfile::TempDir> {
         }
     }
     tempfile::Builder::new().prefix("mr-sim").tempdir()
+}
+
+/// Task stats whose app counters are `counts` (zeros left out, as the job keeps them).
+fn counted(counts: &[(&str, u64)]) -> TaskStats {
+    let mut stats = TaskStats::default();
+    for &(name, n) in counts.iter().filter(|c| c.1 > 0) {
+        stats.counters.0.insert(name.to_string(), n);
+    }
+    stats
 }

@@ -18,11 +18,11 @@ use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{FormatError, MergeError, Merger, Reader, Writer};
 use mr::partition::{ihash, Partitioner, Partitioning, Reservoir};
-use mr::plugin::{App, AppError};
+use mr::plugin::{App, AppError, ValueBatches};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{
-    LocalFault, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskResult,
-    TaskStats,
+    Counters, LocalFault, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure,
+    TaskResult, TaskStats,
 };
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -98,6 +98,10 @@ const MERGE_BUFFERS: usize = 32 << 20;
 /// that it never holds more than this many files open whatever M is.
 pub const MERGE_FAN_IN: usize = 100;
 
+/// The most of one key's values handed to reduce at once (bytes, values): a key with
+/// more streams to an app that reads them as a stream, so memory holds one batch.
+const VALUE_BATCH: (usize, usize) = (4 << 20, 1 << 16);
+
 pub use mr::task::{intermediate_name, output_name};
 
 /// Writing this worker's own files failed: its machine is blamed, not the task.
@@ -152,6 +156,7 @@ impl Buffer {
     fn push(
         &mut self,
         app: &App,
+        counters: &mut Counters,
         parts: &Partitioner,
         k: &[u8],
         v: &[u8],
@@ -164,7 +169,7 @@ impl Buffer {
                 // The combining table hashes by ihash too: compute it once for both.
                 let h = ihash(k);
                 b.push_hashed(parts.of(k, h), h, k, v, &mut |k, vs, out| {
-                    app.combine(k, vs, out)
+                    app.combine(k, vs, counters, out)
                 })
                 .map_err(|e| Box::new(app_err(e)))
             }
@@ -189,13 +194,14 @@ impl Buffer {
     fn write_partition<W: Write>(
         &mut self,
         app: &App,
+        counters: &mut Counters,
         p: u32,
         w: &mut Writer<W>,
     ) -> Result<u64, TaskFailure> {
         match self {
             Buffer::Sort(b) => b.write_partition::<_, AppError>(p, None, w),
             Buffer::Combine(b) => {
-                b.write_partition(p, &mut |k, vs, out| app.combine(k, vs, out), w)
+                b.write_partition(p, &mut |k, vs, out| app.combine(k, vs, counters, out), w)
             }
         }
         .map_err(write_error)
@@ -205,6 +211,7 @@ impl Buffer {
     fn spill(
         &mut self,
         app: &App,
+        counters: &mut Counters,
         dir: &Path,
         runs: &mut [Vec<TempPath>],
     ) -> Result<(), TaskFailure> {
@@ -214,7 +221,7 @@ impl Buffer {
         );
         for (p, run) in runs.iter_mut().enumerate() {
             run.push(write_run(dir, |w| {
-                self.write_partition(app, p as u32, w).map(|_| ())
+                self.write_partition(app, counters, p as u32, w).map(|_| ())
             })?);
         }
         Ok(())
@@ -244,8 +251,11 @@ pub fn run_sample(
         stop.check()?;
         bytes_read += bytes.len() as u64;
         let contents = mr::split::decode_input(bytes);
-        app.map(&filename, &contents, |k, _| sample.offer(k))
-            .map_err(app_err)?;
+        // A sample's counts are not the job's: the maps that follow count again.
+        app.map(&filename, &contents, &mut Counters::default(), |k, _| {
+            sample.offer(k)
+        })
+        .map_err(app_err)?;
     }
     let records_in = sample.seen();
     let keys = sample.into_items();
@@ -254,7 +264,7 @@ pub fn run_sample(
             bytes_read,
             records_in,
             records_out: keys.len() as u64,
-            bytes_written: 0,
+            ..TaskStats::default()
         },
         keys,
     })
@@ -288,17 +298,23 @@ pub fn run_map(
     let mut records_in = 0u64;
     let mut failed: Option<Box<TaskFailure>> = None;
     let mut stopped = false;
-    app.map(filename, &contents, |k, v| {
+    // Map's counts and the combiner's, kept apart because map's call is still going on
+    // while the combiner runs inside it.
+    let mut counters = Counters::default();
+    let mut combined = Counters::default();
+    let mut spills = 0u64;
+    app.map(filename, &contents, &mut counters, |k, v| {
         if failed.is_some() || stopped {
             return;
         }
         records_in += 1;
         if records_in.is_multiple_of(CHECK_EVERY) && stop.is_set() {
             stopped = true;
-        } else if let Err(e) = buf.push(app, &parts, k, v) {
+        } else if let Err(e) = buf.push(app, &mut combined, &parts, k, v) {
             failed = Some(e);
         } else if buf.bytes() > memory {
-            if let Err(e) = buf.spill(app, dir, &mut runs) {
+            spills += 1;
+            if let Err(e) = buf.spill(app, &mut combined, dir, &mut runs) {
                 failed = Some(Box::new(e));
             }
         }
@@ -312,11 +328,13 @@ pub fn run_map(
 
     let spilled = runs.iter().any(|r| !r.is_empty());
     if spilled && !buf.is_empty() {
-        buf.spill(app, dir, &mut runs)?;
+        spills += 1;
+        buf.spill(app, &mut combined, dir, &mut runs)?;
     }
     let mut stats = TaskStats {
         bytes_read,
         records_in,
+        spills,
         ..TaskStats::default()
     };
     for p in 0..n_reduce {
@@ -325,15 +343,17 @@ pub fn run_map(
         let file = AtomicFile::create(&dest).map_err(output_err)?;
         let mut w = Writer::new(file).map_err(output_err)?;
         if spilled {
-            merge_runs(app, &runs[p as usize], &mut w)?;
+            merge_runs(app, &mut combined, &runs[p as usize], &mut w)?;
         } else {
-            buf.write_partition(app, p, &mut w)?;
+            buf.write_partition(app, &mut combined, p, &mut w)?;
         }
         stats.records_out += w.count();
         let (file, size) = w.finish().map_err(output_err)?;
         stats.bytes_written += size;
         file.commit(false).map_err(output_err)?;
     }
+    counters.merge(&combined);
+    stats.counters = counters;
     Ok(TaskResult::Map {
         output: MapOutputs::Dir(dir.to_path_buf()),
         stats,
@@ -343,6 +363,7 @@ pub fn run_map(
 /// Merges the spilled runs of one partition into `w`, combining across runs.
 fn merge_runs<W: Write>(
     app: &App,
+    counters: &mut Counters,
     runs: &[TempPath],
     w: &mut Writer<W>,
 ) -> Result<(), TaskFailure> {
@@ -360,7 +381,7 @@ fn merge_runs<W: Write>(
         .for_each_group(|k, vs| -> Result<(), TaskFailure> {
             if app.has_combiner() && vs.len() > 1 {
                 out.clear();
-                app.combine(k, vs, &mut out).map_err(app_err)?;
+                app.combine(k, vs, counters, &mut out).map_err(app_err)?;
                 w.push(k, &out).map_err(output_err)
             } else {
                 vs.iter().try_for_each(|v| w.push(k, v)).map_err(output_err)
@@ -392,6 +413,7 @@ pub fn run_reduce(
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
     let runs = merge_passes(inputs, scratch, fan_in, stop)?;
+    let spills = runs.as_ref().map_or(0, |r| r.len() as u64);
     let sources: Vec<Source<'_>> = match &runs {
         Some(runs) => runs.iter().map(Source::Run).collect(),
         None => inputs.iter().map(Source::Input).collect(),
@@ -404,14 +426,24 @@ pub fn run_reduce(
     let mut bytes_written = 0u64;
     let raw = app.raw_output();
     let mut groups = 0u64;
+    let mut counters = Counters::default();
     let records_in = merger
-        .for_each_group(|key, values| -> Result<(), Halt> {
+        .for_each_group_streaming(VALUE_BATCH, |key, first, rest| -> Result<(), Halt> {
             groups += 1;
             if groups.is_multiple_of(CHECK_EVERY) {
                 stop.check()?;
             }
             result.clear();
-            app.reduce(key, values, &mut result).map_err(app_err)?;
+            match rest {
+                None => app.reduce(key, first, &mut counters, &mut result),
+                Some(rest) => {
+                    let mut rest = Checked { rest, stop };
+                    app.reduce_stream(key, first, &mut rest, &mut counters, &mut result)
+                }
+            }
+            .map_err(app_err)?;
+            // A stop noticed while a long key streamed.
+            stop.check()?;
             if raw {
                 // The app wrote its own lines (the sort app: the records as they came).
                 out.write_all(&result).map_err(output_err)?;
@@ -448,8 +480,27 @@ pub fn run_reduce(
             bytes_written,
             records_in,
             records_out: lines,
+            spills,
+            counters,
+            ..TaskStats::default()
         },
     })
+}
+
+/// A key's values past the first batch, ended early when the attempt is told to stop
+/// (one key may stream for minutes).
+struct Checked<'a, 'b> {
+    rest: &'a mut dyn ValueBatches,
+    stop: &'b Stop,
+}
+
+impl ValueBatches for Checked<'_, '_> {
+    fn next_batch(&mut self) -> Option<mr::plugin::ValueBatch<'_>> {
+        if self.stop.is_set() {
+            return None;
+        }
+        self.rest.next_batch()
+    }
 }
 
 /// One input of a merge: a map output (whose damage means the map must re-run) or a

@@ -582,7 +582,14 @@ async fn run_task(
         }
     };
     // Fetched copies are deleted here; a failure names the input as the reduce was told.
+    let fetch_retries = inputs.as_ref().map_or(0, |(_, local)| local.retries);
     let wanted = inputs.map(|(wanted, _copies)| wanted);
+    let outcome = outcome.map(|mut r| {
+        if let TaskResult::Reduce { stats, .. } = &mut r {
+            stats.fetch_retries = fetch_retries;
+        }
+        r
+    });
     match outcome {
         Ok(TaskResult::Map { output, stats }) => {
             // Written into our own directory, served by our data server.

@@ -76,6 +76,8 @@ pub async fn fetch_split(
 pub struct LocalInputs {
     /// One per map task, in map order.
     pub inputs: Vec<MapOutput>,
+    /// Fetches asked again because a data server was busy.
+    pub retries: u64,
     _copies: Vec<TempPath>,
 }
 
@@ -92,13 +94,18 @@ pub async fn fetch_map_outputs(
         .iter()
         .map(|input| fetch_one(input, own, dir, guard))
         .collect();
-    let fetched: Vec<(MapOutput, Option<TempPath>)> = futures::stream::iter(fetches)
+    let fetched: Vec<(MapOutput, Option<TempPath>, u64)> = futures::stream::iter(fetches)
         .buffered(PARALLEL_FETCHES)
         .try_collect()
         .await?;
-    let (inputs, copies) = fetched.into_iter().unzip::<_, _, Vec<_>, Vec<_>>();
+    let retries = fetched.iter().map(|f| f.2).sum();
+    let (inputs, copies) = fetched
+        .into_iter()
+        .map(|(i, c, _)| (i, c))
+        .unzip::<_, _, Vec<_>, Vec<_>>();
     Ok(LocalInputs {
         inputs,
+        retries,
         _copies: copies.into_iter().flatten().collect(),
     })
 }
@@ -108,9 +115,9 @@ async fn fetch_one(
     own: Option<&Own>,
     dir: &Path,
     guard: &Guard,
-) -> Result<(MapOutput, Option<TempPath>), TaskFailure> {
+) -> Result<(MapOutput, Option<TempPath>, u64), TaskFailure> {
     let (server, name) = match &input.location {
-        Location::Path(_) => return Ok((input.clone(), None)),
+        Location::Path(_) => return Ok((input.clone(), None, 0)),
         Location::Remote { server, name } => (server, name),
     };
     let local = |path: PathBuf| MapOutput {
@@ -118,7 +125,7 @@ async fn fetch_one(
         ..input.clone()
     };
     if let Some(own) = own.filter(|o| &o.server == server) {
-        return Ok((local(own.dir.join(name)), None));
+        return Ok((local(own.dir.join(name)), None, 0));
     }
     let lost = |cause, error: String| input.lost(cause, error);
     let tmp = tempfile::Builder::new()
@@ -130,7 +137,8 @@ async fn fetch_one(
     let (file, path) = tmp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
     let req = DataRequest::MapOutput { name: name.clone() };
-    data::get(server, guard, &req, &mut file)
+    let mut retries = 0;
+    data::get_counting(server, guard, &req, &mut file, &mut retries)
         .await
         .map_err(|e| match e {
             // Our own disk failed, not the map output: never re-run a map for that.
@@ -161,7 +169,7 @@ async fn fetch_one(
     file.flush()
         .await
         .map_err(|e| TaskFailure::local("cannot store a fetched copy", &e))?;
-    Ok((local(path.to_path_buf()), Some(path)))
+    Ok((local(path.to_path_buf()), Some(path), retries))
 }
 
 /// Sends the reduce output at `path` to the coordinator, which stores it if `a` is still

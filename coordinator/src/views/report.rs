@@ -3,9 +3,10 @@
 
 use crate::effect::EventCounts;
 use crate::job::Job;
-use crate::task::{Task, TaskState};
+use crate::task::{Task, TaskState, Totals};
 use crate::views::status::state_word;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,29 @@ pub struct Report {
     pub partitioning: PartitioningReport,
     /// Backup attempts, and slow workers.
     pub speculation: SpeculationReport,
+    /// The app's counters and the framework's.
+    pub counters: CountersReport,
+}
+
+/// A job's counters, summed over the attempts whose output stands (a re-run, a backup
+/// or a revoked attempt never counts twice): the app's own (`mrapp::count`) and the
+/// framework's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CountersReport {
+    /// The app's, by name.
+    pub app: BTreeMap<String, u64>,
+    /// The framework's, by name (every one, zeros too).
+    pub framework: BTreeMap<&'static str, u64>,
+}
+
+impl CountersReport {
+    /// The counters kept in `totals` (O(counters)).
+    pub fn of(totals: &Totals) -> Self {
+        CountersReport {
+            app: totals.app.0.clone(),
+            framework: totals.framework.named().collect(),
+        }
+    }
 }
 
 /// How a job partitioned its keys.
@@ -243,6 +267,7 @@ impl Report {
                     })
                     .collect(),
             },
+            counters: CountersReport::of(job.tasks.totals()),
         }
     }
 
@@ -359,6 +384,14 @@ impl fmt::Display for Report {
                 "  slow worker {} on {}: backups beat {} of its attempts (it finished {} tasks)",
                 w.id, w.host, w.beaten, w.tasks_done
             )?;
+        }
+        for (name, n) in &self.counters.app {
+            writeln!(f, "  counter {name:?}: {n}")?;
+        }
+        for (name, n) in &self.counters.framework {
+            if *n > 0 && matches!(*name, "map spills" | "fetch retries") {
+                writeln!(f, "  {name}: {n}")?;
+            }
         }
         write!(
             f,

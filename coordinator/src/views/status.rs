@@ -3,6 +3,7 @@
 
 use crate::job::Job;
 use crate::task::TaskState;
+use crate::views::report::CountersReport;
 use mr::ids::WorkerId;
 use mr::rpc::JobEnd;
 use serde::Serialize;
@@ -146,6 +147,8 @@ pub struct Status {
     pub tasks: Vec<TaskStatus>,
     /// Every worker that registered, by id.
     pub workers: Vec<WorkerStatus>,
+    /// The app's counters and the framework's, so far.
+    pub counters: CountersReport,
 }
 
 impl Status {
@@ -211,6 +214,7 @@ impl Status {
             counts: Counts::of(job, now),
             tasks,
             workers,
+            counters: CountersReport::of(job.tasks.totals()),
         }
     }
 }
@@ -261,6 +265,7 @@ pub(crate) mod tests {
                 bytes_written: 40,
                 records_in: 20,
                 records_out: 5,
+                ..TaskStats::default()
             },
         };
         job.tasks

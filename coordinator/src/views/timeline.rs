@@ -141,7 +141,16 @@ mod tests {
         let output = mr::task::MapOutputs::Dir("".into());
         let stats = TaskStats::default();
         tasks
-            .complete(w, a.task, a.attempt, TaskResult::Map { output, stats }, t0)
+            .complete(
+                w,
+                a.task,
+                a.attempt,
+                TaskResult::Map {
+                    output,
+                    stats: stats.clone(),
+                },
+                t0,
+            )
             .unwrap();
         tl.completed(a.task, since, s(3));
         tl.observe(&tasks, s(3));

@@ -60,26 +60,42 @@ mod tests {
     }
 
     fn mr_reduce_via_abi(key: &str, values: &[&str]) -> String {
-        use mrapp::abi::{MrBytes, MrSink, MR_OK};
-        unsafe extern "C" fn append(ctx: *mut std::ffi::c_void, b: MrBytes) {
+        use mrapp::abi::{MrBytes, MrCounters, MrSink, MrValues, MR_OK};
+        use std::ffi::c_void;
+        unsafe extern "C" fn append(ctx: *mut c_void, b: MrBytes) {
             let out = unsafe { &mut *(ctx as *mut Vec<u8>) };
             out.extend_from_slice(unsafe { b.as_slice() });
         }
+        unsafe extern "C" fn no_more(_: *mut c_void, _: *mut *const MrBytes, _: *mut usize) -> u32 {
+            0
+        }
+        unsafe extern "C" fn add(_: *mut c_void, _: MrBytes, _: u64) {}
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let raw: Vec<MrBytes> = values
             .iter()
             .map(|v| MrBytes::from_slice(v.as_bytes()))
             .collect();
         let sink = |v: &mut Vec<u8>| MrSink {
-            ctx: v as *mut Vec<u8> as *mut std::ffi::c_void,
+            ctx: v as *mut Vec<u8> as *mut c_void,
             call: append,
+        };
+        let values = MrValues {
+            ctx: std::ptr::null_mut(),
+            first: raw.as_ptr(),
+            n_first: raw.len(),
+            more: 0,
+            next: no_more,
+        };
+        let counters = MrCounters {
+            ctx: std::ptr::null_mut(),
+            add,
         };
         let rc = unsafe {
             mr_reduce(
                 MrBytes::from_slice(key.as_bytes()),
-                raw.as_ptr(),
-                raw.len(),
+                values,
                 sink(&mut out),
+                counters,
                 sink(&mut err),
             )
         };
