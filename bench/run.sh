@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Builds mr in release mode and runs a benchmark.
-#   bench/run.sh              word count: 1 GiB corpus in 32 files, 3 runs (bench/bench.py)
+# Builds mr (and bench/wcbase, the hand-written baseline mr-wcbase) in release mode and
+# runs a benchmark.
+#   bench/run.sh              word count: 1 GiB corpus in 32 files, 3 runs (bench/bench.py):
+#                             mrsequential, coordinator + 2 workers, mr run --workers 2, each
+#                             also as a ratio to the hand-written 2-thread wc (mr-wcbase)
 #   bench/run.sh --gib 4      the 4 GiB word count
+#   bench/run.sh --tcp        also over TCP on 127.0.0.1, with TLS and with plaintext
+#   bench/run.sh --peers      also Polars and DuckDB word count with 2 threads, pip-installed
+#                             into bench/.venv on first use (skipped, saying why, without it)
 #   bench/run.sh --sort       the sort: 1 GiB of gensort records against GNU sort (bench/sort.py)
 #   bench/run.sh --sort --gib 4 --tcp   the 4 GiB sort, also over TCP with TLS and plaintext
 #   bench/run.sh --straggler  1 GiB word count with a third worker held to 3% of a CPU by a
