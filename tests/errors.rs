@@ -288,8 +288,9 @@ fn worker_with_an_app_of_another_abi_version() {
         &[
             "worker:",
             "libtestlib_badabi.so",
-            "ABI version 999",
-            "version 1",
+            "ABI version 1,",
+            "version 2",
+            "rebuild the app",
         ],
     );
 }
@@ -353,7 +354,7 @@ fn mrsequential_with_a_bad_plugin() {
         "mrsequential",
         c,
         1,
-        &["mrsequential:", "ABI version 999"],
+        &["mrsequential:", "ABI version 1,"],
     );
 }
 

@@ -1,12 +1,14 @@
-//! Test fixture: exports the mr entry points by hand (without `export_app!`) but reports
-//! ABI version 999, so the plugin host must refuse it before calling map or reduce.
+//! Test fixture: an app of ABI version 1, the one before batched emits, streamed values
+//! and counters: it exports version 1's entry points by hand (without `export_app!`), so
+//! the plugin host must refuse it, with the message to rebuild, before calling map or
+//! reduce.
 
 use mrapp::abi::{MrBytes, MrEmit, MrSink, MR_FAILED};
 
-/// The ABI version this library claims: not one the host speaks.
+/// The ABI version this library was built for: not the one the host speaks.
 #[no_mangle]
 pub extern "C" fn mr_abi_version() -> u32 {
-    999
+    1
 }
 
 /// Never called by a correct host; fails if it is.
