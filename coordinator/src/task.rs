@@ -499,6 +499,9 @@ impl std::hash::Hash for Chosen {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskTable {
     splits: Vec<Split>,
+    /// Indices into `splits`, in the order of [`split_key`]: a split asked for is found
+    /// by binary search, not by a walk of M splits under the job's lock.
+    split_order: Vec<u32>,
     maps: Vec<Task>,
     reduces: Vec<Task>,
     /// Sample tasks (range partitioning only), each with the pieces it reads.
@@ -531,6 +534,10 @@ impl TaskTable {
         max_failures: u32,
     ) -> Self {
         let m = splits.len() as u32;
+        let mut split_order: Vec<u32> = (0..m).collect();
+        split_order.sort_unstable_by(|&a, &b| {
+            split_key(&splits[a as usize]).cmp(&split_key(&splits[b as usize]))
+        });
         let mut index = Index::default();
         index.idle[0] = (0..m).collect();
         index.idle[1] = (0..n_reduce).collect();
@@ -541,6 +548,7 @@ impl TaskTable {
                 .collect(),
             index,
             splits,
+            split_order,
             samples: Vec::new(),
             sample_pieces: Vec::new(),
             mode: PartitionMode::Hash,
@@ -806,7 +814,11 @@ impl TaskTable {
     /// Whether `split` is one of this job's, or a sample task's piece (the only input
     /// bytes anyone may ask for).
     pub fn is_split(&self, split: &Split) -> bool {
-        self.splits.contains(split) || self.sample_pieces.iter().flatten().any(|p| p == split)
+        let want = split_key(split);
+        self.split_order
+            .binary_search_by(|&i| split_key(&self.splits[i as usize]).cmp(&want))
+            .is_ok()
+            || self.sample_pieces.iter().flatten().any(|p| p == split)
     }
 
     /// Hands an idle task to `worker`, which shares the coordinator's filesystem.
@@ -1395,6 +1407,12 @@ impl TaskTable {
 /// The pieces each sample task reads: [`SAMPLE_PIECES`] ranges spread evenly over the
 /// splits, each from the middle of its split (a file's start is often unlike the rest:
 /// a header, a licence), dealt round-robin to [`SAMPLE_TASKS`] tasks.
+/// What orders splits for [`TaskTable::is_split`]: every field, so equal keys are equal
+/// splits.
+fn split_key(s: &Split) -> (&std::path::Path, u64, u64) {
+    (&s.path, s.offset, s.len)
+}
+
 fn sample_pieces(splits: &[Split], n_reduce: u32) -> Vec<Vec<Split>> {
     let m = splits.len();
     let pieces = m.min(SAMPLE_PIECES);
@@ -1778,6 +1796,17 @@ mod tests {
             offset: 0,
             len: 10
         }));
+        // Every split is found, and a range that is not exactly one is not.
+        let mut splits = test_splits(50, 10);
+        splits.reverse();
+        let big = TaskTable::new(splits.clone(), 2, "out".into(), TIMEOUT, 4);
+        for sp in splits {
+            assert!(big.is_split(&sp), "{sp}");
+            assert!(!big.is_split(&Split {
+                len: sp.len + 1,
+                ..sp.clone()
+            }));
+        }
         assert!(!t.is_split(&Split {
             path: "/etc/passwd".into(),
             offset: 0,
