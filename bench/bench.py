@@ -196,6 +196,21 @@ def run_tcp_cluster(app, inputs, cwd, tls, workers=2, reduce=10, extra=()):
     return run_job(coordinator, ws, cwd, "TCP " + ("TLS" if tls else "plaintext"))
 
 
+def make_corpus(args):
+    """The corpus of args.gib GiB in args.files files (made once, cached under
+    args.corpus_dir); its paths."""
+    mib = int(args.gib * 1024)
+    corpus = os.path.join(args.corpus_dir, f"{mib}mib-{args.files}")
+    inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
+    if len(inputs) != args.files:
+        print(f"bench: making a {mib} MiB corpus in {corpus}", flush=True)
+        shutil.rmtree(corpus, ignore_errors=True)
+        subprocess.run([sys.executable, MAKE_CORPUS, "--out", corpus, "--total-mb", str(mib),
+                        "--files", str(args.files), "--src", os.path.join(ROOT, "data")], check=True)
+        inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
+    return inputs
+
+
 def sorted_output(cwd, pattern):
     lines = []
     for f in glob.glob(os.path.join(cwd, pattern)):
@@ -235,15 +250,7 @@ def main():
     if not os.path.exists(f"{BIN}/mr-wcbase"):
         sys.exit(f"bench: {BIN}/mr-wcbase is missing: cargo build --release -p wcbase (bench/run.sh builds it)")
 
-    mib = int(args.gib * 1024)
-    corpus = os.path.join(args.corpus_dir, f"{mib}mib-{args.files}")
-    inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
-    if len(inputs) != args.files:
-        print(f"bench: making a {mib} MiB corpus in {corpus}", flush=True)
-        shutil.rmtree(corpus, ignore_errors=True)
-        subprocess.run([sys.executable, MAKE_CORPUS, "--out", corpus, "--total-mb", str(mib),
-                        "--files", str(args.files), "--src", os.path.join(ROOT, "data")], check=True)
-        inputs = sorted(glob.glob(os.path.join(corpus, "part-*.txt")))
+    inputs = make_corpus(args)
     size = sum(os.path.getsize(f) for f in inputs)
     books = sorted(glob.glob(os.path.join(ROOT, "data", "pg-*.txt")))
     wc = os.path.join(BIN, "libwc.so")

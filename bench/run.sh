@@ -13,12 +13,19 @@
 #   bench/run.sh --straggler  1 GiB word count with a third worker held to 3% of a CPU by a
 #                             cgroup, with and without backup tasks (bench/straggler.py)
 #   bench/run.sh --straggler --sort   the same for the sort
+#   bench/run.sh --tasks [--small] [--hotkey]   10,000 one-KB files (the cost of a task), and
+#                             one hot key holding every line (the streaming reduce's memory)
+#                             (bench/tasks.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --quiet
 if [ "${1:-}" = --straggler ]; then
   shift
   exec python3 bench/straggler.py "$@"
+fi
+if [ "${1:-}" = --tasks ]; then
+  shift
+  exec python3 bench/tasks.py "$@"
 fi
 if [ "${1:-}" = --sort ]; then
   shift

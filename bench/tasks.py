@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Two benchmarks of issue 17 that bench.py's word count does not cover.
+
+--small: 10,000 input files of 1 KB (random words of the bundled books), word count with
+         a coordinator and 2 workers on the Unix socket, one map task per file: the cost
+         of a task, not of a record. Wall time from coordinator start to its exit, and the
+         CPU of each process. Output checked against mrsequential.
+--hotkey: the onekey app (every line of the input to one key, no combiner, reduce reading
+         its values as a stream) over the benchmark corpus with a coordinator and 2
+         workers: the reducing worker's peak RSS must stay bounded whatever the key's
+         size. Output checked against mrsequential.
+
+Usage: bench/run.sh --tasks [--small] [--hotkey] [--runs 3] [--gib 1]
+A benchmark, not a test: it prints figures and never fails on speed.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (its process helpers and the corpus)
+
+BIN = bench.BIN
+
+
+def small_inputs(root, n=10_000, size=1000):
+    """n files of about `size` bytes of the books' words, made once under root."""
+    d = os.path.join(root, f"small-{n}x{size}")
+    if os.path.isdir(d) and len(os.listdir(d)) == n:
+        return d
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    words = []
+    for name in sorted(os.listdir(os.path.join(bench.ROOT, "data"))):
+        with open(os.path.join(bench.ROOT, "data", name), encoding="utf-8", errors="replace") as fh:
+            words.extend(fh.read().split())
+    rng = random.Random(1)
+    for i in range(n):
+        out, length = [], 0
+        while length < size:
+            w = rng.choice(words)
+            out.append(w)
+            length += len(w) + 1
+        with open(os.path.join(d, f"f{i:05d}.txt"), "w", encoding="utf-8") as fh:
+            fh.write(" ".join(out)[:size - 1] + "\n")
+    return d
+
+
+def check(cwd, ref):
+    got = bench.sorted_output(cwd, "mr-out-*")
+    if got != ref:
+        sys.exit(f"tasks: the output in {cwd} differs from mrsequential's")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--small", action="store_true")
+    ap.add_argument("--hotkey", action="store_true")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--gib", type=float, default=1)
+    ap.add_argument("--files", type=int, default=32)
+    ap.add_argument("--corpus-dir", default="/tmp/mr-bench-corpus")
+    ap.add_argument("--work", default="/tmp/mr-bench-tasks")
+    args = ap.parse_args()
+    if not (args.small or args.hotkey):
+        args.small = args.hotkey = True
+    os.makedirs(args.work, exist_ok=True)
+    wc, onekey = f"{BIN}/libwc.so", f"{BIN}/libonekey.so"
+
+    if args.small:
+        d = small_inputs(args.work)
+        inputs = [os.path.join(d, f) for f in sorted(os.listdir(d))]
+        ref_dir = bench.fresh(os.path.join(args.work, "small-ref"))
+        bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", wc, *inputs], ref_dir)
+        ref = bench.sorted_output(ref_dir, "mr-out-*")
+        walls = []
+        for r in range(args.runs):
+            cwd = bench.fresh(os.path.join(args.work, "small-job"))
+            m = bench.run_cluster(wc, inputs, cwd)
+            check(cwd, ref)
+            walls.append(m["wall_s"])
+            print(f"small tasks, round {r + 1}: {m['wall_s']:.2f} s wall, {m['cpu_s']:.2f} s CPU in all, "
+                  f"peak RSS {m['rss_mib']}", flush=True)
+        med = statistics.median(walls)
+        print(f"10,000 files of 1 KB, coordinator + 2 workers: median {med:.2f} s "
+              f"({med / 10_000 * 1e3:.2f} ms a task); target at most 5 s: {'met' if med <= 5 else 'missed'}")
+
+    if args.hotkey:
+        inputs = bench.make_corpus(args)
+        ref_dir = bench.fresh(os.path.join(args.work, "hot-ref"))
+        bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", onekey, *inputs], ref_dir)
+        ref = bench.sorted_output(ref_dir, "mr-out-*")
+        for r in range(args.runs):
+            cwd = bench.fresh(os.path.join(args.work, "hot-job"))
+            m = bench.run_cluster(onekey, inputs, cwd)
+            check(cwd, ref)
+            print(f"one hot key ({args.gib:g} GiB of values), round {r + 1}: {m['wall_s']:.2f} s wall, "
+                  f"peak RSS {m['rss_mib']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
