@@ -4,7 +4,8 @@
 //! Exported symbols (all `extern "C"`):
 //! - `mr_abi_version() -> u32`: must return [`MR_ABI_VERSION`].
 //! - `mr_map(filename, contents, emit, counters, err) -> i32`: hands the pairs it emits
-//!   to `emit` in batches ([`MrEmit`]: one call per batch, not per pair).
+//!   to `emit`, any number per call ([`MrEmit`]; the SDK passes one: buffering them
+//!   measured slower than the call it saves).
 //! - `mr_reduce(key, values, out, counters, err) -> i32`: reads the key's values from
 //!   [`MrValues`], batch after batch (so that one key's values need not fit in memory),
 //!   and calls `out` with the result, in one piece or several (the host appends them).
@@ -90,8 +91,8 @@ pub struct MrPair {
     pub value: MrBytes,
 }
 
-/// Receives map's pairs, a batch per call: one indirect call per batch instead of one
-/// per pair, and the host sees many pairs at once.
+/// Receives map's pairs, any number per call (a batch lets an app that has many pairs at
+/// hand pass them with one indirect call).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct MrEmit {

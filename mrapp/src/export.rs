@@ -9,11 +9,6 @@ use std::any::Any;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Pairs handed to the host per emit call, at most.
-const BATCH_PAIRS: usize = 1024;
-/// Bytes copied into a batch before it is handed over, at most (about the L2 cache).
-const BATCH_BYTES: usize = 256 << 10;
-
 thread_local! {
     /// The counters of the call this thread is in, for [`count`](crate::count).
     static COUNTERS: Cell<Option<MrCounters>> = const { Cell::new(None) };
@@ -43,95 +38,30 @@ impl Drop for CountersGuard {
     }
 }
 
-/// Where the bytes of a pending pair's key or value are: in the map's input, which the
-/// host keeps alive for the whole call (so they are passed by address, not copied), or
-/// copied into the batch's arena.
-#[derive(Clone, Copy)]
-struct Span {
-    at: usize,
-    len: usize,
-    copied: bool,
-}
-
-/// The buffers of a batch, kept from call to call on each thread.
-#[derive(Default)]
-struct Batch {
-    arena: Vec<u8>,
-    pending: Vec<(Span, Span)>,
-    pairs: Vec<MrPair>,
-}
-
-thread_local! {
-    static BATCH: Cell<Batch> = Cell::new(Batch::default());
-}
-
-/// Hands map output to the framework in batches, without building a `Vec` of pairs.
+/// Hands map output to the framework one pair at a time, without building a `Vec`.
+///
+/// The ABI takes pairs in batches, but the SDK hands over one per call: buffering them
+/// here measured slower than the direct call it saves (docs/performance.md, "ABI 2").
 pub struct Emitter {
     emit: MrEmit,
-    /// The address range of the map's input.
-    input: (usize, usize),
-    batch: Batch,
 }
 
 impl Emitter {
-    /// Emits one intermediate pair. The framework copies the bytes before `map` returns.
+    /// Emits one intermediate pair. The framework copies the bytes before returning.
     #[inline]
     pub fn emit(&mut self, key: &str, value: &str) {
-        let key = self.span(key.as_bytes());
-        let value = self.span(value.as_bytes());
-        self.batch.pending.push((key, value));
-        if self.batch.pending.len() >= BATCH_PAIRS || self.batch.arena.len() >= BATCH_BYTES {
-            self.flush();
-        }
+        let pair = MrPair {
+            key: MrBytes::from_slice(key.as_bytes()),
+            value: MrBytes::from_slice(value.as_bytes()),
+        };
+        // SAFETY: `call` and `ctx` come from the host for this map call, and the pair
+        // outlives the call.
+        unsafe { (self.emit.call)(self.emit.ctx, &pair, 1) };
     }
 
     /// Adds `delta` to the counter `name` (see [`count`](crate::count)).
     pub fn count(&mut self, name: &str, delta: u64) {
         count(name, delta)
-    }
-
-    #[inline]
-    fn span(&mut self, b: &[u8]) -> Span {
-        let at = b.as_ptr() as usize;
-        if at >= self.input.0 && at + b.len() <= self.input.1 {
-            Span {
-                at,
-                len: b.len(),
-                copied: false,
-            }
-        } else {
-            let at = self.batch.arena.len();
-            self.batch.arena.extend_from_slice(b);
-            Span {
-                at,
-                len: b.len(),
-                copied: true,
-            }
-        }
-    }
-
-    /// Hands the pending pairs to the host.
-    fn flush(&mut self) {
-        let b = &mut self.batch;
-        if b.pending.is_empty() {
-            return;
-        }
-        let base = b.arena.as_ptr() as usize;
-        let bytes = |s: Span| MrBytes {
-            ptr: (if s.copied { base + s.at } else { s.at }) as *const u8,
-            len: s.len,
-        };
-        b.pairs.clear();
-        b.pairs.extend(b.pending.iter().map(|&(k, v)| MrPair {
-            key: bytes(k),
-            value: bytes(v),
-        }));
-        // SAFETY: `call` and `ctx` come from the host for this map call; the pairs point
-        // into the input (alive for the call) and the arena (not touched until return).
-        unsafe { (self.emit.call)(self.emit.ctx, b.pairs.as_ptr(), b.pairs.len()) };
-        b.pairs.clear();
-        b.pending.clear();
-        b.arena.clear();
     }
 }
 
@@ -369,15 +299,7 @@ pub fn map_entry<M>(
     guarded(counters, err, || {
         let filename = utf8("filename", filename);
         let contents = utf8("input", contents);
-        let start = contents.as_ptr() as usize;
-        let mut out = Emitter {
-            emit,
-            input: (start, start + contents.len()),
-            batch: BATCH.take(),
-        };
-        map.run(filename, contents, &mut out);
-        out.flush();
-        BATCH.set(out.batch);
+        map.run(filename, contents, &mut Emitter { emit });
     })
 }
 
@@ -526,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn map_hands_over_pairs_in_batches_with_nothing_lost_or_reordered() {
+    fn map_hands_over_every_pair_in_order() {
         let words: Vec<String> = (0..2500).map(|i| format!("w{i}")).collect();
         let contents = words.join(" ");
         let mut got: Vec<(usize, String, String)> = Vec::new();
@@ -561,14 +483,6 @@ mod tests {
             .map(|(i, w)| (w.clone(), i.to_string()))
             .collect();
         assert_eq!(pairs, want);
-        // 1,024 pairs per call, then the rest when map returns.
-        let sizes: Vec<usize> = got.iter().map(|g| g.0).collect();
-        assert!(
-            sizes[..2048].iter().all(|&n| n == BATCH_PAIRS),
-            "{:?}",
-            &sizes[..4]
-        );
-        assert!(sizes[2048..].iter().all(|&n| n == 2500 - 2048));
     }
 
     #[test]
