@@ -381,7 +381,9 @@ pub fn resume(
 ) -> Vec<mr::ids::TaskId> {
     job.workers.set_incarnation(replay.incarnation);
     if replay.incarnation > 1 {
-        journal::restore_with(&mut job.tasks, replay, intact)
+        let restored = journal::restore_with(&mut job.tasks, replay, intact);
+        job.relist();
+        restored
     } else {
         Vec::new()
     }
