@@ -189,5 +189,28 @@ fn a_late_report_from_a_frozen_worker_is_refused() {
     );
     assert!(refused != abandoned, "worker1 stderr:\n{err}");
     assert_eq!(r["events"]["refused"], u64::from(refused), "{r:#}");
+    // The timeline has it so: w1's attempt lost with w1 (and ending at its refused
+    // report, if it sent one), the second attempt done on w2.
+    let attempt = |n: u64| {
+        r["timeline"]["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["task"] == "map-0" && a["attempt"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no attempt {n} of map-0: {r:#}"))
+    };
+    let (first, second) = (attempt(1), attempt(2));
+    assert_eq!(first["worker"], "w1", "{first}");
+    assert_eq!(
+        first["outcome"],
+        if refused { "refused" } else { "lost" },
+        "{first}"
+    );
+    assert_eq!(
+        (&second["worker"], &second["outcome"]),
+        (&"w2".into(), &"done".into()),
+        "{second}"
+    );
     assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
 }
