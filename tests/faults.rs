@@ -195,5 +195,28 @@ fn a_late_report_from_a_frozen_worker_is_refused() {
     // The revoked attempt's counts never count, even when its report came.
     assert_eq!(r["counters"]["app"], counters, "{r:#}");
     assert_eq!(r["counters"]["app"]["map calls"], 8, "{r:#}");
+    // The timeline has it so: w1's attempt lost with w1 (and ending at its refused
+    // report, if it sent one), the second attempt done on w2.
+    let attempt = |n: u64| {
+        r["timeline"]["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["task"] == "map-0" && a["attempt"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no attempt {n} of map-0: {r:#}"))
+    };
+    let (first, second) = (attempt(1), attempt(2));
+    assert_eq!(first["worker"], "w1", "{first}");
+    assert_eq!(
+        first["outcome"],
+        if refused { "refused" } else { "lost" },
+        "{first}"
+    );
+    assert_eq!(
+        (&second["worker"], &second["outcome"]),
+        (&"w2".into(), &"done".into()),
+        "{second}"
+    );
     assert_eq!(dir.temp_leftovers(), Vec::<String>::new());
 }

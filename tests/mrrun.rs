@@ -105,6 +105,85 @@ fn an_unusable_status_address_fails_before_any_work() {
     assert!(!dir.join("out/mr-out-0").exists());
 }
 
+#[test]
+fn the_html_history_is_written_at_the_end_and_mr_report_renders_the_same_page() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let wc = wc();
+    let args = [
+        "--app",
+        &wc,
+        "--workers",
+        "2",
+        "--reduce",
+        "3",
+        "--output",
+        "out",
+        "--report",
+        "report.json",
+        "--report-html",
+        "report.html",
+    ];
+    let (e, stdout, stderr) = mr(&dir, &args, &inputs);
+    assert_eq!(e, Exit::Code(0), "{stdout}\n{stderr}");
+    // The report's timeline: every attempt, on the two workers, each done.
+    let report = dir.report();
+    let attempts = report["timeline"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), inputs.len() + 3);
+    assert!(attempts.iter().all(|a| a["outcome"] == "done"
+        && a["end"].as_f64() >= a["start"].as_f64()
+        && a["end"].as_f64() <= report["elapsed_secs"].as_f64()));
+    let workers: std::collections::BTreeSet<&str> = attempts
+        .iter()
+        .filter_map(|a| a["worker"].as_str())
+        .collect();
+    assert!(
+        workers.iter().all(|w| ["w1", "w2"].contains(w)),
+        "{workers:?}"
+    );
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(page.contains("<span id=\"state\" class=\"badge succeeded\">succeeded</span>"));
+
+    // `mr report` renders the JSON into the very same page: one renderer.
+    let mut c = dir.command("mr");
+    c.args(["report", "report.json", "-o", "again.html"]);
+    let mut p = dir.spawn("mr-report", c);
+    assert_eq!(p.wait(JOB_TIMEOUT), Exit::Code(0), "{}", p.stderr());
+    assert_eq!(p.stdout().trim(), "wrote again.html");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("again.html")).unwrap(),
+        page
+    );
+    // By default, beside the report.
+    let mut c = dir.command("mr");
+    c.args(["report", "report.json"]);
+    let (e, _) = dir.run("mr-report", c, JOB_TIMEOUT);
+    assert_eq!(e, Exit::Code(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.html")).unwrap(),
+        page
+    );
+
+    // What is not a report fails with one line.
+    for (file, says) in [
+        ("missing.json", "cannot read report missing.json"),
+        ("in", "cannot read report in"),
+    ] {
+        let mut c = dir.command("mr");
+        c.args(["report", file]);
+        let (e, err) = dir.run("mr-report", c, JOB_TIMEOUT);
+        assert_eq!(e, Exit::Code(2));
+        assert_one_line(&err, &[says]);
+    }
+    dir.write("list.json", "[1, 2, 3]");
+    let mut c = dir.command("mr");
+    c.args(["report", "list.json"]);
+    let (e, err) = dir.run("mr-report", c, JOB_TIMEOUT);
+    assert_eq!(e, Exit::Code(2));
+    assert_one_line(&err, &["list.json is not an mr report"]);
+    assert!(!dir.join("list.html").exists());
+}
+
 /// One key with every line of the books (more values than one batch the framework
 /// hands reduce, 65,536): reduce reads them as a stream, and the app's counters, summed
 /// over splits, equal the oracle's exactly.

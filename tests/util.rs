@@ -700,20 +700,29 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
-/// The status of a running job, as its coordinator's `/api/status` at `addr` (the
-/// `HOST:PORT` given to `--http`) serves it; None while it does not answer.
-pub fn status(addr: &str) -> Option<serde_json::Value> {
+/// `GET path` from the status page at `addr` (the `HOST:PORT` given to `--http`): the
+/// status line and the body; None while it does not answer.
+pub fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut reply = String::new();
     s.read_to_string(&mut reply).ok()?;
-    let (_, body) = reply.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    let line = head.lines().next()?.to_string();
+    Some((line, body.to_string()))
+}
+
+/// The status of a running job, as its coordinator's `/api/status` at `addr` (the
+/// `HOST:PORT` given to `--http`) serves it (its first page of tasks); None while it
+/// does not answer.
+pub fn status(addr: &str) -> Option<serde_json::Value> {
+    let (_, body) = http_get(addr, "/api/status")?;
+    serde_json::from_str(&body).ok()
 }
 
 /// Polls the job's status at `addr` until `cond` holds of it (synchronising on the
@@ -736,7 +745,8 @@ pub fn wait_for_status(
     }
 }
 
-/// Task `id` (`"map-0"`) in a status, if the job has it.
+/// Task `id` (`"map-0"`) in a status, if it is on the status's page of tasks (the
+/// first 100 unless asked otherwise).
 pub fn task_status<'a>(status: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
     status["tasks"].as_array()?.iter().find(|t| t["id"] == id)
 }

@@ -9,6 +9,8 @@ use crate::effect::{Effect, Event, Step};
 use crate::journal::Record;
 use crate::registry::Registry;
 use crate::task::{AfterFailure, JobFailure, Placement, Refusal, Revoked, Run, TaskTable};
+use crate::views::attempts::{AttemptLog, FailureKind, Outcome};
+use crate::views::listing::TaskListing;
 use crate::views::timeline::Timeline;
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo};
@@ -24,6 +26,10 @@ pub struct Job {
     pub workers: Registry,
     /// When the job and its phases started and ended.
     pub timeline: Timeline,
+    /// Every attempt: who ran it, when, and how it ended (the timeline's bars).
+    pub attempts: AttemptLog,
+    /// The tasks by state and by worker, for the status page's pages.
+    pub listing: TaskListing,
     /// Workers that share no filesystem with the coordinator may still read the input
     /// paths directly (`--shared-inputs`).
     pub shared_inputs: bool,
@@ -68,7 +74,14 @@ pub struct Sweep {
 impl Job {
     /// A job of `tasks` run by the workers that will join `workers`, starting at `now`.
     pub fn new(tasks: TaskTable, workers: Registry, shared_inputs: bool, now: Instant) -> Job {
+        let (samples, maps, reduces) = (
+            tasks.samples().len(),
+            tasks.maps().len(),
+            tasks.reduces().len(),
+        );
         Job {
+            listing: TaskListing::new(&tasks),
+            attempts: AttemptLog::for_tasks(now, samples, maps, reduces),
             tasks,
             workers,
             timeline: Timeline::new(now),
@@ -99,6 +112,7 @@ impl Job {
         ];
         self.check_workers_left(now);
         self.finish(now, &mut effects);
+        self.see(now, &effects);
         Step {
             reply: worker,
             effects,
@@ -168,6 +182,7 @@ impl Job {
         } else {
             TaskReply::Wait
         };
+        self.see(now, &effects);
         Step { reply, effects }
     }
 
@@ -275,6 +290,7 @@ impl Job {
             },
         };
         self.finish(now, &mut effects);
+        self.see(now, &effects);
         Step { reply, effects }
     }
 
@@ -308,7 +324,102 @@ impl Job {
             effects.push(Effect::WakePolls);
         }
         self.finish(now, &mut effects);
+        self.see(now, &effects);
         Step { reply: (), effects }
+    }
+
+    /// Records what a call did to attempts and tasks, from the events it returns (the
+    /// same ones the log and the event counts see): the attempt log's starts and ends,
+    /// and the listing's view of each task an event names. O(1) per event (O(log n)
+    /// for the listing). Observation only: nothing here decides anything.
+    fn see(&mut self, now: Instant, effects: &[Effect]) {
+        for effect in effects {
+            let Effect::Log(event) = effect else {
+                continue;
+            };
+            match event {
+                Event::Assigned {
+                    worker,
+                    task,
+                    attempt,
+                } => {
+                    let backup = self
+                        .tasks
+                        .task(*task)
+                        .and_then(|t| t.state.run_of(*attempt))
+                        .is_some_and(|r| r.backup);
+                    self.attempts
+                        .assigned(*task, *attempt, *worker, backup, now);
+                    self.listing.assigned(*worker, *task);
+                    self.listing.touch(&self.tasks, *task);
+                }
+                Event::Completed { task, attempt, .. } => {
+                    self.attempts
+                        .ended(*task, *attempt, Outcome::Done, None, now);
+                    self.listing.touch(&self.tasks, *task);
+                }
+                Event::Beaten { task, attempt, .. } => {
+                    self.attempts
+                        .ended(*task, *attempt, Outcome::Beaten, None, now);
+                }
+                Event::Failed {
+                    task,
+                    attempt,
+                    failure,
+                    after,
+                    ..
+                } => {
+                    let kind = FailureKind::of(failure);
+                    self.attempts
+                        .ended(*task, *attempt, Outcome::Failed, Some(kind), now);
+                    self.listing.failed(*task);
+                    self.listing.touch(&self.tasks, *task);
+                    // A reduce's report of lost map output may have sent the map back
+                    // to idle (to run again, or as the job gave up on it).
+                    if let TaskFailure::LostMapOutput { map, .. } = failure {
+                        self.listing.touch(&self.tasks, TaskId::map(*map));
+                    }
+                    match after {
+                        AfterFailure::RerunMap(m) => self.listing.failed(TaskId::map(*m)),
+                        AfterFailure::JobFailed(JobFailure::Task { task: t, .. }) => {
+                            self.listing.failed(*t)
+                        }
+                        _ => {}
+                    }
+                }
+                Event::Revoked(r) => {
+                    // Its worker declared lost in this sweep, or timed out.
+                    let lost = self.workers.get(r.worker).is_some_and(|w| w.lost);
+                    let outcome = if lost {
+                        Outcome::Lost
+                    } else {
+                        Outcome::Revoked
+                    };
+                    self.attempts.ended(r.task, r.attempt, outcome, None, now);
+                    self.listing.touch(&self.tasks, r.task);
+                }
+                Event::Reopened { map } => self.listing.touch(&self.tasks, TaskId::map(*map)),
+                Event::Refused {
+                    worker,
+                    task,
+                    attempt,
+                    ..
+                } => self.attempts.refused(*task, *attempt, *worker, now),
+                _ => {}
+            }
+        }
+    }
+
+    /// Builds the listing again from the task table, after something other than a call
+    /// changed it (a restart restored tasks from the journal).
+    pub fn relist(&mut self) {
+        self.listing = TaskListing::new(&self.tasks);
+    }
+
+    /// Checks the views kept beside the core (the listing) against a recount (for
+    /// tests and the simulator).
+    pub fn audit_views(&self) -> Result<(), String> {
+        self.listing.audit(&self.tasks, &self.attempts)
     }
 
     /// After every call: the phase ends reached, and the end of the job, announced
@@ -588,6 +699,7 @@ impl Job {
 mod tests {
     use super::*;
     use crate::task::TaskState;
+    use crate::views::listing::TaskQuery;
     use mr::rpc::WorkerInfo;
     use mr::task::{Location, TaskStats};
     use std::time::Duration;
@@ -1105,5 +1217,159 @@ mod tests {
         );
         assert_eq!(sp.slow_workers.len(), 1);
         assert_eq!(sp.slow_workers[0].host, "slow");
+        // The attempt log: the original beaten by a backup, whose late report was then
+        // refused (and ends there); the reduce's original beaten and silent.
+        let log = |t, a| *job.attempts.get(t, a).unwrap();
+        let first = log(stuck.task, stuck.attempt);
+        assert_eq!(
+            (first.outcome, first.worker, first.backup),
+            (Outcome::Refused, slow, false)
+        );
+        assert_eq!(first.end_ms(), Some(4000));
+        let won = log(stuck.task, Attempt(2));
+        assert_eq!(
+            (won.outcome, won.worker, won.backup),
+            (Outcome::Done, fast, true)
+        );
+        let r0 = log(r0.task, r0.attempt);
+        assert_eq!((r0.outcome, r0.end_ms()), (Outcome::Beaten, Some(8000)));
+        assert_eq!(log(backup.task, backup.attempt).outcome, Outcome::Done);
+        job.audit_views().unwrap();
+    }
+
+    /// The attempt an assignment reply carries.
+    fn task_of(step: Step<TaskReply>) -> Assignment {
+        match step.reply {
+            TaskReply::Task(a) => a,
+            other => panic!("no task: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_attempt_log_records_every_attempt_as_the_core_ends_it() {
+        let (mut job, t0) = job_of(4, 1);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (w1, w2, w3) = (
+            remote_on(&mut job, t0, "a"),
+            remote_on(&mut job, t0, "b"),
+            remote_on(&mut job, t0, "c"),
+        );
+        let ok = |m: u32| Ok(map_result(1, m, "a:1"));
+        let m0 = task_of(job.poll(w1, at(0)));
+        let m1 = task_of(job.poll(w2, at(0)));
+        let m2 = task_of(job.poll(w3, at(0)));
+        // Done, and failed (with its kind).
+        assert_eq!(
+            job.report(w1, m0.task, m0.attempt, ok(0), at(1000)).reply,
+            ReportReply::Accepted
+        );
+        let failed = job.report(w2, m1.task, m1.attempt, Err(panic_failure()), at(1200));
+        assert_eq!(failed.reply, ReportReply::Accepted);
+        let retry = task_of(job.poll(w1, at(1300)));
+        assert_eq!((retry.task, retry.attempt), (m1.task, Attempt(2)));
+        let _ = job.report(w1, retry.task, retry.attempt, ok(1), at(2000));
+        // w3 goes silent: lost, its attempt with it; its late report is refused.
+        let _ = job.heartbeat(w2, at(3000));
+        let _ = job.tick(at(3500));
+        assert!(job.workers.get(w3).unwrap().lost);
+        let late = job.report(w3, m2.task, m2.attempt, ok(2), at(3600));
+        assert!(
+            matches!(late.reply, ReportReply::Refused(_)),
+            "{:?}",
+            late.reply
+        );
+        // map-3 runs past the task timeout on w2: revoked.
+        let m2b = task_of(job.poll(w1, at(3700)));
+        let m3 = task_of(job.poll(w2, at(3700)));
+        assert_eq!((m3.task, m2b.task), (TaskId::map(3), m2.task));
+        let _ = job.report(w1, m2b.task, m2b.attempt, ok(2), at(4000));
+        for w in [w1, w2] {
+            let _ = job.heartbeat(w, at(13_000));
+        }
+        let _ = job.tick(at(13_700));
+        let log = |t, a| *job.attempts.get(t, a).unwrap();
+        let cases = [
+            (
+                m0.task,
+                m0.attempt,
+                w1,
+                Outcome::Done,
+                None,
+                (0, Some(1000)),
+            ),
+            (
+                m1.task,
+                m1.attempt,
+                w2,
+                Outcome::Failed,
+                Some(FailureKind::App),
+                (0, Some(1200)),
+            ),
+            (
+                m1.task,
+                Attempt(2),
+                w1,
+                Outcome::Done,
+                None,
+                (1300, Some(2000)),
+            ),
+            (
+                m2.task,
+                m2.attempt,
+                w3,
+                Outcome::Refused,
+                None,
+                (0, Some(3600)),
+            ),
+            (
+                m2.task,
+                m2b.attempt,
+                w1,
+                Outcome::Done,
+                None,
+                (3700, Some(4000)),
+            ),
+            (
+                m3.task,
+                m3.attempt,
+                w2,
+                Outcome::Revoked,
+                None,
+                (3700, Some(13_700)),
+            ),
+        ];
+        for (task, attempt, worker, outcome, failure, (start, end)) in cases {
+            let r = log(task, attempt);
+            assert_eq!(
+                (r.worker, r.outcome, r.failure, r.start_ms, r.end_ms()),
+                (worker, outcome, failure, start, end),
+                "{task} attempt {attempt}"
+            );
+        }
+        assert_eq!(
+            job.attempts.records().len(),
+            6,
+            "one record per attempt handed out"
+        );
+        // Before its late report, w3's attempt was recorded as lost.
+        let (mut again, _) = job_of(1, 1);
+        let w = remote(&mut again, t0);
+        let a = task_of(again.poll(w, at(0)));
+        let _ = again.tick(at(3000));
+        assert_eq!(
+            again.attempts.get(a.task, a.attempt).unwrap().outcome,
+            Outcome::Lost
+        );
+        // The listing followed: map-1 failed once, every map is done, map-3 waits.
+        let failed = job.listing.page(&TaskQuery::parse("state=failed").unwrap());
+        assert_eq!(failed.tasks, [m1.task]);
+        let idle = job
+            .listing
+            .page(&TaskQuery::parse("state=idle&kind=map").unwrap());
+        assert_eq!(idle.tasks, [m3.task]);
+        let by_w3 = job.listing.page(&TaskQuery::parse("worker=w3").unwrap());
+        assert_eq!(by_w3.tasks, [m2.task]);
+        job.audit_views().unwrap();
+        again.audit_views().unwrap();
     }
 }

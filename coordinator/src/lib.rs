@@ -73,6 +73,8 @@ pub struct Config {
     pub progress: bool,
     /// Write the report as JSON here at the end.
     pub report_file: Option<PathBuf>,
+    /// Write the job's history as one self-contained HTML file here at the end.
+    pub report_html: Option<PathBuf>,
     /// Serve the status page on this `HOST:PORT` while the job runs.
     pub http: Option<String>,
     /// The job's shared secret: every connection must prove it.
@@ -101,6 +103,7 @@ impl Default for Config {
             resume: false,
             progress: false,
             report_file: None,
+            report_html: None,
             http: None,
             token: Token::none(),
             insecure_plaintext: false,
@@ -381,7 +384,9 @@ pub fn resume(
 ) -> Vec<mr::ids::TaskId> {
     job.workers.set_incarnation(replay.incarnation);
     if replay.incarnation > 1 {
-        journal::restore_with(&mut job.tasks, replay, intact)
+        let restored = journal::restore_with(&mut job.tasks, replay, intact);
+        job.relist();
+        restored
     } else {
         Vec::new()
     }

@@ -1,5 +1,5 @@
 //! `coordinator [--reduce R] [--partition hash|range] [--addr ADDR] [--token-file PATH]
-//! [--task-timeout SECS] [--report FILE] [--http ADDR] FILES...`
+//! [--task-timeout SECS] [--report FILE] [--report-html FILE] [--http ADDR] FILES...`
 
 use clap::Parser;
 use coordinator::{plan_inputs, Config};
@@ -57,6 +57,10 @@ struct Args {
     /// Write the end-of-job report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the job's history (summary, counters, timeline, slowest tasks, failures) as
+    /// one self-contained HTML file, which opens without a network.
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
     /// Serve a status page on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         resume: args.resume,
         progress: true,
         report_file: args.report.clone(),
+        report_html: args.report_html.clone(),
         http: args.http.clone(),
         token,
         insecure_plaintext: args.insecure_plaintext,

@@ -1,5 +1,6 @@
 //! `mr run --app APP.so [--workers N] [--reduce R] [--output DIR] [--split-size S]
-//! [--report FILE] [--http ADDR] FILES...`: one whole job on one machine.
+//! [--report FILE] [--report-html FILE] [--http ADDR] FILES...`: one whole job on one
+//! machine. `mr report JOB.json [-o FILE.html]`: a job's report as its HTML history.
 
 mod local;
 
@@ -26,6 +27,19 @@ enum Command {
     /// Runs a job with a coordinator and N workers inside this process, through the same
     /// code as `coordinator` + `worker`; the output equals mrsequential's.
     Run(RunArgs),
+    /// Renders a job's JSON report (`--report FILE`) as one self-contained HTML page:
+    /// summary, counters, timeline, slowest tasks, failures (what `--report-html`
+    /// writes at the end of a job).
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReportArgs {
+    /// The report, as written by `coordinator --report` or `mr run --report`.
+    json: PathBuf,
+    /// Where to write the page (default: the report's path with `.html`).
+    #[arg(long, short = 'o', value_name = "FILE.html")]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +74,10 @@ struct RunArgs {
     /// Write the end-of-job report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the job's history (summary, counters, timeline, slowest tasks, failures) as
+    /// one self-contained HTML file, which opens without a network.
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
     /// Serve a status page on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
@@ -69,7 +87,60 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let Command::Run(args) = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Report(args) => report(&args),
+    }
+}
+
+/// `mr report`: the JSON report in, the HTML page out (through a temp file, so a page
+/// is never seen half written).
+fn report(args: &ReportArgs) -> ExitCode {
+    let out = args.output.clone().unwrap_or_else(|| {
+        let html = args.json.with_extension("html");
+        if html == args.json {
+            // A report named *.html: never write over it.
+            PathBuf::from(format!("{}.html", args.json.display()))
+        } else {
+            html
+        }
+    });
+    let json = match std::fs::read_to_string(&args.json) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("mr: cannot read report {}: {e}", args.json.display());
+            return ExitCode::from(2);
+        }
+    };
+    let html = match coordinator::views::history::render(&json) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!(
+                "mr: {} is not an mr report (write one with --report FILE): {e}",
+                args.json.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let written = mr::atomic::AtomicFile::create(&out).and_then(|mut f| {
+        use std::io::Write as _;
+        f.write_all(html.as_bytes())?;
+        f.commit(false)
+    });
+    match written {
+        Ok(()) => {
+            println!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mr: cannot write {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mr run`.
+fn run(args: RunArgs) -> ExitCode {
     // Reduces merge many files and data servers serve many peers: use what the
     // administrator allows, not the soft default. Failing to raise it is not fatal.
     let _ = mr::limits::raise_open_files();
@@ -110,6 +181,7 @@ fn main() -> ExitCode {
         out_dir: args.output.clone(),
         progress: true,
         report_file: args.report.clone(),
+        report_html: args.report_html.clone(),
         http: args.http.clone(),
         // Only the status page off loopback needs one (the job's socket is private).
         token: mr::auth::Token::resolve(None).unwrap_or_default(),
@@ -193,11 +265,22 @@ mod tests {
             "y",
         ])
         .unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("not run: {:?}", cli.command);
+        };
         assert_eq!((a.workers, a.reduce, a.files.len()), (Some(3), 10, 2));
         assert!(
             Cli::try_parse_from(["mr", "run", "--app", "a.so", "--workers", "0", "x"]).is_err()
         );
         assert!(Cli::try_parse_from(["mr", "run", "--app", "a.so"]).is_err());
+        let cli = Cli::try_parse_from(["mr", "report", "job.json", "-o", "job.html"]).unwrap();
+        let Command::Report(r) = cli.command else {
+            panic!("not report: {:?}", cli.command);
+        };
+        assert_eq!(
+            (r.json, r.output),
+            ("job.json".into(), Some("job.html".into()))
+        );
+        assert!(Cli::try_parse_from(["mr", "report"]).is_err());
     }
 }

@@ -1161,6 +1161,7 @@ impl World {
         job.tasks
             .audit()
             .and_then(|()| job.workers.audit())
+            .and_then(|()| job.audit_views())
             .map_err(|e| self.violation(e))?;
         // Failure counts count only real failures.
         for t in job.tasks.maps().iter().chain(job.tasks.reduces()) {

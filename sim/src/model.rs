@@ -220,7 +220,8 @@ impl State {
             .job
             .tasks
             .audit()
-            .and_then(|()| self.job.workers.audit());
+            .and_then(|()| self.job.workers.audit())
+            .and_then(|()| self.job.audit_views());
         if let Err(e) = r {
             self.broken = Some(e);
             return;

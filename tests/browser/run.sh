@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 #
-# Browser test of the coordinator's status page: installs what is missing (Debian's
-# chromium, the npm packages), builds `mr` and the jobcount app, and drives headless
-# Chromium against a running job. Exits non-zero on failure. The screenshot goes to
-# target/status-page.png.
+# Browser test of the coordinator's status page and the job's HTML history: installs
+# what is missing (Debian's chromium, the npm packages), builds `mr` and the jobcount
+# app, drives headless Chromium against a running job, then opens its --report-html
+# page offline. Exits non-zero on failure. Screenshots go to target/status-page.png,
+# target/timeline.png (what docs/timeline.png is a copy of) and target/report.png.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(cd ../.. && pwd)

@@ -1,5 +1,11 @@
-//! The status page: `/` is a small self-refreshing HTML page, `/api/status` the JSON
-//! [`Status`] it shows. Served with axum on the coordinator's runtime during the job.
+//! The status page: `/` is a small self-refreshing HTML page; `/api/status` the JSON
+//! [`Status`] it shows (the job's summary and one page of its tasks, filtered by the
+//! query: see docs/status-page.md); `/api/timeline?since=N` the attempts changed since
+//! change N, a bounded batch at a time, for its timeline. Served with axum on the
+//! coordinator's runtime during the job.
+//!
+//! Cost under the job's lock per request: O(page × log M + workers) for the status,
+//! O(batch) for the timeline; the JSON is written after the lock is released.
 //!
 //! Who may look: on a loopback address, anyone on this machine (as before). On any other
 //! address the job must have a token, and a browser gets in only through a one-time
@@ -9,6 +15,8 @@
 //! shows the page, are worth little to an eavesdropper.
 
 use crate::service::Shared;
+use crate::views::attempts::Changes;
+use crate::views::listing::TaskQuery;
 use crate::views::status::Status;
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
@@ -22,8 +30,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The page; it fetches `/api/status` every second.
+/// The page; it fetches `/api/status` every second, and the timeline's changes.
 const PAGE: &str = include_str!("status.html");
+
+/// Where the page takes the timeline's drawing code ([`crate::views::timeline::SCRIPT`],
+/// shared with the job's HTML history).
+const TIMELINE_JS_MARK: &str = "/*TIMELINE_JS*/";
+
+/// The page with the timeline code in it, made once.
+fn page_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| PAGE.replace(TIMELINE_JS_MARK, crate::views::timeline::SCRIPT))
+}
+
+/// The most attempts one `/api/timeline` answer carries (about 100 bytes each): a page
+/// catching up on a long job asks again at once while `more` is set.
+pub const TIMELINE_BATCH: usize = 5000;
 
 /// How long [`HttpServer::stop`] waits for open requests.
 const STOP_WAIT: Duration = Duration::from_millis(500);
@@ -84,6 +106,7 @@ pub async fn serve(addr: &str, shared: Arc<Shared>, token: &Token) -> std::io::R
     let app = Router::new()
         .route("/", get(page_html))
         .route("/api/status", get(status))
+        .route("/api/timeline", get(timeline))
         .route("/login", get(log_in))
         .layer(axum::middleware::from_fn_with_state(page.clone(), gate))
         .with_state(page);
@@ -194,12 +217,70 @@ impl HttpServer {
 }
 
 async fn page_html() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE))
+    ([(header::CACHE_CONTROL, "no-store")], Html(page_text()))
 }
 
-async fn status(State(page): State<Arc<Page>>) -> impl IntoResponse {
-    let status = Status::of(&page.shared.lock(), Instant::now());
-    ([(header::CACHE_CONTROL, "no-store")], Json(status))
+/// A query the page cannot use: 400, with what is accepted.
+fn bad_query(why: String) -> axum::response::Response {
+    let body = serde_json::json!({ "error": why });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+async fn status(State(page): State<Arc<Page>>, uri: Uri) -> axum::response::Response {
+    let query = match TaskQuery::parse(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(why) => return bad_query(why),
+    };
+    // The guard lives for this statement only: the JSON is written without the lock.
+    let status = Status::of(&page.shared.lock(), Instant::now(), &query);
+    ([(header::CACHE_CONTROL, "no-store")], Json(status)).into_response()
+}
+
+/// The timeline's changes: the attempts that changed after change `since` (0: from
+/// the start), at most `limit` (and [`TIMELINE_BATCH`]), with the job's elapsed time.
+#[derive(serde::Serialize)]
+struct TimelineReply {
+    /// Seconds since the job started (frozen at its end): where the running bars end.
+    elapsed_secs: f64,
+    #[serde(flatten)]
+    changes: Changes,
+}
+
+async fn timeline(State(page): State<Arc<Page>>, uri: Uri) -> axum::response::Response {
+    let mut since = 0u64;
+    let mut limit = TIMELINE_BATCH;
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "since" => match value.parse() {
+                Ok(n) => since = n,
+                Err(_) => return bad_query(format!("since={value:?}: expected a whole number")),
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(n) => limit = n.clamp(1, TIMELINE_BATCH),
+                Err(_) => return bad_query(format!("limit={value:?}: expected a whole number")),
+            },
+            "_" => {}
+            _ => {
+                return bad_query(format!(
+                    "unknown parameter {key:?}: expected since or limit"
+                ))
+            }
+        }
+    }
+    let reply = {
+        let job = page.shared.lock();
+        TimelineReply {
+            elapsed_secs: job.timeline.elapsed(Instant::now()).as_secs_f64(),
+            changes: job.attempts.since(since, limit),
+        }
+    };
+    ([(header::CACHE_CONTROL, "no-store")], Json(reply)).into_response()
 }
 
 #[cfg(test)]
@@ -245,7 +326,7 @@ mod tests {
         let code = url.split("code=").nth(1).unwrap().to_string();
         let addr: SocketAddr = ([127, 0, 0, 1], server.local_addr().port()).into();
         // Without a session: nothing but the refusal.
-        for path in ["/", "/api/status"] {
+        for path in ["/", "/api/status", "/api/timeline?since=0"] {
             let (line, body) = get(addr, path).await;
             assert_eq!(line, "HTTP/1.1 401 Unauthorized", "{path}");
             assert!(!body.contains("running"), "{body}");
@@ -318,5 +399,75 @@ mod tests {
             tokio::net::TcpStream::connect(addr).await.is_err(),
             "stopped"
         );
+    }
+
+    #[tokio::test]
+    async fn the_status_takes_a_page_and_filters_and_the_timeline_comes_in_changes() {
+        let (job, _) = sample_job();
+        let shared = Shared::new(job, Duration::from_millis(500));
+        let server = serve("127.0.0.1:0", shared.clone(), &Token::none())
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+        let (line, body) = get(addr, "/api/status?state=done&kind=map&per_page=10").await;
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        let v = json(&body);
+        let ids: Vec<&str> = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["map-0"]);
+        assert_eq!(
+            (v["page"]["matched"].as_u64(), v["page"]["total"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(
+            v["workers"].as_array().unwrap().len(),
+            2,
+            "the summary with any page"
+        );
+        let (line, body) = get(addr, "/api/status?state=stuck").await;
+        assert_eq!(line, "HTTP/1.1 400 Bad Request");
+        assert!(json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("idle, running, done or failed"));
+
+        // From the start: both attempts (map-0's changed twice: once).
+        let (line, body) = get(addr, "/api/timeline?since=0").await;
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        let t = json(&body);
+        assert_eq!(
+            (t["seq"].as_u64(), t["more"].as_bool()),
+            (Some(3), Some(false))
+        );
+        let attempts = t["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            (attempts[0]["id"].as_u64(), attempts[0]["outcome"].as_str()),
+            (Some(0), Some("done"))
+        );
+        assert_eq!(attempts[1]["end"], serde_json::Value::Null, "map-1 runs");
+        // A batch at a time, then nothing new.
+        let (_, body) = get(addr, "/api/timeline?since=0&limit=1").await;
+        let t = json(&body);
+        assert_eq!(
+            (t["seq"].as_u64(), t["more"].as_bool()),
+            (Some(1), Some(true))
+        );
+        let (_, body) = get(addr, "/api/timeline?since=3").await;
+        assert_eq!(json(&body)["attempts"].as_array().unwrap().len(), 0);
+        let (line, _) = get(addr, "/api/timeline?since=soon").await;
+        assert_eq!(line, "HTTP/1.1 400 Bad Request");
+
+        // The page has the timeline's code in it, and asks for both.
+        let (_, page) = get(addr, "/").await;
+        assert!(page.contains("function mrTimeline(root)") && !page.contains("/*TIMELINE_JS*/"));
+        assert!(page.contains("/api/timeline?since=") && page.contains("/api/status?"));
+        server.stop().await;
     }
 }

@@ -1,9 +1,12 @@
 //! The end-of-job report: per phase the wall time, tasks, attempts, reassigned and failed
-//! tasks, bytes and records; printed as a table on stderr, written as JSON on request.
+//! tasks, bytes and records; the tasks that failed, with their errors; every attempt
+//! (the timeline). Printed as a table on stderr, written as JSON on request, and as one
+//! HTML file ([`crate::views::history`]) from that JSON.
 
 use crate::effect::EventCounts;
 use crate::job::Job;
 use crate::task::{Task, TaskState, Totals};
+use crate::views::attempts::AttemptRecord;
 use crate::views::status::state_word;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -133,6 +136,11 @@ pub struct Report {
     pub speculation: SpeculationReport,
     /// The app's counters and the framework's.
     pub counters: CountersReport,
+    /// The tasks that failed an attempt, with their last error.
+    pub errors: ErrorsReport,
+    /// Every attempt of every task: the job's timeline (last: the bulk of a big job's
+    /// report).
+    pub timeline: TimelineReport,
 }
 
 /// A job's counters, summed over the attempts whose output stands (a re-run, a backup
@@ -153,6 +161,123 @@ impl CountersReport {
             app: totals.app.0.clone(),
             framework: totals.framework.named().collect(),
         }
+    }
+}
+
+/// The tasks that failed, for the report: the first [`ERRORS_SHOWN`] in task order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ErrorsReport {
+    /// Each with its last error.
+    pub tasks: Vec<TaskError>,
+    /// Tasks with errors beyond those listed.
+    pub omitted: usize,
+}
+
+/// Tasks with errors listed in a report, at most: a job where every task fails says
+/// so in its first hundred.
+pub const ERRORS_SHOWN: usize = 100;
+
+/// A task that failed an attempt (or whose output was lost), for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskError {
+    /// `map-3`.
+    pub task: String,
+    /// What it reads.
+    pub input: String,
+    /// Failures held against it (a machine's fault is not).
+    pub failures: u32,
+    /// Its last error.
+    pub last_error: String,
+}
+
+/// When the job's phases began and ended, in seconds since the job started (null for
+/// what did not happen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PhaseTimes {
+    /// The first sample task handed out (range partitioning).
+    pub first_sample: Option<f64>,
+    /// The split points chosen (range partitioning).
+    pub sampled: Option<f64>,
+    /// The first map handed out.
+    pub first_map: Option<f64>,
+    /// Every map done.
+    pub maps_done: Option<f64>,
+    /// The end of the job.
+    pub ended: Option<f64>,
+}
+
+/// A worker as the timeline labels its row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineWorker {
+    /// `w2`.
+    pub id: String,
+    /// Its host.
+    pub host: String,
+}
+
+/// The job's timeline: every attempt, on its worker's row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TimelineReport {
+    /// When the phases began and ended.
+    pub phases: PhaseTimes,
+    /// The workers, one row each.
+    pub workers: Vec<TimelineWorker>,
+    /// Every attempt in the order they were handed out: task, attempt, worker, start
+    /// and end (seconds since the job started; end null while running), outcome
+    /// (`done`, `running`, `failed`, `revoked`, `lost`, `refused`, `beaten`), and the
+    /// failure's kind and `backup` when they apply.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl TimelineReport {
+    fn of(job: &Job) -> TimelineReport {
+        let tl = &job.timeline;
+        let at =
+            |t: Option<Instant>| t.map(|t| t.saturating_duration_since(tl.started).as_secs_f64());
+        TimelineReport {
+            phases: PhaseTimes {
+                first_sample: at(tl.first_sample),
+                sampled: at(tl.sampled),
+                first_map: at(tl.first_map),
+                maps_done: at(tl.maps_done),
+                ended: at(tl.ended),
+            },
+            workers: job
+                .workers
+                .iter()
+                .map(|(id, w)| TimelineWorker {
+                    id: id.to_string(),
+                    host: w.info.host.clone(),
+                })
+                .collect(),
+            attempts: job.attempts.records().to_vec(),
+        }
+    }
+}
+
+impl ErrorsReport {
+    fn of(job: &Job) -> ErrorsReport {
+        let t = &job.tasks;
+        let failed = t
+            .samples()
+            .iter()
+            .chain(t.maps())
+            .chain(t.reduces())
+            .filter_map(|task| Some((task, task.last_error.as_ref()?)));
+        let mut errors = ErrorsReport::default();
+        for (task, error) in failed {
+            if errors.tasks.len() == ERRORS_SHOWN {
+                errors.omitted += 1;
+                continue;
+            }
+            errors.tasks.push(TaskError {
+                task: task.id.to_string(),
+                input: t.describe_input(task.id),
+                failures: task.failures,
+                last_error: error.clone(),
+            });
+        }
+        errors
     }
 }
 
@@ -268,13 +393,122 @@ impl Report {
                     .collect(),
             },
             counters: CountersReport::of(job.tasks.totals()),
+            errors: ErrorsReport::of(job),
+            timeline: TimelineReport::of(job),
         }
     }
 
-    /// The report as pretty JSON.
+    /// The report as JSON: pretty, but each attempt of the timeline (and any other
+    /// value nested as deep) on one line, so that a job of 200,000 tasks gives a file
+    /// of 200,000 lines rather than two million. It ends with a newline.
     pub fn to_json(&self) -> String {
-        // Plain numbers and strings only: serialisation cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        let mut out = Vec::new();
+        // Into memory, with plain numbers and strings only: this cannot fail.
+        if self.write_json(&mut out).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes the report as [`Report::to_json`] does, and a newline, to `w` as it goes
+    /// (no copy of a big job's report in memory).
+    pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        let mut ser = serde_json::Serializer::with_formatter(w, Shallow::new(3));
+        self.serialize(&mut ser).map_err(std::io::Error::other)?;
+        ser.into_inner().write_all(b"\n")
+    }
+}
+
+/// A JSON formatter that is pretty down to `depth` levels of nesting and writes every
+/// value nested deeper on one line (`{"a": 1, "b": 2}`).
+struct Shallow {
+    depth: usize,
+    level: usize,
+    has_value: bool,
+}
+
+impl Shallow {
+    fn new(depth: usize) -> Shallow {
+        Shallow {
+            depth,
+            level: 0,
+            has_value: false,
+        }
+    }
+
+    fn open<W: ?Sized + std::io::Write>(&mut self, w: &mut W, c: &[u8]) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(c)
+    }
+
+    fn close<W: ?Sized + std::io::Write>(&mut self, w: &mut W, c: &[u8]) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value && self.level < self.depth {
+            self.newline(w)?;
+        }
+        w.write_all(c)
+    }
+
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..self.level {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn item<W: ?Sized + std::io::Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if self.level <= self.depth {
+            if !first {
+                w.write_all(b",")?;
+            }
+            self.newline(w)
+        } else if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+}
+
+impl serde_json::ser::Formatter for Shallow {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 
@@ -405,6 +639,34 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
     use crate::views::status::tests::sample_job;
+
+    #[test]
+    fn the_json_is_pretty_down_to_the_attempts_which_take_a_line_each() {
+        let (job, now) = sample_job();
+        let r = Report::of(&job, EventCounts::default(), now);
+        let json = r.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v,
+            serde_json::to_value(&r).unwrap(),
+            "the same JSON as serde's"
+        );
+        assert!(json.starts_with("{\n  \"state\": \"running\",\n"), "{json}");
+        assert!(
+            json.contains("\n      {\"task\": \"map-0\", \"attempt\": 1, \"worker\": \"w1\", \"start\": 1.0, \"end\": 3.0, \"outcome\": \"done\"},\n"),
+            "{json}"
+        );
+        assert!(json.contains("\"excluded_workers\": [],"), "{json}");
+        let tl = &v["timeline"];
+        assert_eq!(tl["phases"]["first_map"], 1.0);
+        assert!(tl["phases"]["maps_done"].is_null());
+        assert_eq!(
+            tl["workers"][1],
+            serde_json::json!({"id": "w2", "host": "box"})
+        );
+        assert_eq!(tl["attempts"][1]["outcome"], "running");
+        assert_eq!(v["errors"], serde_json::json!({"tasks": [], "omitted": 0}));
+    }
 
     #[test]
     fn report_sums_each_phase() {

@@ -1,13 +1,14 @@
 //! A snapshot of a running job for people: the counts the progress display shows, and the
-//! per-task and per-worker detail that the status page serves as `/api/status` JSON.
+//! per-worker detail and one page of the per-task detail that the status page serves as
+//! `/api/status` JSON.
 
 use crate::job::Job;
-use crate::task::TaskState;
+use crate::task::{Task, TaskState};
+use crate::views::listing::{StateCounts, StateFilter, TaskQuery};
 use crate::views::report::CountersReport;
-use mr::ids::WorkerId;
+use mr::ids::TaskKind;
 use mr::rpc::JobEnd;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// The headline numbers of a job.
@@ -134,7 +135,28 @@ pub struct WorkerStatus {
     pub last_error: Option<String>,
 }
 
-/// Everything the status page shows.
+/// Where the page stands in the task list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PageInfo {
+    /// This page, from 0.
+    pub page: u32,
+    /// Tasks per page.
+    pub per_page: u32,
+    /// Pages of tasks that match the filters (at least 1).
+    pub pages: u32,
+    /// Tasks that match the filters.
+    pub matched: u32,
+    /// Tasks in all.
+    pub total: u32,
+    /// The filters: kind (`sample`, `map`, `reduce`), state, worker; null when unset.
+    pub kind: Option<&'static str>,
+    /// The state filter (`idle`, `running`, `done`, `failed`).
+    pub state: Option<&'static str>,
+    /// The worker filter.
+    pub worker: Option<String>,
+}
+
+/// Everything the status page shows: the job's summary, and one page of its tasks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     /// `running`, `succeeded` or `failed`.
@@ -143,53 +165,35 @@ pub struct Status {
     pub failure: Option<String>,
     /// The headline numbers.
     pub counts: Counts,
-    /// Every task: samples (range partitioning) first, then maps, then reduces.
+    /// One page of the tasks that match the query, in list order: samples (range
+    /// partitioning) first, then maps, then reduces.
     pub tasks: Vec<TaskStatus>,
+    /// Which page, and how many tasks match.
+    pub page: PageInfo,
+    /// Tasks in each state, of the kind asked for (all kinds when none is).
+    pub task_states: StateCounts,
     /// Every worker that registered, by id.
     pub workers: Vec<WorkerStatus>,
     /// The app's counters and the framework's, so far.
     pub counters: CountersReport,
+    /// The attempt log's latest change: the timeline (`/api/timeline?since=N`) has
+    /// something new when this moves past what the page has read.
+    pub timeline_seq: u64,
 }
 
 impl Status {
-    /// The status of `job` at `now`.
-    pub fn of(job: &Job, now: Instant) -> Status {
-        let tables = [job.tasks.samples(), job.tasks.maps(), job.tasks.reduces()];
-        let all = tables.into_iter().flatten();
-        let mut current: HashMap<WorkerId, String> = HashMap::new();
-        let tasks = all
-            .map(|t| {
-                let mut backup_worker = None;
-                let (state, attempt, worker, elapsed) = match &t.state {
-                    TaskState::Idle => ("idle", t.attempts, None, None),
-                    TaskState::InProgress { run, backup } => {
-                        for r in t.state.runs() {
-                            current.insert(r.worker, t.id.to_string());
-                        }
-                        backup_worker = backup.map(|b| b.worker.to_string());
-                        let secs = now.saturating_duration_since(run.since).as_secs_f64();
-                        ("running", run.attempt.0, Some(run.worker), Some(secs))
-                    }
-                    TaskState::Done {
-                        worker, attempt, ..
-                    } => {
-                        let took = job.timeline.took.get(&t.id).map(|d| d.as_secs_f64());
-                        ("done", attempt.0, Some(*worker), took)
-                    }
-                };
-                TaskStatus {
-                    id: t.id.to_string(),
-                    state,
-                    attempt,
-                    worker: worker.map(|w| w.to_string()),
-                    backup_worker,
-                    elapsed_secs: elapsed,
-                    failures: t.failures,
-                    reassignments: t.reassignments,
-                    input: job.tasks.describe_input(t.id),
-                }
-            })
+    /// The status of `job` at `now`, with the page of tasks `query` asks for. O(page ×
+    /// log n + workers × log n) in M: the counts are kept, the page is read from the
+    /// listing, and only its tasks are looked at.
+    pub fn of(job: &Job, now: Instant, query: &TaskQuery) -> Status {
+        let page = job.listing.page(query);
+        let tasks = page
+            .tasks
+            .iter()
+            .filter_map(|id| job.tasks.task(*id))
+            .map(|t| TaskStatus::of(job, t, now))
             .collect();
+        let per_page = query.per_page.clamp(1, TaskQuery::MAX_PER_PAGE);
         let workers = job
             .workers
             .iter()
@@ -199,7 +203,7 @@ impl Status {
                 pid: w.info.pid,
                 heartbeat_age_secs: now.saturating_duration_since(w.last_seen).as_secs_f64(),
                 alive: !w.lost,
-                current_task: current.get(id).cloned(),
+                current_task: job.tasks.running_on(*id).next().map(|t| t.to_string()),
                 tasks_done: w.tasks_done,
                 excluded: w.excluded,
                 slow: w.slow(),
@@ -213,9 +217,72 @@ impl Status {
             failure: job.tasks.failure().map(|f| f.to_string()),
             counts: Counts::of(job, now),
             tasks,
+            page: PageInfo {
+                page: query.page,
+                per_page,
+                pages: page.matched.div_ceil(per_page).max(1),
+                matched: page.matched,
+                total: job.listing.total(),
+                kind: query.kind.map(kind_word),
+                state: state_filter_word(query.state),
+                worker: query.worker.map(|w| w.to_string()),
+            },
+            task_states: job.listing.counts(query.kind),
             workers,
             counters: CountersReport::of(job.tasks.totals()),
+            timeline_seq: job.attempts.seq(),
         }
+    }
+}
+
+impl TaskStatus {
+    /// Task `t` of `job` at `now`.
+    fn of(job: &Job, t: &Task, now: Instant) -> TaskStatus {
+        let mut backup_worker = None;
+        let (state, attempt, worker, elapsed) = match &t.state {
+            TaskState::Idle => ("idle", t.attempts, None, None),
+            TaskState::InProgress { run, backup } => {
+                backup_worker = backup.map(|b| b.worker.to_string());
+                let secs = now.saturating_duration_since(run.since).as_secs_f64();
+                ("running", run.attempt.0, Some(run.worker), Some(secs))
+            }
+            TaskState::Done {
+                worker, attempt, ..
+            } => {
+                let took = job.timeline.took.get(&t.id).map(|d| d.as_secs_f64());
+                ("done", attempt.0, Some(*worker), took)
+            }
+        };
+        TaskStatus {
+            id: t.id.to_string(),
+            state,
+            attempt,
+            worker: worker.map(|w| w.to_string()),
+            backup_worker,
+            elapsed_secs: elapsed,
+            failures: t.failures,
+            reassignments: t.reassignments,
+            input: job.tasks.describe_input(t.id),
+        }
+    }
+}
+
+/// A kind of task as the query and the page name it.
+pub fn kind_word(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Sample => "sample",
+        TaskKind::Map => "map",
+        TaskKind::Reduce => "reduce",
+    }
+}
+
+fn state_filter_word(state: StateFilter) -> Option<&'static str> {
+    match state {
+        StateFilter::Any => None,
+        StateFilter::Idle => Some("idle"),
+        StateFilter::Running => Some("running"),
+        StateFilter::Done => Some("done"),
+        StateFilter::Failed => Some("failed"),
     }
 }
 
@@ -224,7 +291,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::registry::Registry;
     use crate::task::TaskTable;
-    use crate::views::timeline::Timeline;
     use mr::rpc::WorkerInfo;
     use mr::task::{TaskResult, TaskStats};
     use std::time::Duration;
@@ -251,13 +317,16 @@ pub(crate) mod tests {
             pid,
             data_addr: None,
         };
-        let w1 = job.workers.register(info(11), t0);
-        let w2 = job.workers.register(info(22), t0);
-        let a = job.tasks.assign(w1, s(1)).unwrap();
-        job.timeline.assigned(a.task, s(1));
-        let b = job.tasks.assign(w2, s(1)).unwrap();
-        job.timeline.assigned(b.task, s(1));
-        let since = Timeline::running_since(&job.tasks, a.task, a.attempt);
+        // Through the core's calls, as the service makes them, so that every view
+        // kept beside it (timeline, attempts, listing) follows.
+        let w1 = job.register(info(11), t0).reply;
+        let w2 = job.register(info(22), t0).reply;
+        let task = |reply| match reply {
+            mr::rpc::TaskReply::Task(a) => a,
+            other => panic!("no task: {other:?}"),
+        };
+        let a = task(job.poll(w1, s(1)).reply);
+        let _b = task(job.poll(w2, s(1)).reply);
         let result = TaskResult::Map {
             output: mr::task::MapOutputs::Dir("".into()),
             stats: TaskStats {
@@ -268,21 +337,17 @@ pub(crate) mod tests {
                 ..TaskStats::default()
             },
         };
-        job.tasks
-            .complete(w1, a.task, a.attempt, result, t0)
-            .unwrap();
-        job.timeline.completed(a.task, since, s(3));
-        job.timeline.observe(&job.tasks, s(3));
-        job.workers.update(w1, |w| w.tasks_done += 1);
-        job.workers.touch(w1, s(3));
+        let accepted = job.report(w1, a.task, a.attempt, Ok(result), s(3)).reply;
+        assert_eq!(accepted, mr::rpc::ReportReply::Accepted);
         job.workers.touch(w2, s(4));
+        job.audit_views().unwrap();
         (job, s(4))
     }
 
     #[test]
     fn status_shows_every_task_and_worker() {
         let (job, now) = sample_job();
-        let st = Status::of(&job, now);
+        let st = Status::of(&job, now, &TaskQuery::default());
         assert_eq!(st.state, "running");
         assert_eq!(
             (
@@ -322,7 +387,7 @@ pub(crate) mod tests {
     #[test]
     fn status_json_has_the_fields_the_page_reads() {
         let (job, now) = sample_job();
-        let v = serde_json::to_value(Status::of(&job, now)).unwrap();
+        let v = serde_json::to_value(Status::of(&job, now, &TaskQuery::default())).unwrap();
         assert_eq!(v["state"], "running");
         assert_eq!(v["counts"]["maps_done"], 1);
         assert_eq!(v["counts"]["workers_alive"], 2);
@@ -332,5 +397,33 @@ pub(crate) mod tests {
         assert_eq!(v["workers"][1]["current_task"], "map-1");
         assert_eq!(v["workers"][0]["host"], "box");
         assert!(v["failure"].is_null());
+    }
+
+    #[test]
+    fn a_page_of_a_filtered_list_says_how_many_match() {
+        let (job, now) = sample_job();
+        let q = TaskQuery::parse("state=running").unwrap();
+        let st = Status::of(&job, now, &q);
+        let ids: Vec<_> = st.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["map-1"]);
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            v["page"],
+            serde_json::json!({"page": 0, "per_page": 100, "pages": 1, "matched": 1,
+                "total": 3, "kind": null, "state": "running", "worker": null})
+        );
+        assert_eq!(
+            v["task_states"],
+            serde_json::json!({"idle": 1, "running": 1, "done": 1, "failed": 0})
+        );
+        assert_eq!(v["timeline_seq"], 3, "two starts and an end");
+        let q = TaskQuery::parse("kind=map&worker=w1&per_page=1&page=0").unwrap();
+        let st = Status::of(&job, now, &q);
+        assert_eq!(st.tasks.len(), 1);
+        assert_eq!((st.tasks[0].id.as_str(), st.page.matched), ("map-0", 1));
+        let q = TaskQuery::parse("kind=map&per_page=1&page=1").unwrap();
+        let st = Status::of(&job, now, &q);
+        assert_eq!((st.tasks[0].id.as_str(), st.page.pages), ("map-1", 2));
+        assert_eq!(st.task_states.idle, 0, "both maps are under way");
     }
 }

@@ -1,11 +1,16 @@
 //! When things happened in a job: its start, the first map handed out, all maps done, the
-//! end, and how long each task's successful attempt took. Fed by the service handlers;
-//! read by the progress display, the report and the status page.
+//! end, and how long each task's successful attempt took. Fed by the core's calls; read
+//! by the progress display, the report and the status page. Also the code that draws
+//! the timeline of every attempt ([`SCRIPT`]) for the status page and the HTML history.
 
 use crate::task::TaskTable;
 use mr::ids::{Attempt, TaskId, TaskKind};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// The timeline's drawing code (JavaScript, a canvas of bars by worker and time), put
+/// inline into both pages that show it: the status page and the job's HTML history.
+pub const SCRIPT: &str = include_str!("timeline.js");
 
 /// Timestamps of one job.
 #[derive(Debug, Clone)]
