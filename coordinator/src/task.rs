@@ -155,6 +155,10 @@ pub struct Task {
     pub last_error: Option<String>,
     /// Counters of the successful attempt.
     pub stats: TaskStats,
+    /// Whether `stats` are in the job's counters: from the first completion on. A done
+    /// map whose output is reopened keeps its counts until another attempt completes
+    /// and replaces them (the job may end on the first attempt's output).
+    pub counted: bool,
 }
 
 impl Task {
@@ -169,6 +173,7 @@ impl Task {
             unreachable_from: Vec::new(),
             last_error: None,
             stats: TaskStats::default(),
+            counted: false,
         }
     }
 
@@ -715,22 +720,14 @@ impl TaskTable {
         self.index.add(id, &state, timeout);
         let map_output_changed =
             id.kind == TaskKind::Map && (task.is_done() || matches!(state, TaskState::Done { .. }));
-        if id.kind != TaskKind::Sample {
-            // A done task's stats are its finishing attempt's (set before it is done).
-            let counts = FrameworkCounts::of(id.kind, &task.stats);
+        if id.kind == TaskKind::Map {
+            // A done map's stats are its finishing attempt's (set before it is done).
+            let bytes = task.stats.bytes_read;
             if task.is_done() {
-                if id.kind == TaskKind::Map {
-                    self.totals.map_bytes_read -= task.stats.bytes_read;
-                }
-                self.totals.framework.sub(&counts);
-                self.totals.app.unmerge(&task.stats.counters);
+                self.totals.map_bytes_read -= bytes;
             }
             if matches!(state, TaskState::Done { .. }) {
-                if id.kind == TaskKind::Map {
-                    self.totals.map_bytes_read += task.stats.bytes_read;
-                }
-                self.totals.framework.add(&counts);
-                self.totals.app.merge(&task.stats.counters);
+                self.totals.map_bytes_read += bytes;
             }
         }
         task.state = state;
@@ -1047,7 +1044,24 @@ impl TaskTable {
         let Some(task) = self.task_mut(id) else {
             return false;
         };
+        // The job's counters hold each task's last completed attempt once: a re-run
+        // replaces the counts of the attempt before it.
+        let old = task.counted.then(|| std::mem::take(&mut task.stats));
         task.stats = stats;
+        task.counted = id.kind != TaskKind::Sample;
+        let new = task.counted.then(|| task.stats.clone());
+        if let Some(old) = old {
+            self.totals
+                .framework
+                .sub(&FrameworkCounts::of(id.kind, &old));
+            self.totals.app.unmerge(&old.counters);
+        }
+        if let Some(new) = new {
+            self.totals
+                .framework
+                .add(&FrameworkCounts::of(id.kind, &new));
+            self.totals.app.merge(&new.counters);
+        }
         self.set_state(
             id,
             TaskState::Done {
@@ -1375,7 +1389,7 @@ impl TaskTable {
                 .maps
                 .iter()
                 .chain(&self.reduces)
-                .filter(|t| t.is_done())
+                .filter(|t| t.counted)
                 .fold(FrameworkCounts::default(), |mut c, t| {
                     c.add(&FrameworkCounts::of(t.id.kind, &t.stats));
                     c
@@ -1384,7 +1398,7 @@ impl TaskTable {
                 .maps
                 .iter()
                 .chain(&self.reduces)
-                .filter(|t| t.is_done())
+                .filter(|t| t.counted)
                 .fold(Counters::default(), |mut c, t| {
                     c.merge(&t.stats.counters);
                     c
@@ -1878,14 +1892,15 @@ mod tests {
         t.complete(W2, b.task, b.attempt, counted(5), now).unwrap();
         assert_eq!(lines(&t), Some(8));
         assert_eq!(t.totals().framework.0[1], 8, "map output records");
-        // Map 1's output is lost: its counts leave with it, and its re-run counts once.
+        // Map 1's output is lost: its counts stand until a re-run completes (the job
+        // may end on the output it had), and the re-run's replace them.
         t.reopen_map(1);
-        assert_eq!(lines(&t), Some(3));
+        assert_eq!(lines(&t), Some(8));
         let again = t.assign(W1, now).unwrap();
         assert_eq!(again.task, TaskId::map(1));
-        t.complete(W1, again.task, again.attempt, counted(5), now)
+        t.complete(W1, again.task, again.attempt, counted(6), now)
             .unwrap();
-        assert_eq!(lines(&t), Some(8));
+        assert_eq!(lines(&t), Some(9));
         t.audit().unwrap();
     }
 
