@@ -17,127 +17,44 @@ use std::io::Write;
 /// Values of one key are combined once this many are pending.
 pub const EAGER: u32 = 256;
 
-/// Fixed cost charged per distinct key (map entry, vector headers).
-const KEY_OVERHEAD: usize = 64;
-
 /// A combiner as a plain closure: `(key, values, out)`.
 pub type CombineFn<'a, E> = dyn FnMut(&[u8], &[&[u8]], &mut Vec<u8>) -> Result<(), E> + 'a;
 
 /// The pending values of one key, as runs of equal values (map output repeats values a
-/// lot: wc's "1"). Closed runs are stored once each in `closed` as
-/// `len:u32 | count:u32 | bytes`. The open run (the one the next equal value extends)
-/// keeps its count here, and its value too when short, so that the common case, a value
-/// equal to the last, touches nothing but the table entry. A longer open value is the
-/// tail of `closed`, its header's count written when the run closes.
+/// lot: wc's "1"), split in two so that the common push touches one 32-byte table entry.
+///
+/// The hot part lives in the entry ([`Entry`]): the count of pending values and the open
+/// run's value when short. The cold part ([`Cold`], in a side array) holds the closed
+/// runs, stored once each as `len:u32 | count:u32 | bytes`, and the partition. A long
+/// open value is the tail of `closed`, its header's count written when the run closes.
 #[derive(Default)]
-struct Group {
+struct Cold {
     closed: Vec<u8>,
-    /// The open run's value when it is at most [`SMALL`] bytes long.
-    small: [u8; SMALL],
-    /// The open run's value length.
-    run_len: u32,
-    /// The open run's count; 0 when there is no open run.
-    run_count: u32,
-    /// Values pending (the sum of all counts).
-    n: u32,
+    /// Where the long open run's header starts in `closed`.
+    open_at: usize,
+    /// The key's partition.
+    part: u32,
+    /// Values in closed runs: the open run holds `Entry::n - n_closed`.
+    n_closed: u32,
 }
 
-/// Values up to this long are kept in the group itself while their run is open.
-const SMALL: usize = 4;
+/// Values up to this long are kept in the entry itself while their run is open.
+const SMALL: usize = 7;
+
+/// `Entry::run_len` when there is no open run.
+const NO_RUN: u8 = 0xFE;
+
+/// `Entry::run_len` when the open run's value is longer than [`SMALL`] (so it is the
+/// tail of `Cold::closed`).
+const LONG_RUN: u8 = 0xFF;
 
 fn read_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-impl Group {
-    #[inline]
-    fn push(&mut self, v: &[u8]) {
-        if self.run_count > 0 && self.run_len as usize == v.len() && key_eq(self.open_value(), v) {
-            self.run_count += 1;
-            self.n += 1;
-            return;
-        }
-        self.close_run();
-        self.run_len = v.len() as u32;
-        self.run_count = 1;
-        self.n += 1;
-        if v.len() <= SMALL {
-            self.small[..v.len()].copy_from_slice(v);
-        } else {
-            self.closed.extend_from_slice(&self.run_len.to_le_bytes());
-            self.closed.extend_from_slice(&0u32.to_le_bytes());
-            self.closed.extend_from_slice(v);
-        }
-    }
-
-    /// The open run's value.
-    #[inline]
-    fn open_value(&self) -> &[u8] {
-        let len = self.run_len as usize;
-        if len <= SMALL {
-            &self.small[..len]
-        } else {
-            &self.closed[self.closed.len() - len..]
-        }
-    }
-
-    /// Moves the open run, if any, into `closed`.
-    fn close_run(&mut self) {
-        if self.run_count == 0 {
-            return;
-        }
-        let len = self.run_len as usize;
-        if len <= SMALL {
-            self.closed.extend_from_slice(&self.run_len.to_le_bytes());
-            self.closed.extend_from_slice(&self.run_count.to_le_bytes());
-            self.closed.extend_from_slice(&self.small[..len]);
-        } else {
-            let at = self.closed.len() - len - 4;
-            self.closed[at..at + 4].copy_from_slice(&self.run_count.to_le_bytes());
-        }
-        self.run_count = 0;
-    }
-
-    /// Bytes held outside the table entry.
-    fn heap_bytes(&self) -> usize {
-        self.closed.len()
-    }
-
-    fn clear(&mut self) {
-        self.closed.clear();
-        self.run_count = 0;
-        self.n = 0;
-    }
-
-    fn values<'a>(&'a self, out: &mut Vec<&'a [u8]>) {
-        out.clear();
-        // A long open run is the tail of `closed`, with a count of 0 in its header.
-        let open_long = self.run_count > 0 && self.run_len as usize > SMALL;
-        let mut i = 0;
-        while i < self.closed.len() {
-            let len = read_u32(&self.closed, i) as usize;
-            let v = &self.closed[i + 8..i + 8 + len];
-            let last = i + 8 + len == self.closed.len();
-            let count = if last && open_long {
-                self.run_count
-            } else {
-                read_u32(&self.closed, i + 4)
-            };
-            out.extend(std::iter::repeat_n(v, count as usize));
-            i += 8 + len;
-        }
-        if self.run_count > 0 && !open_long {
-            out.extend(std::iter::repeat_n(
-                self.open_value(),
-                self.run_count as usize,
-            ));
-        }
-    }
-}
-
 /// Keys up to this long are stored in the table entry itself, so a lookup compares
-/// them without chasing a pointer (profiles show that miss dominating otherwise). Sized
-/// so that an entry fills one cache line; nearly every word of a text is this short.
+/// them without chasing a pointer (profiles show that miss dominating otherwise).
+/// Nearly every word of a text is this short.
 const INLINE_KEY: usize = 14;
 
 /// A key, inline when short. A long one sits behind a thin pointer (a box of a boxed
@@ -174,16 +91,115 @@ impl Key {
     }
 }
 
-/// One key and its pending values: one cache line, so the common push (the key found,
-/// its value equal to the last) reads and writes a single line.
-#[repr(align(64))]
+/// One key and the hot part of its pending values: half a cache line. The table of a
+/// task's distinct words is then half the size it was with 64-byte entries (22k words
+/// of text: 700 KB, inside this machine's L2), and the common push (key found, value
+/// equal to the last) reads and writes that one entry only.
+#[repr(align(32))]
 struct Entry {
-    /// The key's `ihash`; the table hash is derived from it when the table grows.
-    ihash: u32,
-    /// The key's partition.
-    part: u32,
     key: Key,
-    group: Group,
+    /// Values pending (closed runs and the open one).
+    n: u32,
+    /// The index of this key's [`Cold`] part.
+    cold: u32,
+    /// The open run's value when it is at most [`SMALL`] bytes long.
+    small: [u8; SMALL],
+    /// The open run's value length, or [`NO_RUN`] or [`LONG_RUN`].
+    run_len: u8,
+}
+
+impl Entry {
+    /// Adds one value when it extends the open short run: the common case, which needs
+    /// nothing but this entry.
+    #[inline]
+    fn push_fast(&mut self, v: &[u8]) -> bool {
+        let len = self.run_len as usize;
+        if len == v.len() && key_eq(&self.small[..len.min(SMALL)], v) {
+            self.n += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds one value (any case).
+    fn push(&mut self, cold: &mut Cold, v: &[u8]) {
+        if self.push_fast(v) {
+            return;
+        }
+        if self.run_len == LONG_RUN && self.long_open(cold) == v {
+            self.n += 1;
+            return;
+        }
+        self.close_run(cold);
+        self.n += 1;
+        if v.len() <= SMALL {
+            self.run_len = v.len() as u8;
+            self.small[..v.len()].copy_from_slice(v);
+        } else {
+            self.run_len = LONG_RUN;
+            cold.open_at = cold.closed.len();
+            cold.closed
+                .extend_from_slice(&(v.len() as u32).to_le_bytes());
+            cold.closed.extend_from_slice(&0u32.to_le_bytes());
+            cold.closed.extend_from_slice(v);
+        }
+    }
+
+    /// The long open run's value.
+    fn long_open<'a>(&self, cold: &'a Cold) -> &'a [u8] {
+        &cold.closed[cold.open_at + 8..]
+    }
+
+    /// Moves the open run, if any, into `closed`.
+    fn close_run(&mut self, cold: &mut Cold) {
+        let count = self.n - cold.n_closed;
+        match self.run_len {
+            NO_RUN => return,
+            LONG_RUN => {
+                let at = cold.open_at + 4;
+                cold.closed[at..at + 4].copy_from_slice(&count.to_le_bytes());
+            }
+            len => {
+                let len = len as usize;
+                cold.closed.extend_from_slice(&(len as u32).to_le_bytes());
+                cold.closed.extend_from_slice(&count.to_le_bytes());
+                cold.closed.extend_from_slice(&self.small[..len]);
+            }
+        }
+        cold.n_closed = self.n;
+        self.run_len = NO_RUN;
+    }
+
+    fn clear(&mut self, cold: &mut Cold) {
+        cold.closed.clear();
+        cold.n_closed = 0;
+        self.n = 0;
+        self.run_len = NO_RUN;
+    }
+
+    /// Every pending value, in the order pushed.
+    fn values<'a>(&'a self, cold: &'a Cold, out: &mut Vec<&'a [u8]>) {
+        out.clear();
+        let open = self.n - cold.n_closed;
+        let mut i = 0;
+        while i < cold.closed.len() {
+            let len = read_u32(&cold.closed, i) as usize;
+            let v = &cold.closed[i + 8..i + 8 + len];
+            // A long open run is the tail of `closed`, with a count of 0 in its header.
+            let count = if self.run_len == LONG_RUN && i == cold.open_at {
+                open
+            } else {
+                read_u32(&cold.closed, i + 4)
+            };
+            out.extend(std::iter::repeat_n(v, count as usize));
+            i += 8 + len;
+        }
+        if self.run_len as usize <= SMALL {
+            let v = &self.small[..self.run_len as usize];
+            out.extend(std::iter::repeat_n(v, open as usize));
+        }
+    }
 }
 
 /// Equality without a `memcmp` call for the short keys (and values) that dominate text.
@@ -197,17 +213,23 @@ fn key_eq(a: &[u8], b: &[u8]) -> bool {
         }
 }
 
-/// The table hash, derived from the key's `ihash` (computed anyway for partitioning)
-/// so that each record is hashed once: a multiply spreads the 31 bits over 64, and the
-/// fold brings high bits down to the low bits that pick the bucket.
-fn table_hash(ihash: u32) -> u64 {
-    let x = u64::from(ihash).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^ (x >> 32)
+/// The table hash: foldhash (hashbrown's own default, a few multiplies for a short key)
+/// with a fixed seed. The partition function (`ihash`, FNV-1a a byte at a time) is
+/// slower and only needed for a key the table has not seen, so it is not used here.
+#[inline]
+fn table_hash(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    const STATE: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6d72);
+    let mut h = STATE.build_hasher();
+    h.write(key);
+    h.finish()
 }
 
 /// Buffered, combining map output for `n` partitions.
 pub struct CombineBuffer {
     table: HashTable<Entry>,
+    /// Every key's cold part, by `Entry::cold`; emptied when the buffer is.
+    colds: Vec<Cold>,
     /// The entries being drained, sorted by (partition, key), and the first not yet
     /// drained; empty while records are pushed.
     sorted: Vec<Entry>,
@@ -216,14 +238,20 @@ pub struct CombineBuffer {
     scratch: Vec<u8>,
 }
 
+/// Fixed cost charged per distinct key: its entry and cold part.
+const KEY_OVERHEAD: usize =
+    std::mem::size_of::<Entry>() + std::mem::size_of::<Cold>() + std::mem::size_of::<usize>();
+
+/// The allocations of a dropped buffer, for the next one.
+type Spare = (HashTable<Entry>, Vec<Entry>, Vec<Cold>);
+
 /// The allocations of dropped buffers, for the next ones.
-static POOL: std::sync::Mutex<Vec<(HashTable<Entry>, Vec<Entry>)>> =
-    std::sync::Mutex::new(Vec::new());
+static POOL: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
 
 /// Buffers kept in the pool, at most (one per map task a process runs at once).
 const POOL_SIZE: usize = 4;
 
-/// Tables with room for more entries than this are not kept (16 MiB each): one task
+/// Tables with room for more entries than this are not kept (8 MiB each): one task
 /// with millions of keys must not pin that memory for the rest of the worker's life.
 const POOL_MAX_ENTRIES: usize = 1 << 18;
 
@@ -234,10 +262,16 @@ impl CombineBuffer {
     /// An empty buffer for `n` partitions.
     pub fn new(_n: u32) -> Self {
         let spare = POOL.lock().ok().and_then(|mut p| p.pop());
-        let (table, sorted) =
-            spare.unwrap_or_else(|| (HashTable::with_capacity(START_ENTRIES), Vec::new()));
+        let (table, sorted, colds) = spare.unwrap_or_else(|| {
+            (
+                HashTable::with_capacity(START_ENTRIES),
+                Vec::new(),
+                Vec::with_capacity(START_ENTRIES),
+            )
+        });
         CombineBuffer {
             table,
+            colds,
             sorted,
             next: 0,
             bytes: 0,
@@ -255,63 +289,81 @@ impl CombineBuffer {
         self.table.is_empty() && self.next == self.sorted.len()
     }
 
-    /// Adds one record to partition `p`, combining that key's values once [`EAGER`] are
-    /// pending.
+    /// Adds one record, combining that key's values once [`EAGER`] are pending. `part`
+    /// gives the key's partition; it is called only for a key not buffered yet (a key
+    /// has one partition), so the partition function is not run for every record.
+    #[inline]
     pub fn push<E>(
         &mut self,
-        p: u32,
         key: &[u8],
         value: &[u8],
-        combine: &mut CombineFn<'_, E>,
-    ) -> Result<(), E> {
-        self.push_hashed(p, crate::partition::ihash(key), key, value, combine)
-    }
-
-    /// [`CombineBuffer::push`] for a caller that has the key's `ihash` already.
-    #[inline]
-    pub fn push_hashed<E>(
-        &mut self,
-        p: u32,
-        ihash: u32,
-        key: &[u8],
-        value: &[u8],
+        part: impl FnOnce() -> u32,
         combine: &mut CombineFn<'_, E>,
     ) -> Result<(), E> {
         if !self.sorted.is_empty() {
             self.unsort();
         }
-        let hash = table_hash(ihash);
-        // A key has one partition, so the key alone tells entries apart.
-        let group = match self.table.find_mut(hash, |e| key_eq(e.key.as_slice(), key)) {
-            Some(e) => &mut e.group,
+        let hash = table_hash(key);
+        let entry = match self.table.find_mut(hash, |e| key_eq(e.key.as_slice(), key)) {
+            Some(e) => {
+                if e.push_fast(value) {
+                    if e.n < EAGER {
+                        return Ok(());
+                    }
+                    let cold = &mut self.colds[e.cold as usize];
+                    let before = cold.closed.len();
+                    let result = Self::combine(e, cold, key, &mut self.scratch, combine);
+                    self.bytes = self.bytes + cold.closed.len() - before;
+                    return result;
+                }
+                e
+            }
             None => {
                 self.bytes += key.len() + KEY_OVERHEAD;
+                let cold = self.colds.len() as u32;
+                self.colds.push(Cold {
+                    part: part(),
+                    ..Cold::default()
+                });
                 let entry = Entry {
-                    ihash,
-                    part: p,
                     key: Key::new(key),
-                    group: Group::default(),
+                    n: 0,
+                    cold,
+                    small: [0; SMALL],
+                    run_len: NO_RUN,
                 };
-                &mut self
-                    .table
-                    .insert_unique(hash, entry, |e| table_hash(e.ihash))
+                self.table
+                    .insert_unique(hash, entry, |e| table_hash(e.key.as_slice()))
                     .into_mut()
-                    .group
             }
         };
-        let before = group.heap_bytes();
-        group.push(value);
-        if group.n >= EAGER {
-            let mut values = Vec::with_capacity(group.n as usize);
-            group.values(&mut values);
-            self.scratch.clear();
-            combine(key, &values, &mut self.scratch)?;
-            group.clear();
-            let combined = std::mem::take(&mut self.scratch);
-            group.push(&combined);
-            self.scratch = combined;
-        }
-        self.bytes = self.bytes + group.heap_bytes() - before;
+        let cold = &mut self.colds[entry.cold as usize];
+        let before = cold.closed.len();
+        entry.push(cold, value);
+        let result = if entry.n >= EAGER {
+            Self::combine(entry, cold, key, &mut self.scratch, combine)
+        } else {
+            Ok(())
+        };
+        self.bytes = self.bytes + cold.closed.len() - before;
+        result
+    }
+
+    /// Folds a key's pending values into one through the combiner.
+    #[cold]
+    fn combine<E>(
+        entry: &mut Entry,
+        cold: &mut Cold,
+        key: &[u8],
+        scratch: &mut Vec<u8>,
+        combine: &mut CombineFn<'_, E>,
+    ) -> Result<(), E> {
+        let mut values = Vec::with_capacity(entry.n as usize);
+        entry.values(cold, &mut values);
+        scratch.clear();
+        combine(key, &values, scratch)?;
+        entry.clear(cold);
+        entry.push(cold, scratch);
         Ok(())
     }
 
@@ -323,8 +375,9 @@ impl CombineBuffer {
         self.sorted.clear();
         self.next = 0;
         for e in rest {
-            let hash = table_hash(e.ihash);
-            self.table.insert_unique(hash, e, |e| table_hash(e.ihash));
+            let hash = table_hash(e.key.as_slice());
+            self.table
+                .insert_unique(hash, e, |e| table_hash(e.key.as_slice()));
         }
     }
 
@@ -335,8 +388,11 @@ impl CombineBuffer {
             self.unsort();
         }
         self.sorted.extend(self.table.drain());
-        self.sorted
-            .sort_unstable_by(|a, b| (a.part, a.key.as_slice()).cmp(&(b.part, b.key.as_slice())));
+        let colds = &self.colds;
+        self.sorted.sort_unstable_by(|a, b| {
+            (colds[a.cold as usize].part, a.key.as_slice())
+                .cmp(&(colds[b.cold as usize].part, b.key.as_slice()))
+        });
         self.next = 0;
     }
 
@@ -346,17 +402,25 @@ impl CombineBuffer {
         p: u32,
         mut f: impl FnMut(&[u8], &[&[u8]]) -> Result<(), E>,
     ) -> Result<(), E> {
-        if !self.table.is_empty() || self.sorted.get(self.next).is_some_and(|e| e.part > p) {
+        let part = |colds: &[Cold], e: &Entry| colds[e.cold as usize].part;
+        if !self.table.is_empty()
+            || self
+                .sorted
+                .get(self.next)
+                .is_some_and(|e| part(&self.colds, e) > p)
+        {
             self.sort();
         }
         // Entries of earlier partitions not asked for are skipped past, not lost: they
         // stay in `sorted` until the buffer is pushed to again (see `unsort`).
-        let start = self.next + self.sorted[self.next..].partition_point(|e| e.part < p);
-        let end = start + self.sorted[start..].partition_point(|e| e.part == p);
+        let colds = &self.colds;
+        let start = self.next + self.sorted[self.next..].partition_point(|e| part(colds, e) < p);
+        let end = start + self.sorted[start..].partition_point(|e| part(colds, e) == p);
         let mut values = Vec::new();
         for e in &self.sorted[start..end] {
-            self.bytes -= e.key.as_slice().len() + KEY_OVERHEAD + e.group.heap_bytes();
-            e.group.values(&mut values);
+            let cold = &colds[e.cold as usize];
+            self.bytes -= e.key.as_slice().len() + KEY_OVERHEAD + cold.closed.len();
+            e.values(cold, &mut values);
             f(e.key.as_slice(), &values)?;
         }
         if start == self.next {
@@ -368,6 +432,9 @@ impl CombineBuffer {
         if self.next == self.sorted.len() {
             self.sorted.clear();
             self.next = 0;
+            if self.table.is_empty() {
+                self.colds.clear();
+            }
         }
         Ok(())
     }
@@ -400,13 +467,17 @@ impl Drop for CombineBuffer {
         if self.table.capacity() > POOL_MAX_ENTRIES {
             return;
         }
-        let mut table = std::mem::take(&mut self.table);
-        let mut sorted = std::mem::take(&mut self.sorted);
-        table.clear();
-        sorted.clear();
+        let mut spare = (
+            std::mem::take(&mut self.table),
+            std::mem::take(&mut self.sorted),
+            std::mem::take(&mut self.colds),
+        );
+        spare.0.clear();
+        spare.1.clear();
+        spare.2.clear();
         if let Ok(mut pool) = POOL.lock() {
             if pool.len() < POOL_SIZE {
-                pool.push((table, sorted));
+                pool.push(spare);
             }
         }
     }
@@ -446,7 +517,7 @@ mod tests {
         let pairs = |b: &mut CombineBuffer, n: u32| {
             for i in 0..n {
                 let k = format!("k{:02}", (i * 7) % 30);
-                b.push(i % 3, k.as_bytes(), b"1", &mut sum).unwrap();
+                b.push(k.as_bytes(), b"1", || i % 3, &mut sum).unwrap();
             }
         };
         // Key kNN goes to partition i % 3 of its first push; keys are pushed to one
@@ -465,7 +536,7 @@ mod tests {
             for i in 0..90u32 {
                 let k = format!("k{:02}", (i * 7) % 30);
                 let p = first[&k].0;
-                b.push(p, k.as_bytes(), b"1", &mut sum).unwrap();
+                b.push(k.as_bytes(), b"1", || p, &mut sum).unwrap();
             }
         };
         push_same(&mut b);
@@ -493,9 +564,9 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_one_cache_line() {
+    fn an_entry_is_half_a_cache_line() {
         assert_eq!(std::mem::size_of::<Key>(), 16);
-        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 
     #[test]
@@ -503,17 +574,44 @@ mod tests {
         let long_a: &[u8] = b"a value longer than SMALL";
         let long_b: &[u8] = b"another long one";
         let seq: Vec<&[u8]> = vec![
-            b"1", b"1", long_a, long_a, b"22", long_b, b"1", b"1", b"1", long_b, b"",
+            b"1",
+            b"1",
+            long_a,
+            long_a,
+            b"22",
+            long_b,
+            b"1",
+            b"1",
+            b"1",
+            long_b,
+            b"",
+            b"1234567",
+            b"1234567",
+            b"12345678",
+            b"12345678",
+            long_a,
         ];
         for cut in 0..=seq.len() {
-            let mut g = Group::default();
+            let mut e = Entry {
+                key: Key::new(b"k"),
+                n: 0,
+                cold: 0,
+                small: [0; SMALL],
+                run_len: NO_RUN,
+            };
+            let mut cold = Cold::default();
             for v in &seq[..cut] {
-                g.push(v);
+                e.push(&mut cold, v);
             }
             let mut out = Vec::new();
-            g.values(&mut out);
+            e.values(&cold, &mut out);
             assert_eq!(out, &seq[..cut], "after {cut} pushes");
-            assert_eq!(g.n as usize, cut);
+            assert_eq!(e.n as usize, cut);
+            drop(out);
+            e.clear(&mut cold);
+            let mut out = Vec::new();
+            e.values(&cold, &mut out);
+            assert!(out.is_empty(), "cleared after {cut} pushes");
         }
     }
 
@@ -527,7 +625,7 @@ mod tests {
         };
         for i in 0..1000 {
             let key: &[u8] = if i % 10 == 0 { b"rare" } else { b"common" };
-            b.push(0, key, b"1", &mut c).unwrap();
+            b.push(key, b"1", || 0, &mut c).unwrap();
         }
         assert!(calls > 0, "eager combining happened");
         assert!(b.bytes() < 2000, "memory stays small: {}", b.bytes());

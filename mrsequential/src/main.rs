@@ -56,7 +56,7 @@ fn run(args: &Args) -> Result<(), String> {
         app.map(&filename, &contents, &mut counters, |k, v| {
             let pushed = if app.has_combiner() {
                 grouped
-                    .push(0, k, v, &mut |k, vs, out| {
+                    .push(k, v, || 0, &mut |k, vs, out| {
                         app.combine(k, vs, &mut combined, out)
                     })
                     .map_err(|e| format!("combine: {e}"))

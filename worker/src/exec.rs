@@ -17,7 +17,7 @@
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{FormatError, MergeError, Merger, Reader, Writer};
-use mr::partition::{ihash, Partitioner, Partitioning, Reservoir};
+use mr::partition::{Partitioner, Partitioning, Reservoir};
 use mr::plugin::{App, AppError, ValueBatches};
 use mr::sortbuf::{SortBuffer, WriteError};
 use mr::task::{
@@ -165,14 +165,12 @@ impl Buffer {
             Buffer::Sort(b) => b
                 .push(parts.of_key(k), k, v)
                 .map_err(|e| Box::new(output_err(e))),
-            Buffer::Combine(b) => {
-                // The combining table hashes by ihash too: compute it once for both.
-                let h = ihash(k);
-                b.push_hashed(parts.of(k, h), h, k, v, &mut |k, vs, out| {
+            // The partition is computed only for a key the table has not seen.
+            Buffer::Combine(b) => b
+                .push(k, v, || parts.of_key(k), &mut |k, vs, out| {
                     app.combine(k, vs, counters, out)
                 })
-                .map_err(|e| Box::new(app_err(e)))
-            }
+                .map_err(|e| Box::new(app_err(e))),
         }
     }
 
