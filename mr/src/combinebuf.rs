@@ -1,13 +1,24 @@
-//! The map-side buffer for apps with a combiner: records grouped by key in one hash
-//! table for all partitions as they arrive, and folded through the combiner every
-//! [`EAGER`] values, so memory holds about one value per distinct key and nothing is
-//! sorted but the distinct keys, by (partition, key), once, when the buffer is drained.
-//! (Without a combiner every value must be kept: see [`crate::sortbuf`].)
+//! The map-side buffer for apps with a combiner: records grouped by key in hash tables
+//! for all partitions as they arrive, and folded through the combiner every [`EAGER`]
+//! values, so memory holds about one value per distinct key and nothing is sorted but
+//! the distinct keys, by (partition, key), once, when the buffer is drained. (Without a
+//! combiner every value must be kept: see [`crate::sortbuf`].)
 //!
-//! One table rather than one per partition: ten small tables cost about 7% more than
-//! one (docs/performance.md). Its allocations go back to a pool when the buffer is
-//! dropped, so a worker's next task starts with a warm table instead of growing a new
-//! one through its first page faults.
+//! Built for the one lookup per record that dominates a map's time (docs/performance.md):
+//! - keys of up to 7 bytes (most words of a text) live in a table of 16-byte slots, and
+//!   keys of 8 to 15 bytes in one of 24-byte slots, each key packed into machine words,
+//!   so that a lookup hashes and compares in registers and a task's distinct words stay
+//!   in the L2 cache (22k words of text: about 360 KB). Longer keys sit in an arena.
+//! - a slot holds only the key, the count of pending values and a flag saying whether
+//!   the open run of equal values is the buffer's common value (the first value pushed:
+//!   wc's "1"). Everything else about a key (closed runs of values, its partition) is in
+//!   a side array touched only when a key's value changes.
+//! - the partition function runs once per distinct key, not per record.
+//!
+//! One set of tables rather than one per partition: ten small tables cost about 7% more
+//! than one. The allocations go back to a pool when the buffer is dropped, so a
+//! worker's next task starts with warm tables instead of growing new ones through
+//! their first page faults.
 
 use crate::intermediate::Writer;
 use crate::sortbuf::WriteError;
@@ -20,191 +31,89 @@ pub const EAGER: u32 = 256;
 /// A combiner as a plain closure: `(key, values, out)`.
 pub type CombineFn<'a, E> = dyn FnMut(&[u8], &[&[u8]], &mut Vec<u8>) -> Result<(), E> + 'a;
 
-/// The pending values of one key, as runs of equal values (map output repeats values a
-/// lot: wc's "1"), split in two so that the common push touches one 32-byte table entry.
-///
-/// The hot part lives in the entry ([`Entry`]): the count of pending values and the open
-/// run's value when short. The cold part ([`Cold`], in a side array) holds the closed
-/// runs, stored once each as `len:u32 | count:u32 | bytes`, and the partition. A long
-/// open value is the tail of `closed`, its header's count written when the run closes.
-#[derive(Default)]
-struct Cold {
-    closed: Vec<u8>,
-    /// Where the long open run's header starts in `closed`.
-    open_at: usize,
-    /// The key's partition.
-    part: u32,
-    /// Values in closed runs: the open run holds `Entry::n - n_closed`.
-    n_closed: u32,
-}
+/// Keys of at most this many bytes go in one word (with their length in the top byte).
+const ONE_WORD: usize = 7;
+/// Keys of at most this many bytes go in two words; longer ones in the arena.
+const TWO_WORDS: usize = 15;
+/// The top byte of a key's last word: its length, or this for a key in the arena.
+const IN_ARENA: u64 = 0xff;
+const LEN_SHIFT: u32 = 56;
+const LOW_56: u64 = (1 << LEN_SHIFT) - 1;
 
-/// Values up to this long are kept in the entry itself while their run is open.
-const SMALL: usize = 7;
+/// The common value is kept only if at most this long.
+const COMMON_MAX: usize = 64;
 
-/// `Entry::run_len` when there is no open run.
-const NO_RUN: u8 = 0xFE;
-
-/// `Entry::run_len` when the open run's value is longer than [`SMALL`] (so it is the
-/// tail of `Cold::closed`).
-const LONG_RUN: u8 = 0xFF;
-
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Keys up to this long are stored in the table entry itself, so a lookup compares
-/// them without chasing a pointer (profiles show that miss dominating otherwise).
-/// Nearly every word of a text is this short.
-const INLINE_KEY: usize = 14;
-
-/// A key, inline when short. A long one sits behind a thin pointer (a box of a boxed
-/// slice), which keeps the whole enum at 16 bytes.
-enum Key {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_KEY],
-    },
-    #[allow(clippy::box_collection, clippy::redundant_allocation)]
-    Heap(Box<Box<[u8]>>),
-}
-
-impl Key {
-    fn new(k: &[u8]) -> Key {
-        if k.len() <= INLINE_KEY {
-            let mut bytes = [0u8; INLINE_KEY];
-            bytes[..k.len()].copy_from_slice(k);
-            Key::Inline {
-                len: k.len() as u8,
-                bytes,
-            }
-        } else {
-            Key::Heap(Box::new(k.into()))
-        }
-    }
-
-    #[inline]
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Key::Inline { len, bytes } => &bytes[..*len as usize],
-            Key::Heap(b) => &b[..],
-        }
+/// The bytes of `s` (at most 8) as a little-endian word, zero-padded, without a copy
+/// loop: two overlapping loads whose common bytes are equal.
+#[inline(always)]
+fn load_partial(s: &[u8]) -> u64 {
+    let n = s.len();
+    debug_assert!(n <= 8);
+    if n >= 4 {
+        let lo = u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+        let hi = u64::from(u32::from_le_bytes([s[n - 4], s[n - 3], s[n - 2], s[n - 1]]));
+        lo | (hi << (8 * (n - 4)))
+    } else if n > 0 {
+        u64::from(s[0])
+            | (u64::from(s[n / 2]) << (8 * (n / 2)))
+            | (u64::from(s[n - 1]) << (8 * (n - 1)))
+    } else {
+        0
     }
 }
 
-/// One key and the hot part of its pending values: half a cache line. The table of a
-/// task's distinct words is then half the size it was with 64-byte entries (22k words
-/// of text: 700 KB, inside this machine's L2), and the common push (key found, value
-/// equal to the last) reads and writes that one entry only.
-#[repr(align(32))]
-struct Entry {
-    key: Key,
-    /// Values pending (closed runs and the open one).
-    n: u32,
-    /// The index of this key's [`Cold`] part.
-    cold: u32,
-    /// The open run's value when it is at most [`SMALL`] bytes long.
-    small: [u8; SMALL],
-    /// The open run's value length, or [`NO_RUN`] or [`LONG_RUN`].
-    run_len: u8,
+/// A key of at most [`ONE_WORD`] bytes as one word.
+#[inline(always)]
+fn pack1(k: &[u8]) -> u64 {
+    load_partial(k) | ((k.len() as u64) << LEN_SHIFT)
 }
 
-impl Entry {
-    /// Adds one value when it extends the open short run: the common case, which needs
-    /// nothing but this entry.
-    #[inline]
-    fn push_fast(&mut self, v: &[u8]) -> bool {
-        let len = self.run_len as usize;
-        if len == v.len() && key_eq(&self.small[..len.min(SMALL)], v) {
-            self.n += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Adds one value (any case).
-    fn push(&mut self, cold: &mut Cold, v: &[u8]) {
-        if self.push_fast(v) {
-            return;
-        }
-        if self.run_len == LONG_RUN && self.long_open(cold) == v {
-            self.n += 1;
-            return;
-        }
-        self.close_run(cold);
-        self.n += 1;
-        if v.len() <= SMALL {
-            self.run_len = v.len() as u8;
-            self.small[..v.len()].copy_from_slice(v);
-        } else {
-            self.run_len = LONG_RUN;
-            cold.open_at = cold.closed.len();
-            cold.closed
-                .extend_from_slice(&(v.len() as u32).to_le_bytes());
-            cold.closed.extend_from_slice(&0u32.to_le_bytes());
-            cold.closed.extend_from_slice(v);
-        }
-    }
-
-    /// The long open run's value.
-    fn long_open<'a>(&self, cold: &'a Cold) -> &'a [u8] {
-        &cold.closed[cold.open_at + 8..]
-    }
-
-    /// Moves the open run, if any, into `closed`.
-    fn close_run(&mut self, cold: &mut Cold) {
-        let count = self.n - cold.n_closed;
-        match self.run_len {
-            NO_RUN => return,
-            LONG_RUN => {
-                let at = cold.open_at + 4;
-                cold.closed[at..at + 4].copy_from_slice(&count.to_le_bytes());
-            }
-            len => {
-                let len = len as usize;
-                cold.closed.extend_from_slice(&(len as u32).to_le_bytes());
-                cold.closed.extend_from_slice(&count.to_le_bytes());
-                cold.closed.extend_from_slice(&self.small[..len]);
-            }
-        }
-        cold.n_closed = self.n;
-        self.run_len = NO_RUN;
-    }
-
-    fn clear(&mut self, cold: &mut Cold) {
-        cold.closed.clear();
-        cold.n_closed = 0;
-        self.n = 0;
-        self.run_len = NO_RUN;
-    }
-
-    /// Every pending value, in the order pushed.
-    fn values<'a>(&'a self, cold: &'a Cold, out: &mut Vec<&'a [u8]>) {
-        out.clear();
-        let open = self.n - cold.n_closed;
-        let mut i = 0;
-        while i < cold.closed.len() {
-            let len = read_u32(&cold.closed, i) as usize;
-            let v = &cold.closed[i + 8..i + 8 + len];
-            // A long open run is the tail of `closed`, with a count of 0 in its header.
-            let count = if self.run_len == LONG_RUN && i == cold.open_at {
-                open
-            } else {
-                read_u32(&cold.closed, i + 4)
-            };
-            out.extend(std::iter::repeat_n(v, count as usize));
-            i += 8 + len;
-        }
-        if self.run_len as usize <= SMALL {
-            let v = &self.small[..self.run_len as usize];
-            out.extend(std::iter::repeat_n(v, open as usize));
-        }
-    }
+/// A key of [`ONE_WORD`] + 1 to [`TWO_WORDS`] bytes as two words.
+#[inline(always)]
+fn pack2(k: &[u8]) -> [u64; 2] {
+    [
+        load_partial(&k[..8]),
+        load_partial(&k[8..]) | ((k.len() as u64) << LEN_SHIFT),
+    ]
 }
 
-/// Equality without a `memcmp` call for the short keys (and values) that dominate text.
-#[inline]
-fn key_eq(a: &[u8], b: &[u8]) -> bool {
+/// A key in the arena: its offset, and its length under the [`IN_ARENA`] tag.
+fn arena_key(offset: usize, len: usize) -> [u64; 2] {
+    [offset as u64, (IN_ARENA << LEN_SHIFT) | len as u64]
+}
+
+/// foldhash's mixing step: the two halves of a 128-bit product, folded.
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+const SEED_0: u64 = 0x243f_6a88_85a3_08d3;
+const SEED_1: u64 = 0x1319_8a2e_0370_7344;
+
+#[inline(always)]
+fn hash1(w: u64) -> u64 {
+    fold_mul(w ^ SEED_0, SEED_1)
+}
+
+#[inline(always)]
+fn hash2(w: [u64; 2]) -> u64 {
+    fold_mul(w[0] ^ SEED_0, w[1] ^ SEED_1)
+}
+
+/// The hash of a key in the arena: foldhash over its bytes.
+fn hash_bytes(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    const STATE: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6d72);
+    let mut h = STATE.build_hasher();
+    h.write(key);
+    h.finish()
+}
+
+/// Equality without a `memcmp` call for the short values that dominate.
+#[inline(always)]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && if a.len() > 16 {
             a == b
@@ -213,37 +122,324 @@ fn key_eq(a: &[u8], b: &[u8]) -> bool {
         }
 }
 
-/// The table hash: foldhash (hashbrown's own default, a few multiplies for a short key)
-/// with a fixed seed. The partition function (`ihash`, FNV-1a a byte at a time) is
-/// slower and only needed for a key the table has not seen, so it is not used here.
-#[inline]
-fn table_hash(key: &[u8]) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    const STATE: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6d72);
-    let mut h = STATE.build_hasher();
-    h.write(key);
-    h.finish()
+/// `Hot::meta`'s flag: the open run's value is the buffer's common value.
+const COMMON_OPEN: u32 = 1 << 31;
+
+/// What a slot holds besides its key: 8 bytes.
+#[derive(Clone, Copy)]
+struct Hot {
+    /// Values pending (closed runs and the open one).
+    n: u32,
+    /// The index of the key's [`Cold`] part, and [`COMMON_OPEN`].
+    meta: u32,
+}
+
+impl Hot {
+    fn cold(self) -> usize {
+        (self.meta & !COMMON_OPEN) as usize
+    }
+
+    fn common_open(self) -> bool {
+        self.meta & COMMON_OPEN != 0
+    }
+}
+
+/// A table slot: the key in `W` words and its hot state.
+struct Slot<const W: usize> {
+    key: [u64; W],
+    hot: Hot,
+}
+
+/// `Cold::open_at` when the open run, if any, is not in `closed`.
+const NO_OPEN: usize = usize::MAX;
+
+/// The rest of a key's pending values: runs of equal values, closed ones stored once
+/// each in `closed` as `len:u32 | count:u32 | bytes`. An open run other than the
+/// common value is the tail of `closed`, its header's count written when it closes.
+#[derive(Default)]
+struct Cold {
+    closed: Vec<u8>,
+    /// Where the open run's header is in `closed`, or [`NO_OPEN`].
+    open_at: usize,
+    /// The key's partition.
+    part: u32,
+    /// Values in closed runs: the open one holds `Hot::n - n_closed`.
+    n_closed: u32,
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// The value operations of one key, on its hot and cold parts and the buffer's common
+/// value.
+struct Values<'a> {
+    hot: &'a mut Hot,
+    cold: &'a mut Cold,
+    common: Option<&'a [u8]>,
+}
+
+impl Values<'_> {
+    /// Adds one value (any case; the caller has tried the common one already).
+    fn push(&mut self, v: &[u8]) {
+        if self.hot.common_open() && self.common.is_some_and(|c| bytes_eq(c, v)) {
+            self.hot.n += 1;
+            return;
+        }
+        if self.cold.open_at != NO_OPEN && bytes_eq(&self.cold.closed[self.cold.open_at + 8..], v) {
+            self.hot.n += 1;
+            return;
+        }
+        self.close_run();
+        self.hot.n += 1;
+        if self.common.is_some_and(|c| bytes_eq(c, v)) {
+            self.hot.meta |= COMMON_OPEN;
+        } else {
+            let closed = &mut self.cold.closed;
+            self.cold.open_at = closed.len();
+            closed.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            closed.extend_from_slice(&0u32.to_le_bytes());
+            closed.extend_from_slice(v);
+        }
+    }
+
+    /// Closes the open run, if any.
+    fn close_run(&mut self) {
+        let count = self.hot.n - self.cold.n_closed;
+        let closed = &mut self.cold.closed;
+        if self.hot.common_open() {
+            let c = self.common.unwrap_or_default();
+            closed.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            closed.extend_from_slice(&count.to_le_bytes());
+            closed.extend_from_slice(c);
+            self.hot.meta &= !COMMON_OPEN;
+        } else if self.cold.open_at != NO_OPEN {
+            let at = self.cold.open_at + 4;
+            closed[at..at + 4].copy_from_slice(&count.to_le_bytes());
+            self.cold.open_at = NO_OPEN;
+        }
+        self.cold.n_closed = self.hot.n;
+    }
+
+    fn clear(&mut self) {
+        self.cold.closed.clear();
+        self.cold.open_at = NO_OPEN;
+        self.cold.n_closed = 0;
+        self.hot.n = 0;
+        self.hot.meta &= !COMMON_OPEN;
+    }
+}
+
+/// Every pending value of a key, in the order pushed.
+fn values<'a>(hot: Hot, cold: &'a Cold, common: Option<&'a [u8]>, out: &mut Vec<&'a [u8]>) {
+    out.clear();
+    let open = hot.n - cold.n_closed;
+    let mut i = 0;
+    while i < cold.closed.len() {
+        let len = read_u32(&cold.closed, i) as usize;
+        let v = &cold.closed[i + 8..i + 8 + len];
+        let count = if i == cold.open_at {
+            open
+        } else {
+            read_u32(&cold.closed, i + 4)
+        };
+        out.extend(std::iter::repeat_n(v, count as usize));
+        i += 8 + len;
+    }
+    if hot.common_open() {
+        out.extend(std::iter::repeat_n(
+            common.unwrap_or_default(),
+            open as usize,
+        ));
+    }
+}
+
+/// A key taken out of the tables to be drained: its two words as bytes (so that an
+/// inline key is a prefix of them), and its hot state.
+struct Drained {
+    key: [u8; 16],
+    hot: Hot,
+}
+
+impl Drained {
+    fn new(w: [u64; 2], hot: Hot) -> Drained {
+        let mut key = [0; 16];
+        key[..8].copy_from_slice(&w[0].to_le_bytes());
+        key[8..].copy_from_slice(&w[1].to_le_bytes());
+        Drained { key, hot }
+    }
+
+    fn words(&self) -> [u64; 2] {
+        let mut a = [0; 8];
+        let mut b = [0; 8];
+        a.copy_from_slice(&self.key[..8]);
+        b.copy_from_slice(&self.key[8..]);
+        [u64::from_le_bytes(a), u64::from_le_bytes(b)]
+    }
+
+    /// The key's bytes.
+    fn key<'a>(&'a self, arena: &'a [u8]) -> &'a [u8] {
+        let [w0, w1] = self.words();
+        if w1 >> LEN_SHIFT == IN_ARENA {
+            let (at, len) = (w0 as usize, (w1 & LOW_56) as usize);
+            &arena[at..at + len]
+        } else {
+            &self.key[..(w1 >> LEN_SHIFT) as usize]
+        }
+    }
+
+    /// Bytes the key holds in the arena.
+    fn arena_bytes(&self) -> usize {
+        let w1 = self.words()[1];
+        if w1 >> LEN_SHIFT == IN_ARENA {
+            (w1 & LOW_56) as usize
+        } else {
+            0
+        }
+    }
+}
+
+/// The hash of a two-word slot (inline, or a key in `arena`).
+fn hash_long(key: [u64; 2], arena: &[u8]) -> u64 {
+    if key[1] >> LEN_SHIFT == IN_ARENA {
+        let (at, len) = (key[0] as usize, (key[1] & LOW_56) as usize);
+        hash_bytes(&arena[at..at + len])
+    } else {
+        hash2(key)
+    }
+}
+
+/// The tables of keys: short ones in one-word slots, longer ones in two-word slots
+/// (inline, or pointing into `arena`).
+struct Tables {
+    short: HashTable<Slot<1>>,
+    long: HashTable<Slot<2>>,
+    arena: Vec<u8>,
+}
+
+impl Tables {
+    fn with_capacity(n: usize) -> Tables {
+        Tables {
+            short: HashTable::with_capacity(n),
+            long: HashTable::with_capacity(n / 4),
+            arena: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.short.is_empty() && self.long.is_empty()
+    }
+
+    fn capacity(&self) -> usize {
+        self.short.capacity() + self.long.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+        self.arena.clear();
+    }
+
+    /// The hot state of `key`, added with `new()` if the key is new.
+    #[inline(always)]
+    fn find_or_add(&mut self, key: &[u8], new: impl FnOnce() -> Hot) -> &mut Hot {
+        if key.len() <= ONE_WORD {
+            let w = pack1(key);
+            let slot = self
+                .short
+                .entry(hash1(w), |s| s.key[0] == w, |s| hash1(s.key[0]))
+                .or_insert_with(|| Slot {
+                    key: [w],
+                    hot: new(),
+                })
+                .into_mut();
+            &mut slot.hot
+        } else if key.len() <= TWO_WORDS {
+            let w = pack2(key);
+            let Tables { long, arena, .. } = self;
+            let slot = long
+                .entry(hash2(w), |s| s.key == w, |s| hash_long(s.key, arena))
+                .or_insert_with(|| Slot { key: w, hot: new() })
+                .into_mut();
+            &mut slot.hot
+        } else {
+            self.find_or_add_in_arena(key, new)
+        }
+    }
+
+    #[inline(never)]
+    fn find_or_add_in_arena(&mut self, key: &[u8], new: impl FnOnce() -> Hot) -> &mut Hot {
+        let h = hash_bytes(key);
+        let tag = (IN_ARENA << LEN_SHIFT) | key.len() as u64;
+        let Tables { long, arena, .. } = self;
+        let eq = |s: &Slot<2>| {
+            s.key[1] == tag && {
+                let at = s.key[0] as usize;
+                arena[at..at + key.len()] == *key
+            }
+        };
+        match long.entry(h, eq, |s| hash_long(s.key, arena)) {
+            hashbrown::hash_table::Entry::Occupied(o) => &mut o.into_mut().hot,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let w = arena_key(arena.len(), key.len());
+                arena.extend_from_slice(key);
+                &mut v.insert(Slot { key: w, hot: new() }).into_mut().hot
+            }
+        }
+    }
+
+    /// Puts a drained key back.
+    fn put_back(&mut self, d: Drained) {
+        let w = d.words();
+        if w[1] >> LEN_SHIFT <= ONE_WORD as u64 {
+            let w = w[0] | (w[1] & !LOW_56);
+            self.short.insert_unique(
+                hash1(w),
+                Slot {
+                    key: [w],
+                    hot: d.hot,
+                },
+                |s| hash1(s.key[0]),
+            );
+        } else {
+            let h = hash_long(w, &self.arena);
+            let Tables { long, arena, .. } = self;
+            long.insert_unique(h, Slot { key: w, hot: d.hot }, |s| hash_long(s.key, arena));
+        }
+    }
+
+    /// Moves every key out (the tables keep their room; the arena its keys).
+    fn drain_into(&mut self, out: &mut Vec<Drained>) {
+        out.extend(self.short.drain().map(|s| {
+            let w = s.key[0];
+            Drained::new([w & LOW_56, w & !LOW_56], s.hot)
+        }));
+        out.extend(self.long.drain().map(|s| Drained::new(s.key, s.hot)));
+    }
 }
 
 /// Buffered, combining map output for `n` partitions.
 pub struct CombineBuffer {
-    table: HashTable<Entry>,
-    /// Every key's cold part, by `Entry::cold`; emptied when the buffer is.
+    tables: Tables,
+    /// Every key's cold part, by `Hot::cold`; emptied when the buffer is.
     colds: Vec<Cold>,
-    /// The entries being drained, sorted by (partition, key), and the first not yet
+    /// The first value pushed (if short), which a key's open run can refer to with a
+    /// flag instead of holding it.
+    common: Option<Vec<u8>>,
+    /// The keys being drained, sorted by (partition, key), and the first not yet
     /// drained; empty while records are pushed.
-    sorted: Vec<Entry>,
+    sorted: Vec<Drained>,
     next: usize,
     bytes: usize,
     scratch: Vec<u8>,
 }
 
-/// Fixed cost charged per distinct key: its entry and cold part.
-const KEY_OVERHEAD: usize =
-    std::mem::size_of::<Entry>() + std::mem::size_of::<Cold>() + std::mem::size_of::<usize>();
+/// Fixed cost charged per distinct key: a slot, its control byte and spare room, and
+/// its cold part.
+const KEY_OVERHEAD: usize = 2 * std::mem::size_of::<Slot<2>>() + std::mem::size_of::<Cold>();
 
 /// The allocations of a dropped buffer, for the next one.
-type Spare = (HashTable<Entry>, Vec<Entry>, Vec<Cold>);
+type Spare = (Tables, Vec<Cold>, Vec<Drained>);
 
 /// The allocations of dropped buffers, for the next ones.
 static POOL: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
@@ -251,27 +447,44 @@ static POOL: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
 /// Buffers kept in the pool, at most (one per map task a process runs at once).
 const POOL_SIZE: usize = 4;
 
-/// Tables with room for more entries than this are not kept (8 MiB each): one task
-/// with millions of keys must not pin that memory for the rest of the worker's life.
+/// Tables with room for more keys than this are not kept: one task with millions of
+/// keys must not pin that memory for the rest of the worker's life.
 const POOL_MAX_ENTRIES: usize = 1 << 18;
 
-/// Room for this many entries up front: text has thousands of distinct words per task.
+/// Room for this many keys up front: text has thousands of distinct words per task.
 const START_ENTRIES: usize = 1 << 14;
+
+/// A new key's cold part, with its partition; returns the key's hot state. Charges
+/// `bytes` for the key (of `key_len` bytes).
+fn new_cold(colds: &mut Vec<Cold>, bytes: &mut usize, part: u32, key_len: usize) -> Hot {
+    // Keys longer than two words are copied into the arena.
+    *bytes += KEY_OVERHEAD + if key_len > TWO_WORDS { key_len } else { 0 };
+    colds.push(Cold {
+        part,
+        open_at: NO_OPEN,
+        ..Cold::default()
+    });
+    Hot {
+        n: 0,
+        meta: (colds.len() - 1) as u32,
+    }
+}
 
 impl CombineBuffer {
     /// An empty buffer for `n` partitions.
     pub fn new(_n: u32) -> Self {
         let spare = POOL.lock().ok().and_then(|mut p| p.pop());
-        let (table, sorted, colds) = spare.unwrap_or_else(|| {
+        let (tables, colds, sorted) = spare.unwrap_or_else(|| {
             (
-                HashTable::with_capacity(START_ENTRIES),
-                Vec::new(),
+                Tables::with_capacity(START_ENTRIES),
                 Vec::with_capacity(START_ENTRIES),
+                Vec::new(),
             )
         });
         CombineBuffer {
-            table,
+            tables,
             colds,
+            common: None,
             sorted,
             next: 0,
             bytes: 0,
@@ -286,7 +499,7 @@ impl CombineBuffer {
 
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty() && self.next == self.sorted.len()
+        self.tables.is_empty() && self.next == self.sorted.len()
     }
 
     /// Adds one record, combining that key's values once [`EAGER`] are pending. `part`
@@ -303,95 +516,56 @@ impl CombineBuffer {
         if !self.sorted.is_empty() {
             self.unsort();
         }
-        let hash = table_hash(key);
-        let entry = match self.table.find_mut(hash, |e| key_eq(e.key.as_slice(), key)) {
-            Some(e) => {
-                if e.push_fast(value) {
-                    if e.n < EAGER {
-                        return Ok(());
-                    }
-                    let cold = &mut self.colds[e.cold as usize];
-                    let before = cold.closed.len();
-                    let result = Self::combine(e, cold, key, &mut self.scratch, combine);
-                    self.bytes = self.bytes + cold.closed.len() - before;
-                    return result;
-                }
-                e
+        if self.common.is_none() && value.len() <= COMMON_MAX {
+            self.common = Some(value.to_vec());
+        }
+        let CombineBuffer {
+            tables,
+            colds,
+            common,
+            bytes,
+            scratch,
+            ..
+        } = self;
+        let hot = tables.find_or_add(key, || new_cold(colds, bytes, part(), key.len()));
+        let common = common.as_deref();
+        if hot.common_open() && common.is_some_and(|c| bytes_eq(c, value)) {
+            // The common case: the value is the one this key's open run repeats, and
+            // nothing but the slot is touched.
+            hot.n += 1;
+            if hot.n < EAGER {
+                return Ok(());
             }
-            None => {
-                self.bytes += key.len() + KEY_OVERHEAD;
-                let cold = self.colds.len() as u32;
-                self.colds.push(Cold {
-                    part: part(),
-                    ..Cold::default()
-                });
-                let entry = Entry {
-                    key: Key::new(key),
-                    n: 0,
-                    cold,
-                    small: [0; SMALL],
-                    run_len: NO_RUN,
-                };
-                self.table
-                    .insert_unique(hash, entry, |e| table_hash(e.key.as_slice()))
-                    .into_mut()
-            }
-        };
-        let cold = &mut self.colds[entry.cold as usize];
-        let before = cold.closed.len();
-        entry.push(cold, value);
-        let result = if entry.n >= EAGER {
-            Self::combine(entry, cold, key, &mut self.scratch, combine)
         } else {
-            Ok(())
-        };
-        self.bytes = self.bytes + cold.closed.len() - before;
-        result
+            push_cold(hot, colds, bytes, common, value);
+            if hot.n < EAGER {
+                return Ok(());
+            }
+        }
+        combine_key(hot, colds, bytes, common, key, scratch, combine)
     }
 
-    /// Folds a key's pending values into one through the combiner.
-    #[cold]
-    fn combine<E>(
-        entry: &mut Entry,
-        cold: &mut Cold,
-        key: &[u8],
-        scratch: &mut Vec<u8>,
-        combine: &mut CombineFn<'_, E>,
-    ) -> Result<(), E> {
-        let mut values = Vec::with_capacity(entry.n as usize);
-        entry.values(cold, &mut values);
-        scratch.clear();
-        combine(key, &values, scratch)?;
-        entry.clear(cold);
-        entry.push(cold, scratch);
-        Ok(())
-    }
-
-    /// Puts entries not yet drained back into the table (records pushed after a
-    /// partial drain; the worker always drains every partition first).
+    /// Puts keys not yet drained back into the tables (records pushed after a partial
+    /// drain; the worker always drains every partition first).
     #[cold]
     fn unsort(&mut self) {
-        let rest: Vec<Entry> = self.sorted.drain(self.next..).collect();
+        let rest: Vec<Drained> = self.sorted.drain(self.next..).collect();
         self.sorted.clear();
         self.next = 0;
-        for e in rest {
-            let hash = table_hash(e.key.as_slice());
-            self.table
-                .insert_unique(hash, e, |e| table_hash(e.key.as_slice()));
+        for d in rest {
+            self.tables.put_back(d);
         }
     }
 
-    /// Moves every entry out of the table (which keeps its room), sorted by
-    /// (partition, key).
+    /// Moves every key out of the tables, sorted by (partition, key).
     fn sort(&mut self) {
         if !self.sorted.is_empty() {
             self.unsort();
         }
-        self.sorted.extend(self.table.drain());
-        let colds = &self.colds;
+        self.tables.drain_into(&mut self.sorted);
+        let (colds, arena) = (&self.colds, &self.tables.arena);
         self.sorted.sort_unstable_by(|a, b| {
-            (colds[a.cold as usize].part, a.key.as_slice())
-                .cmp(&(colds[b.cold as usize].part, b.key.as_slice()))
+            (colds[a.hot.cold()].part, a.key(arena)).cmp(&(colds[b.hot.cold()].part, b.key(arena)))
         });
         self.next = 0;
     }
@@ -402,26 +576,26 @@ impl CombineBuffer {
         p: u32,
         mut f: impl FnMut(&[u8], &[&[u8]]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let part = |colds: &[Cold], e: &Entry| colds[e.cold as usize].part;
-        if !self.table.is_empty()
+        let part = |colds: &[Cold], d: &Drained| colds[d.hot.cold()].part;
+        if !self.tables.is_empty()
             || self
                 .sorted
                 .get(self.next)
-                .is_some_and(|e| part(&self.colds, e) > p)
+                .is_some_and(|d| part(&self.colds, d) > p)
         {
             self.sort();
         }
-        // Entries of earlier partitions not asked for are skipped past, not lost: they
+        // Keys of earlier partitions not asked for are skipped past, not lost: they
         // stay in `sorted` until the buffer is pushed to again (see `unsort`).
-        let colds = &self.colds;
-        let start = self.next + self.sorted[self.next..].partition_point(|e| part(colds, e) < p);
-        let end = start + self.sorted[start..].partition_point(|e| part(colds, e) == p);
-        let mut values = Vec::new();
-        for e in &self.sorted[start..end] {
-            let cold = &colds[e.cold as usize];
-            self.bytes -= e.key.as_slice().len() + KEY_OVERHEAD + cold.closed.len();
-            e.values(cold, &mut values);
-            f(e.key.as_slice(), &values)?;
+        let (colds, arena, common) = (&self.colds, &self.tables.arena, self.common.as_deref());
+        let start = self.next + self.sorted[self.next..].partition_point(|d| part(colds, d) < p);
+        let end = start + self.sorted[start..].partition_point(|d| part(colds, d) == p);
+        let mut vs = Vec::new();
+        for d in &self.sorted[start..end] {
+            let cold = &colds[d.hot.cold()];
+            self.bytes -= KEY_OVERHEAD + d.arena_bytes() + cold.closed.len();
+            values(d.hot, cold, common, &mut vs);
+            f(d.key(arena), &vs)?;
         }
         if start == self.next {
             self.next = end;
@@ -432,8 +606,9 @@ impl CombineBuffer {
         if self.next == self.sorted.len() {
             self.sorted.clear();
             self.next = 0;
-            if self.table.is_empty() {
+            if self.tables.is_empty() {
                 self.colds.clear();
+                self.tables.arena.clear();
             }
         }
         Ok(())
@@ -462,15 +637,55 @@ impl CombineBuffer {
     }
 }
 
+/// Adds a value past the common case: the key's cold part is needed.
+#[inline(never)]
+fn push_cold(
+    hot: &mut Hot,
+    colds: &mut [Cold],
+    bytes: &mut usize,
+    common: Option<&[u8]>,
+    v: &[u8],
+) {
+    let cold = &mut colds[hot.cold()];
+    let before = cold.closed.len();
+    Values { hot, cold, common }.push(v);
+    *bytes = *bytes + cold.closed.len() - before;
+}
+
+/// Folds a key's pending values into one through the combiner.
+#[inline(never)]
+fn combine_key<E>(
+    hot: &mut Hot,
+    colds: &mut [Cold],
+    bytes: &mut usize,
+    common: Option<&[u8]>,
+    key: &[u8],
+    scratch: &mut Vec<u8>,
+    combine: &mut CombineFn<'_, E>,
+) -> Result<(), E> {
+    let cold = &mut colds[hot.cold()];
+    let before = cold.closed.len();
+    let mut vs = Vec::with_capacity(hot.n as usize);
+    values(*hot, cold, common, &mut vs);
+    scratch.clear();
+    combine(key, &vs, scratch)?;
+    drop(vs);
+    let mut key_values = Values { hot, cold, common };
+    key_values.clear();
+    key_values.push(scratch);
+    *bytes = *bytes + cold.closed.len() - before;
+    Ok(())
+}
+
 impl Drop for CombineBuffer {
     fn drop(&mut self) {
-        if self.table.capacity() > POOL_MAX_ENTRIES {
+        if self.tables.capacity() > POOL_MAX_ENTRIES {
             return;
         }
         let mut spare = (
-            std::mem::take(&mut self.table),
-            std::mem::take(&mut self.sorted),
+            std::mem::replace(&mut self.tables, Tables::with_capacity(0)),
             std::mem::take(&mut self.colds),
+            std::mem::take(&mut self.sorted),
         );
         spare.0.clear();
         spare.1.clear();
@@ -564,14 +779,35 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_half_a_cache_line() {
-        assert_eq!(std::mem::size_of::<Key>(), 16);
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    fn slots_are_small() {
+        assert_eq!(std::mem::size_of::<Slot<1>>(), 16);
+        assert_eq!(std::mem::size_of::<Slot<2>>(), 24);
+        assert_eq!(std::mem::size_of::<Drained>(), 24);
     }
 
     #[test]
-    fn runs_of_short_and_long_values_come_back_in_order() {
-        let long_a: &[u8] = b"a value longer than SMALL";
+    fn packed_keys_come_back_whole() {
+        for len in 0..=TWO_WORDS {
+            for fill in [0u8, 1, 0xff, b'x'] {
+                let mut key: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ fill).collect();
+                if len > 0 {
+                    key[len - 1] = fill;
+                }
+                let w = if len <= ONE_WORD {
+                    let w = pack1(&key);
+                    [w & LOW_56, w & !LOW_56]
+                } else {
+                    pack2(&key)
+                };
+                let d = Drained::new(w, Hot { n: 0, meta: 0 });
+                assert_eq!(d.key(&[]), &key[..], "length {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_of_common_short_and_long_values_come_back_in_order() {
+        let long_a: &[u8] = b"a value longer than sixteen bytes";
         let long_b: &[u8] = b"another long one";
         let seq: Vec<&[u8]> = vec![
             b"1",
@@ -585,34 +821,105 @@ mod tests {
             b"1",
             long_b,
             b"",
+            b"",
             b"1234567",
-            b"1234567",
+            b"1",
             b"12345678",
             b"12345678",
             long_a,
+            b"1",
         ];
-        for cut in 0..=seq.len() {
-            let mut e = Entry {
-                key: Key::new(b"k"),
-                n: 0,
-                cold: 0,
-                small: [0; SMALL],
-                run_len: NO_RUN,
-            };
-            let mut cold = Cold::default();
-            for v in &seq[..cut] {
-                e.push(&mut cold, v);
+        for common in [None, Some(&b"1"[..]), Some(&b"22"[..]), Some(long_a)] {
+            for cut in 0..=seq.len() {
+                let mut hot = Hot { n: 0, meta: 0 };
+                let mut cold = Cold {
+                    open_at: NO_OPEN,
+                    ..Cold::default()
+                };
+                let mut vals = Values {
+                    hot: &mut hot,
+                    cold: &mut cold,
+                    common,
+                };
+                for v in &seq[..cut] {
+                    vals.push(v);
+                }
+                let mut out = Vec::new();
+                values(hot, &cold, common, &mut out);
+                assert_eq!(out, &seq[..cut], "after {cut} pushes, common {common:?}");
+                assert_eq!(hot.n as usize, cut);
+                drop(out);
+                Values {
+                    hot: &mut hot,
+                    cold: &mut cold,
+                    common,
+                }
+                .clear();
+                let mut out = Vec::new();
+                values(hot, &cold, common, &mut out);
+                assert!(out.is_empty(), "cleared after {cut} pushes");
             }
-            let mut out = Vec::new();
-            e.values(&cold, &mut out);
-            assert_eq!(out, &seq[..cut], "after {cut} pushes");
-            assert_eq!(e.n as usize, cut);
-            drop(out);
-            e.clear(&mut cold);
-            let mut out = Vec::new();
-            e.values(&cold, &mut out);
-            assert!(out.is_empty(), "cleared after {cut} pushes");
         }
+    }
+
+    /// Keys of every length from 0 to 40 bytes (each of the three kinds of slot), with
+    /// NUL bytes and shared prefixes, values of several lengths, against a model: the
+    /// combiner joins values with commas, so the result shows every value once, in the
+    /// order pushed, however often combining ran.
+    #[test]
+    fn every_kind_of_key_keeps_its_values_in_order() {
+        fn join(_k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>) -> Result<(), ()> {
+            out.extend_from_slice(&vs.join(&b","[..]));
+            Ok(())
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let keys: Vec<Vec<u8>> = (0..=40)
+            .flat_map(|len| {
+                [
+                    vec![b'k'; len],
+                    (0..len)
+                        .map(|i| if i % 3 == 0 { 0 } else { b'a' + i as u8 })
+                        .collect(),
+                    vec![0; len],
+                ]
+            })
+            .collect();
+        let vals: [&[u8]; 5] = [b"1", b"1", b"", b"a", b"a value of over sixteen bytes"];
+        let mut b = CombineBuffer::new(4);
+        let mut model: std::collections::BTreeMap<(u32, Vec<u8>), Vec<&[u8]>> = Default::default();
+        for _ in 0..20_000 {
+            let k = &keys[(next() % keys.len() as u64) as usize];
+            let v = vals[(next() % vals.len() as u64) as usize];
+            let p = (k.len() % 4) as u32;
+            b.push(k, v, || p, &mut join).unwrap();
+            model.entry((p, k.clone())).or_default().push(v);
+        }
+        let mut got = Vec::new();
+        for p in 0..4 {
+            b.drain_groups(p, |k, vs| {
+                let mut out = Vec::new();
+                join(k, vs, &mut out)?;
+                got.push(((p, k.to_vec()), out));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        assert_eq!(got.len(), model.len());
+        for (g, (key, vs)) in got.iter().zip(&model) {
+            assert_eq!(&g.0, key, "keys in (partition, key) order");
+            // No value has a comma, and a key has at least one value: splitting the
+            // joined result gives back the values.
+            let back: Vec<&[u8]> = g.1.split(|&c| c == b',').collect();
+            assert_eq!(&back, vs, "values of {key:?}");
+        }
+        assert!(b.is_empty());
+        assert_eq!(b.bytes(), 0);
     }
 
     #[test]
