@@ -24,6 +24,10 @@ pub enum Effect {
     },
     /// Tasks may have become available, or the job ended: wake the waiting polls.
     WakePolls,
+    /// A task finished while the phase had no idle task: wake one waiting poll, which
+    /// may start a backup (one is enough, and waking every one of thousands of waiting
+    /// workers on each completion of a phase's tail costs O(workers) per task).
+    WakeOne,
     /// Deadlines changed (a task was handed out, a worker joined): re-arm the sweeper.
     Rearm,
     /// A worker was told that the job is over.

@@ -208,6 +208,7 @@ impl Job {
             })
         };
         let had_points = self.tasks.chosen().is_some();
+        let assignable = self.tasks.assignable();
         let reply = match outcome {
             Ok(result) => match self.complete(worker, task, attempt, result.clone(), now) {
                 Ok(Completed { excluded, beaten }) => {
@@ -252,9 +253,16 @@ impl Job {
                         }));
                     }
                     self.timeline.completed(task, since, now);
+                    // The last map releases the reduces (and a sample the maps); a
+                    // worker excluded can leave a task skipped for others to the
+                    // workers that wait. Otherwise the waiting polls can only start a
+                    // backup, and one is enough.
+                    if self.tasks.assignable() > assignable || !excluded.is_empty() {
+                        effects.push(Effect::WakePolls);
+                    } else if self.tasks.assignable() == 0 {
+                        effects.push(Effect::WakeOne);
+                    }
                     self.log_excluded(&excluded, &mut effects);
-                    // Done maps may release the reduces.
-                    effects.push(Effect::WakePolls);
                     ReportReply::Accepted
                 }
                 Err(refusal) => {
@@ -755,6 +763,56 @@ mod tests {
             output: mr::task::MapOutputs::Server(server.into()),
             stats: TaskStats::default(),
         }
+    }
+
+    /// Which wake-up a completion asks for: none while idle maps are left (nobody
+    /// waits then), one in a phase's tail (for a backup), all when the reduces are
+    /// released.
+    #[test]
+    fn a_completion_wakes_every_poll_only_when_it_releases_tasks() {
+        let (mut job, t0) = job_of(3, 2);
+        let w1 = remote(&mut job, t0);
+        let w2 = remote(&mut job, t0);
+        let wakes = |effects: &[Effect]| {
+            (
+                effects.contains(&Effect::WakePolls),
+                effects.contains(&Effect::WakeOne),
+            )
+        };
+        let task = |reply: TaskReply| match reply {
+            TaskReply::Task(a) => a,
+            other => panic!("expected a task, got {other:?}"),
+        };
+        let a0 = task(job.poll(w1, t0).reply);
+        let a1 = task(job.poll(w2, t0).reply);
+        let done = |job: &mut Job, w, a: &Assignment| {
+            let step = job.report(
+                w,
+                a.task,
+                a.attempt,
+                Ok(map_result(2, a.task.index, "h:1")),
+                t0,
+            );
+            assert_eq!(step.reply, ReportReply::Accepted);
+            wakes(&step.effects)
+        };
+        assert_eq!(
+            done(&mut job, w1, &a0),
+            (false, false),
+            "map-2 is still idle"
+        );
+        let a2 = task(job.poll(w1, t0).reply);
+        assert_eq!(
+            done(&mut job, w2, &a1),
+            (false, true),
+            "the tail: one, for a backup"
+        );
+        assert_eq!(
+            done(&mut job, w1, &a2),
+            (true, false),
+            "the reduces are released"
+        );
+        assert_eq!(job.tasks.assignable(), 2);
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl Shared {
                     }
                 }
                 Effect::WakePolls => self.work.notify_waiters(),
+                Effect::WakeOne => self.work.notify_one(),
                 Effect::Rearm => self.sweep.notify_one(),
                 Effect::ToldExit => self.told_exit.notify_waiters(),
                 Effect::Ended(end) => {

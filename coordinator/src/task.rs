@@ -779,6 +779,22 @@ impl TaskTable {
         self.index.done[1]
     }
 
+    /// Idle tasks of the phase that can be handed out now (samples; then maps once the
+    /// split points are chosen; then reduces once every map is done). O(1).
+    pub fn assignable(&self) -> usize {
+        if !self.index.idle[2].is_empty() {
+            self.index.idle[2].len()
+        } else if !self.partitioned() {
+            0
+        } else if !self.index.idle[0].is_empty() {
+            self.index.idle[0].len()
+        } else if self.maps_done() {
+            self.index.idle[1].len()
+        } else {
+            0
+        }
+    }
+
     /// Every map task is done (reduce tasks may be handed out).
     pub fn maps_done(&self) -> bool {
         self.index.done[0] == self.maps.len()

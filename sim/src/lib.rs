@@ -798,6 +798,7 @@ impl World {
     /// Applies a step's effects as the service does, checking what they say.
     fn apply(&mut self, effects: Vec<Effect>) -> Result<(), Violation> {
         let mut wake = false;
+        let mut wake_one = false;
         for e in effects {
             match e {
                 Effect::Journal { record, sync } => {
@@ -828,6 +829,7 @@ impl World {
                     }
                 }
                 Effect::WakePolls => wake = true,
+                Effect::WakeOne => wake_one = true,
                 Effect::Rearm => {}
                 Effect::ToldExit => {}
                 Effect::Ended(end) => {
@@ -839,7 +841,9 @@ impl World {
         }
         self.rearm();
         if wake {
-            self.wake_polls()?;
+            self.wake_polls(usize::MAX)?;
+        } else if wake_one {
+            self.wake_polls(1)?;
         }
         Ok(())
     }
@@ -896,9 +900,11 @@ impl World {
         Ok(())
     }
 
-    fn wake_polls(&mut self) -> Result<(), Violation> {
+    /// Wakes the `n` longest-held polls (as tokio's `Notify` does, first come first
+    /// woken); each asks the core again and is answered, or held on.
+    fn wake_polls(&mut self, n: usize) -> Result<(), Violation> {
         let keys: Vec<u64> = match &self.coord {
-            Some(c) => c.held.keys().copied().collect(),
+            Some(c) => c.held.keys().copied().take(n).collect(),
             None => return Ok(()),
         };
         for key in keys {
