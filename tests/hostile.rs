@@ -1,6 +1,6 @@
 //! A hostile network: while a wc job runs on TCP (TLS), clients send garbage, try wrong
 //! tokens, speak plaintext to the TLS port, send malformed and oversized frames behind a
-//! valid handshake (on the control and the data plane), hold idle connections, and a
+//! valid handshake (on the control, heartbeat and data planes), hold idle connections, and a
 //! rogue client that holds the token speaks the protocol but lies. The coordinator must stay up, bounded in memory, and
 //! finish the job correctly.
 
@@ -42,7 +42,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
     rt.block_on(async {
         let addr: Addr = addr.parse().unwrap();
         let guard = mr::secure::Guard::tls(Token::new(TOKEN)).unwrap();
-        let client = mr::rpc::connect(&addr, &guard)
+        let client = mr::rpc::connect(&addr, &guard, Channel::Control)
             .await
             .expect("rogue connect");
         let ctx = tarpc::context::current;
@@ -59,6 +59,15 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
             .await
             .expect("register");
         let me = reg.worker;
+        // Heartbeats have a connection of their own, served apart from the rest.
+        let beats = mr::rpc::connect(&addr, &guard, Channel::Heartbeat)
+            .await
+            .expect("rogue heartbeat connect");
+        let d = beats
+            .heartbeat(ctx(), RequestId(7), me)
+            .await
+            .expect("heartbeat");
+        assert_eq!(d, mr::rpc::Directive::Continue);
         let a = match client
             .get_task(ctx(), RequestId(2), me)
             .await
@@ -165,8 +174,8 @@ fn the_coordinator_survives_a_hostile_network() {
     for seed in 1..=4 {
         held.push(Box::new(send_raw(&addr, &noise(64 << 10, seed))));
     }
-    // Wrong tokens, on both planes: refused before anything is served.
-    for channel in [Channel::Control, Channel::Data] {
+    // Wrong tokens, on every channel: refused before anything is served.
+    for channel in [Channel::Control, Channel::Heartbeat, Channel::Data] {
         let guess = mr::secure::Guard::tls(Token::new("guess")).unwrap();
         let r = guess.client_blocking(TcpStream::connect(&addr).unwrap(), channel);
         assert!(
@@ -197,6 +206,11 @@ fn the_coordinator_survives_a_hostile_network() {
     held.push(control(&frame(5, b"hello")));
     held.push(control(&frame(7, b"{\"x\":1}")));
     held.push(control(&frame(0, b"")));
+    // The same on the heartbeat connection, which its own thread serves.
+    let beats = |bytes: &[u8]| send_after_handshake(&addr, &token, Channel::Heartbeat, bytes);
+    held.push(beats(&frame(u32::MAX, b"xxxx")));
+    held.push(beats(&frame(5, b"hello")));
+    held.push(beats(&frame(1000, b"{\"Request\"")));
     // The same on the data plane, and requests for files that are not job inputs.
     let data = |bytes: &[u8]| send_after_handshake(&addr, &token, Channel::Data, bytes);
     held.push(data(&frame(u32::MAX, b"xxxx")));
@@ -271,12 +285,12 @@ fn the_coordinator_survives_a_hostile_network() {
     let err = c.stderr();
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains(TOKEN), "the token leaked into the log");
-    // Both wrong tokens were refused and logged with the peer's address.
+    // The three wrong tokens were refused and logged with the peer's address.
     assert_eq!(
         err.lines()
             .filter(|l| l.contains("authentication failed") && l.contains("peer=127.0.0.1:"))
             .count(),
-        2,
+        3,
         "{}",
         tail(&err, 60)
     );

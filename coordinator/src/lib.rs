@@ -8,6 +8,7 @@
 //! - [`job`]: both together, with the rules that join them; each call returns the
 //!   [`effect`]s it implies.
 //! - [`service`]: the tarpc handlers over the shared job.
+//! - [`beats`]: the thread that serves heartbeats apart from everything else.
 //! - [`data`]: the data plane for workers that share no filesystem with the
 //!   coordinator: input splits out, reduce output in.
 //! - [`views`]: what people see: a snapshot of the job, the live display on stderr, the
@@ -15,6 +16,7 @@
 //! - [`run`] (here): the server: accept loop, deadline sweeper, shutdown.
 #![warn(missing_docs)]
 
+pub mod beats;
 pub mod data;
 pub mod effect;
 pub mod job;
@@ -173,8 +175,9 @@ pub struct Outcome {
 }
 
 /// Connections served at once; more are closed as soon as they are accepted. Each
-/// worker holds one control connection (and a data connection while a transfer runs),
-/// so this is what bounds the workers of a job: the paper's jobs ran on 2,000 machines.
+/// worker holds a control and a heartbeat connection (and a data connection while a
+/// transfer runs), so this is what bounds the workers of a job: the paper's jobs ran on
+/// 2,000 machines.
 /// (Every binary raises its open-file limit to the hard limit at start.)
 const MAX_CONNECTIONS: usize = 16_384;
 
@@ -238,6 +241,8 @@ pub async fn run(
 
     let service = Service(shared.clone());
     let out_dir = config.out_dir.clone();
+    let beats = Arc::new(beats::Beats::start().context("cannot start the heartbeat thread")?);
+    let heartbeats = beats.clone();
     // Bounded resources whatever clients do: at most MAX_CONNECTIONS connections, each
     // dropped unless it proves the token within auth::HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT
     // calls each, frames of at most mr::rpc::MAX_FRAME_LEN (a bad frame closes it).
@@ -246,7 +251,7 @@ pub async fn run(
         guard,
         MAX_CONNECTIONS,
         "coordinator",
-        move |conn| serve_connection(conn, service.clone(), out_dir.clone()),
+        move |conn| serve_connection(conn, service.clone(), out_dir.clone(), heartbeats.clone()),
     );
     let sweeper = tokio::spawn(sweep_loop(shared.clone()));
 
@@ -283,6 +288,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.stop().await; // closes the listener, which removes a Unix socket file
+    beats.stop();
 
     if let Ok(n) = mr::atomic::sweep_temp_files(&config.out_dir) {
         if n > 0 {
@@ -302,8 +308,14 @@ pub async fn run(
     })
 }
 
-/// Serves one secured connection: RPCs, or one data transfer.
-async fn serve_connection(conn: secure::Accepted, server: Service, out_dir: PathBuf) {
+/// Serves one secured connection: RPCs, heartbeats (on their own thread), or one data
+/// transfer.
+async fn serve_connection(
+    conn: secure::Accepted,
+    server: Service,
+    out_dir: PathBuf,
+    beats: Arc<beats::Beats>,
+) {
     let secure::Accepted {
         mut io,
         channel,
@@ -315,22 +327,26 @@ async fn serve_connection(conn: secure::Accepted, server: Service, out_dir: Path
         return;
     }
     match channel {
-        Channel::Control => {
-            let channel = BaseChannel::with_defaults(json_transport(io))
-                .max_concurrent_requests(MAX_IN_FLIGHT);
-            channel
-                .execute(server.serve())
-                .for_each(|call| async move {
-                    tokio::spawn(call);
-                })
-                .await;
-        }
+        Channel::Control => serve_rpc(io, server).await,
+        Channel::Heartbeat => beats.serve(io, server).await,
         Channel::Data => {
             if let Err(e) = data::serve(&mut io, &server.0, &out_dir).await {
                 tracing::debug!(%peer, error = %e, "data transfer failed");
             }
         }
     }
+}
+
+/// Serves the RPC service on one connection until it closes; each call runs as a task
+/// of the runtime this runs on.
+async fn serve_rpc(io: Box<dyn mr::rpc::Io>, server: Service) {
+    BaseChannel::with_defaults(json_transport(io))
+        .max_concurrent_requests(MAX_IN_FLIGHT)
+        .execute(server.serve())
+        .for_each(|call| async move {
+            tokio::spawn(call);
+        })
+        .await;
 }
 
 /// What identifies this job in a journal: the inputs, R and the split size.

@@ -150,6 +150,10 @@ pub enum Channel {
     Control = 1,
     /// Bulk data: input splits, intermediate files, reduce output.
     Data = 2,
+    /// The coordinator's RPC service, for a worker's heartbeats only: a connection of its
+    /// own, which the coordinator serves on a thread of its own, so that a heartbeat never
+    /// waits behind the polls and reports of thousands of other workers.
+    Heartbeat = 3,
 }
 
 impl Channel {
@@ -157,6 +161,7 @@ impl Channel {
         match b {
             1 => Some(Channel::Control),
             2 => Some(Channel::Data),
+            3 => Some(Channel::Heartbeat),
             _ => None,
         }
     }

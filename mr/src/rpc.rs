@@ -240,11 +240,16 @@ pub async fn dial(addr: &Addr) -> io::Result<Stream> {
     })
 }
 
-/// Connects a coordinator client to `addr`, secured by `guard` (see [`crate::secure`]).
-/// A refused token is an error of kind `PermissionDenied`.
-pub async fn connect(addr: &Addr, guard: &Guard) -> io::Result<CoordinatorClient> {
+/// Connects a coordinator client to `addr` for `channel` ([`Channel::Control`], or
+/// [`Channel::Heartbeat`] for a worker's heartbeats), secured by `guard` (see
+/// [`crate::secure`]). A refused token is an error of kind `PermissionDenied`.
+pub async fn connect(
+    addr: &Addr,
+    guard: &Guard,
+    channel: Channel,
+) -> io::Result<CoordinatorClient> {
     let io = guard
-        .client(dial(addr).await?, Channel::Control)
+        .client(dial(addr).await?, channel)
         .await
         .map_err(HandshakeError::into_io)?;
     Ok(CoordinatorClient::new(tarpc::client::Config::default(), json_transport(io)).spawn())

@@ -392,7 +392,7 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, interval: Duration, exit: watch::Sender<O
         let worker = ctx.worker();
         let reply = ctx
             .link
-            .call(|c, cx| async move { c.heartbeat(cx, req, worker).await })
+            .beat(|c, cx| async move { c.heartbeat(cx, req, worker).await })
             .await;
         if let Err(e) = &reply {
             tracing::debug!(%req, %worker, error = %e, "heartbeat not answered");

@@ -1,6 +1,10 @@
-//! The worker's connection to the coordinator: connects lazily, reconnects after a
-//! failed call, and numbers every request so both sides can log the same id.
+//! The worker's connections to the coordinator: one for registration, polls and
+//! reports, and one of its own for heartbeats (which the coordinator serves on its own
+//! thread, so that they never queue behind other workers' calls). Each connects lazily
+//! and reconnects after a failed call; every request is numbered so both sides can log
+//! the same id.
 
+use mr::auth::Channel;
 use mr::ids::RequestId;
 use mr::rpc::{connect, Addr, CoordinatorClient};
 use mr::secure::Guard;
@@ -38,6 +42,7 @@ pub struct Link {
     addr: Addr,
     guard: Guard,
     client: Mutex<Option<CoordinatorClient>>,
+    beats: Mutex<Option<CoordinatorClient>>,
     next: AtomicU64,
     base: u64,
 }
@@ -49,6 +54,7 @@ impl Link {
             addr,
             guard,
             client: Mutex::new(None),
+            beats: Mutex::new(None),
             next: AtomicU64::new(1),
             base: u64::from(std::process::id()) << 32,
         }
@@ -64,22 +70,25 @@ impl Link {
         RequestId(self.base | (self.next.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff))
     }
 
-    async fn client(&self) -> Result<CoordinatorClient, LinkError> {
-        if let Some(c) = self
-            .client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+    fn slot(&self, channel: Channel) -> &Mutex<Option<CoordinatorClient>> {
+        match channel {
+            Channel::Heartbeat => &self.beats,
+            _ => &self.client,
+        }
+    }
+
+    async fn client(&self, channel: Channel) -> Result<CoordinatorClient, LinkError> {
+        let slot = self.slot(channel);
+        if let Some(c) = slot.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(c);
         }
-        let c = connect(&self.addr, &self.guard)
+        let c = connect(&self.addr, &self.guard, channel)
             .await
             .map_err(|source| LinkError::Connect {
                 addr: self.addr.clone(),
                 source,
             })?;
-        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
@@ -89,7 +98,7 @@ impl Link {
         let deadline = tokio::time::Instant::now() + limit;
         let mut backoff = mr::retry::Backoff::connect();
         loop {
-            match self.client().await {
+            match self.client(Channel::Control).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_refused() || tokio::time::Instant::now() >= deadline => {
                     return Err(e)
@@ -102,17 +111,35 @@ impl Link {
         }
     }
 
-    /// Makes one call; on failure the connection is dropped so the next call redials.
+    /// Makes one call on the control connection; on failure the connection is dropped
+    /// so the next call redials.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
     where
         F: FnOnce(CoordinatorClient, context::Context) -> Fut,
         Fut: Future<Output = Result<T, RpcError>>,
     {
-        let client = self.client().await?;
+        self.call_on(Channel::Control, f).await
+    }
+
+    /// Makes one call on the heartbeat connection, the same way.
+    pub async fn beat<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(CoordinatorClient, context::Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        self.call_on(Channel::Heartbeat, f).await
+    }
+
+    async fn call_on<T, F, Fut>(&self, channel: Channel, f: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(CoordinatorClient, context::Context) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let client = self.client(channel).await?;
         match f(client, context::current()).await {
             Ok(v) => Ok(v),
             Err(e) => {
-                *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.slot(channel).lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Err(LinkError::Rpc(e))
             }
         }

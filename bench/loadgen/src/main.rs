@@ -1,7 +1,9 @@
 //! `mr-loadgen`: measures the coordinator alone. It starts the real `coordinator` binary
 //! on a job of `--maps` one-byte splits and `--reduce` partitions, then runs `--workers`
 //! simulated workers in this process, each speaking the real protocol over the Unix
-//! socket (register, heartbeat, long poll, report) and finishing every task at once (or
+//! socket (register, heartbeat, long poll, report; heartbeats on their own connection,
+//! sent from a thread of their own as a real worker's process would) and finishing
+//! every task at once (or
 //! after `--task-ms`) with a fake output: nothing is read or written, so the
 //! coordinator's scheduling is the only work. Prints (and writes as JSON) the wall time,
 //! task completions per second, the coordinator's CPU per task and peak RSS, and the
@@ -12,7 +14,7 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use mr::auth::Token;
+use mr::auth::{Channel, Token};
 use mr::ids::{RequestId, WorkerId};
 use mr::rpc::{connect, Addr, CoordinatorClient, Directive, ReportReply, TaskReply, WorkerInfo};
 use mr::secure::Guard;
@@ -90,6 +92,10 @@ struct Run {
     /// Set once the coordinator has exited.
     over: std::sync::atomic::AtomicBool,
     latencies: Mutex<Latencies>,
+    /// The runtime (one thread) that sends every simulated worker's heartbeats: the
+    /// workers' polls and reports keep the main one busy, and a heartbeat waiting there
+    /// would measure this process, not the coordinator.
+    beats: tokio::runtime::Handle,
 }
 
 fn main() -> ExitCode {
@@ -159,6 +165,12 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
     }
     let listening = started.elapsed();
 
+    let beat_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("heartbeats")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the heartbeat runtime: {e}"))?;
     let run = Arc::new(Run {
         addr: Addr::Unix(sock),
         guard: Guard::insecure_plaintext(Token::none()),
@@ -168,6 +180,7 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
         errors: AtomicU64::new(0),
         over: std::sync::atomic::AtomicBool::new(false),
         latencies: Mutex::new(Latencies::new()),
+        beats: beat_rt.handle().clone(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -274,21 +287,8 @@ fn measure(args: &Args, coordinator: &Path, dir: &Path) -> Result<(), String> {
 /// One simulated worker: registers, heartbeats, and polls for tasks until told the job
 /// is over, finishing each task with a fake output.
 async fn worker(run: Arc<Run>, i: usize) {
-    // Thousands connecting at once overflow the socket's listen backlog: retry, as a
-    // real worker does.
-    let mut tries = 0;
-    let client = loop {
-        match connect(&run.addr, &run.guard).await {
-            Ok(c) => break c,
-            Err(_) if tries < 200 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(10 + (i as u64 % 40))).await;
-            }
-            Err(_) => {
-                run.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
+    let Some(client) = dial(&run, i, Channel::Control).await else {
+        return;
     };
     let base = (i as u64 + 1) << 32;
     let seq = Arc::new(AtomicU64::new(0));
@@ -309,8 +309,13 @@ async fn worker(run: Arc<Run>, i: usize) {
     let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(1));
     let mut mine = Latencies::new();
     let beats = {
-        let (client, req) = (client.clone(), req.clone());
-        tokio::spawn(heartbeats(client, id, interval, req))
+        let (run, req) = (run.clone(), req.clone());
+        run.beats.clone().spawn(async move {
+            match dial(&run, i, Channel::Heartbeat).await {
+                Some(client) => heartbeats(client, id, interval, req).await,
+                None => Histogram::new(3).expect("valid precision"),
+            }
+        })
     };
     loop {
         let t = Instant::now();
@@ -382,6 +387,25 @@ async fn worker(run: Arc<Run>, i: usize) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .add(&mine);
+}
+
+/// Connects for `channel`, retrying: thousands connecting at once overflow the socket's
+/// listen backlog, and a real worker retries too.
+async fn dial(run: &Run, i: usize, channel: Channel) -> Option<CoordinatorClient> {
+    let mut tries = 0;
+    loop {
+        match connect(&run.addr, &run.guard, channel).await {
+            Ok(c) => return Some(c),
+            Err(_) if tries < 200 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10 + (i as u64 % 40))).await;
+            }
+            Err(_) => {
+                run.errors.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+    }
 }
 
 /// Heartbeats every `interval` until told to exit; returns their latencies.
