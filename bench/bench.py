@@ -160,10 +160,11 @@ def run_job(coordinator, workers, cwd, what):
         results = [reap(w) for w in ws]
     if rc != 0 or any(r[0] != 0 for r in results):
         sys.exit(f"bench: {what} run failed (coordinator {rc}, workers {[r[0] for r in results]}); log in {cwd}/log.txt")
-    rss = {"coordinator": crss}
+    rss, cpu = {"coordinator": crss}, {"coordinator": ccpu}
     for i, r in enumerate(results):
         rss[f"worker{i + 1}"] = r[2]
-    return {"wall_s": wall, "cpu_s": ccpu + sum(r[1] for r in results), "rss_mib": rss}
+        cpu[f"worker{i + 1}"] = r[1]
+    return {"wall_s": wall, "cpu_s": ccpu + sum(r[1] for r in results), "rss_mib": rss, "cpu_by": cpu}
 
 
 def run_cluster(app, inputs, cwd, workers=2, reduce=10, extra=()):

@@ -13,8 +13,10 @@
 #   bench/run.sh --straggler  1 GiB word count with a third worker held to 3% of a CPU by a
 #                             cgroup, with and without backup tasks (bench/straggler.py)
 #   bench/run.sh --straggler --sort   the same for the sort
-#   bench/run.sh --tasks [--small] [--hotkey]   10,000 one-KB files (the cost of a task), and
-#                             one hot key holding every line (the streaming reduce's memory)
+#   bench/run.sh --tasks [--small] [--tiny-splits] [--hotkey]   10,000 one-KB files (the
+#                             cost of a task), 640 MiB in 4 KiB splits (164,000 maps: the
+#                             coordinator's CPU against the workers'), and one hot key
+#                             holding every line (the streaming reduce's memory)
 #                             (bench/tasks.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."

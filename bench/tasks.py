@@ -5,12 +5,16 @@
          a coordinator and 2 workers on the Unix socket, one map task per file: the cost
          of a task, not of a record. Wall time from coordinator start to its exit, and the
          CPU of each process. Output checked against mrsequential.
+--tiny-splits: issue 18's job of many small maps: the corpus (default 640 MiB) cut into
+         4 KiB splits (about 164,000 maps), R=10, word count with a coordinator and 2
+         workers. It must be bound by the workers: the coordinator's CPU at most a quarter
+         of one worker's. Output checked against mrsequential.
 --hotkey: the onekey app (every line of the input to one key, no combiner, reduce reading
          its values as a stream) over the benchmark corpus with a coordinator and 2
          workers: the reducing worker's peak RSS must stay bounded whatever the key's
          size. Output checked against mrsequential.
 
-Usage: bench/run.sh --tasks [--small] [--hotkey] [--runs 3] [--gib 1]
+Usage: bench/run.sh --tasks [--small] [--tiny-splits] [--hotkey] [--runs 3] [--gib 1]
 A benchmark, not a test: it prints figures and never fails on speed.
 """
 
@@ -60,14 +64,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--hotkey", action="store_true")
+    ap.add_argument("--tiny-splits", action="store_true")
+    ap.add_argument("--tiny-gib", type=float, default=0.625, help="the --tiny-splits corpus")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--gib", type=float, default=1)
     ap.add_argument("--files", type=int, default=32)
     ap.add_argument("--corpus-dir", default="/tmp/mr-bench-corpus")
     ap.add_argument("--work", default="/tmp/mr-bench-tasks")
     args = ap.parse_args()
-    if not (args.small or args.hotkey):
-        args.small = args.hotkey = True
+    if not (args.small or args.hotkey or args.tiny_splits):
+        args.small = args.hotkey = args.tiny_splits = True
     os.makedirs(args.work, exist_ok=True)
     wc, onekey = f"{BIN}/libwc.so", f"{BIN}/libonekey.so"
 
@@ -88,6 +94,28 @@ def main():
         med = statistics.median(walls)
         print(f"10,000 files of 1 KB, coordinator + 2 workers: median {med:.2f} s "
               f"({med / 10_000 * 1e3:.2f} ms a task); target at most 5 s: {'met' if med <= 5 else 'missed'}")
+
+    if args.tiny_splits:
+        tiny = argparse.Namespace(**{**vars(args), "gib": args.tiny_gib})
+        inputs = bench.make_corpus(tiny)
+        ref_dir = bench.fresh(os.path.join(args.work, "tiny-ref"))
+        bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", wc, *inputs], ref_dir)
+        ref = bench.sorted_output(ref_dir, "mr-out-*")
+        shares = []
+        for r in range(args.runs):
+            cwd = bench.fresh(os.path.join(args.work, "tiny-job"))
+            m = bench.run_cluster(wc, inputs, cwd, extra=("--split-size", "4096"))
+            check(cwd, ref)
+            cpu = m["cpu_by"]
+            busiest = max(v for k, v in cpu.items() if k != "coordinator")
+            shares.append(cpu["coordinator"] / busiest)
+            print(f"{args.tiny_gib * 1024:.0f} MiB in 4 KiB splits, round {r + 1}: {m['wall_s']:.2f} s wall, "
+                  f"CPU coordinator {cpu['coordinator']:.2f} s, workers "
+                  + ", ".join(f"{v:.2f}" for k, v in cpu.items() if k != "coordinator")
+                  + f" s: the coordinator at {shares[-1]:.3f} of the busiest worker's", flush=True)
+        med = statistics.median(shares)
+        print(f"4 KiB splits: the coordinator's CPU is {med:.3f} of a worker's (median); "
+              f"target at most 0.25: {'met' if med <= 0.25 else 'missed'}")
 
     if args.hotkey:
         inputs = bench.make_corpus(args)

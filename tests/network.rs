@@ -122,6 +122,69 @@ fn a_killed_workers_map_output_is_made_again() {
 }
 
 #[test]
+fn damage_inside_a_packed_map_output_makes_the_map_run_again() {
+    let dir = Dir::new();
+    let inputs = dir.copy_books();
+    let want = dir.expected("wc", &inputs);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(
+        &dir,
+        &addr,
+        &inputs,
+        &["--report", "report.json", "--http", &http],
+    );
+    // One worker does every map and holds the reduces it takes (the test hook), so the
+    // map output is on its disk, whole, before anyone reads it.
+    let hold = dir.join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    for y in 0..10 {
+        std::fs::write(hold.join(format!("reduce-{y}.1")), b"").unwrap();
+    }
+    let hold_arg = hold.to_string_lossy().into_owned();
+    let mut w1 = worker(&dir, &addr, "w1", &["--hold-dir", &hold_arg]);
+    wait_for_status(
+        &http,
+        Duration::from_secs(30),
+        "all 8 maps to complete",
+        |s| s["counts"]["maps_done"] == 8,
+    );
+    // Each map wrote one packed file: every partition in it, then the index.
+    let shuffle = std::fs::read_dir(dir.join("w1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("w1's map output directory");
+    let packed = shuffle.join(mr::task::packed_name(0));
+    let mut names: Vec<String> = std::fs::read_dir(&shuffle)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mr-"))
+        .collect();
+    names.sort();
+    let want_names: Vec<String> = (0..8).map(mr::task::packed_name).collect();
+    assert_eq!(names, want_names, "one packed file per map, no mr-X-Y");
+    // The first key of partition 0 of map 0 (after its 4-byte header and 8 bytes of
+    // lengths) becomes invalid UTF-8; the index stays intact.
+    let mut b = std::fs::read(&packed).unwrap();
+    b[12] = 0xff;
+    std::fs::write(&packed, &b).unwrap();
+    std::fs::remove_dir_all(&hold).unwrap();
+    let mut others: Vec<Proc> = ["w2", "w3"]
+        .iter()
+        .map(|w| worker(&dir, &addr, w, &[]))
+        .collect();
+    c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
+    for w in std::iter::once(&mut w1).chain(&mut others) {
+        w.assert_exit(Duration::from_secs(5), Exit::Code(0));
+    }
+    assert_same_lines(&sorted_output(&dir.join("out")), &want);
+    let r = dir.report();
+    assert_eq!(r["state"], "succeeded", "{r:#}");
+    assert!(r["events"]["reopened_maps"].as_u64() >= Some(1), "{r:#}");
+}
+
+#[test]
 fn a_worker_with_the_wrong_token_leaves_no_trace() {
     let dir = Dir::new();
     let inputs = dir.copy_books();

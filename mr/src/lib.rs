@@ -15,6 +15,7 @@
 //! - [`split`]: reading an input split on line boundaries.
 //! - [`intermediate`]: the binary format of `mr-X-Y` files (checksummed), its reader,
 //!   writer and the k-way merge of sorted runs.
+//! - [`packed`]: one file per map holding every partition, with an index (TCP mode).
 //! - [`sortbuf`]: the map-side buffer that sorts, combines and spills records.
 //! - [`combinebuf`]: the map-side buffer for apps with a combiner (hash grouping).
 //! - [`plugin`]: loading an app library and calling it through the C ABI.
@@ -34,6 +35,7 @@ pub mod intermediate;
 pub mod limits;
 #[cfg(feature = "subscriber")]
 pub mod logging;
+pub mod packed;
 pub mod partition;
 pub mod plugin;
 pub mod retry;

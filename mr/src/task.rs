@@ -64,6 +64,12 @@ pub fn intermediate_name(map: u32, partition: u32) -> String {
     format!("mr-{map}-{partition}")
 }
 
+/// Name of map task X's packed output, every partition in one file (see
+/// [`crate::packed`]): the one place it is spelled.
+pub fn packed_name(map: u32) -> String {
+    format!("mr-{map}.data")
+}
+
 /// Name of partition Y's final output, `mr-out-Y`: the one place it is spelled.
 pub fn output_name(partition: u32) -> String {
     format!("mr-out-{partition}")

@@ -568,7 +568,7 @@ check_no_processes() {
 # no authentication failure but the intruder's.
 check_after_job() {
   local found want got
-  found=$(cd "$TMP" && find w1 w2 w3 w4 \( -name 'mr-*-*' -o -name 'mr-shuffle-*' \) -print | head -n 20) || true
+  found=$(cd "$TMP" && find w1 w2 w3 w4 \( -name 'mr-*-*' -o -name 'mr-*.data' -o -name 'mr-shuffle-*' \) -print | head -n 20) || true
   [ -z "$found" ] || fail "intermediate files left on the worker hosts: $(echo "$found" | tr '\n' ' ')"
   got=$(entries "$TMP/coord")
   want="in out ${COORD_EXTRA}token "
@@ -694,8 +694,9 @@ scenario_lost_map() {
   if [ "$n_reduce" -ge 10 ] || ! alive "$COORD_PID"; then
     fail "the job ended before w1 was killed: nothing was lost, the scenario did not happen"
   fi
-  # Its map output was on its disk only (and is now unreachable with it).
-  if ! (cd "$TMP/w1" && compgen -G 'mr-shuffle-*/mr-*-*' >/dev/null); then
+  # Its map output was on its disk only (and is now unreachable with it): one packed
+  # mr-X.data per map (mr::packed).
+  if ! (cd "$TMP/w1" && compgen -G 'mr-shuffle-*/mr-*.data' >/dev/null); then
     fail "no map output in w1/mr-shuffle-*/ after the kill"
   fi
   start_worker w1-second w1 wc; p1=$LAST_PID

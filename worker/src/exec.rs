@@ -17,6 +17,7 @@
 use mr::atomic::{AtomicFile, TEMP_PREFIX};
 use mr::combinebuf::CombineBuffer;
 use mr::intermediate::{FormatError, MergeError, Merger, Reader, Writer};
+use mr::packed::Section;
 use mr::partition::{Partitioner, Partitioning, Reservoir};
 use mr::plugin::{App, AppError, ValueBatches};
 use mr::sortbuf::{SortBuffer, WriteError};
@@ -102,7 +103,7 @@ pub const MERGE_FAN_IN: usize = 100;
 /// more streams to an app that reads them as a stream, so memory holds one batch.
 const VALUE_BATCH: (usize, usize) = (4 << 20, 1 << 16);
 
-pub use mr::task::{intermediate_name, output_name};
+pub use mr::task::{intermediate_name, output_name, packed_name};
 
 /// Writing this worker's own files failed: its machine is blamed, not the task.
 fn output_err(e: io::Error) -> TaskFailure {
@@ -281,6 +282,7 @@ pub fn run_map(
     n_reduce: u32,
     partitioning: &Partitioning,
     dir: &Path,
+    packed: bool,
     memory: usize,
     stop: &Stop,
 ) -> Outcome {
@@ -335,20 +337,40 @@ pub fn run_map(
         spills,
         ..TaskStats::default()
     };
-    for p in 0..n_reduce {
+    // Partition p, sorted (and combined), from the buffer or merged from the spills.
+    let mut fill = |p: u32, w: &mut Writer<&mut AtomicFile>| -> Result<(), Halt> {
         stop.check()?;
-        let dest = dir.join(intermediate_name(map, p));
-        let file = AtomicFile::create(&dest).map_err(output_err)?;
-        let mut w = Writer::new(file).map_err(output_err)?;
         if spilled {
-            merge_runs(app, &mut combined, &runs[p as usize], &mut w)?;
+            merge_runs(app, &mut combined, &runs[p as usize], w)?;
         } else {
-            buf.write_partition(app, &mut combined, p, &mut w)?;
+            buf.write_partition(app, &mut combined, p, w)?;
         }
-        stats.records_out += w.count();
-        let (file, size) = w.finish().map_err(output_err)?;
-        stats.bytes_written += size;
+        Ok(())
+    };
+    if packed {
+        // One file, every partition in it, then the index; committed once.
+        let mut file = AtomicFile::create(&dir.join(packed_name(map))).map_err(output_err)?;
+        let mut index = mr::packed::Index::new();
+        for p in 0..n_reduce {
+            let mut w = Writer::new(&mut file).map_err(output_err)?;
+            fill(p, &mut w)?;
+            stats.records_out += w.count();
+            let (_, size) = w.finish().map_err(output_err)?;
+            stats.bytes_written += size;
+            index.push(size);
+        }
+        index.write_to(&mut file).map_err(output_err)?;
         file.commit(false).map_err(output_err)?;
+    } else {
+        for p in 0..n_reduce {
+            let mut file =
+                AtomicFile::create(&dir.join(intermediate_name(map, p))).map_err(output_err)?;
+            let mut w = Writer::new(&mut file).map_err(output_err)?;
+            fill(p, &mut w)?;
+            stats.records_out += w.count();
+            stats.bytes_written += w.finish().map_err(output_err)?.1;
+            file.commit(false).map_err(output_err)?;
+        }
     }
     counters.merge(&combined);
     stats.counters = counters;
@@ -408,7 +430,7 @@ pub fn run_reduce(
     let bytes_read = inputs
         .iter()
         .filter_map(|i| local_path(i).ok())
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .map(|p| mr::packed::open(p).map(|s| s.len()).unwrap_or(0))
         .sum();
     let runs = merge_passes(inputs, scratch, fan_in, stop)?;
     let spills = runs.as_ref().map_or(0, |r| r.len() as u64);
@@ -509,12 +531,17 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn open(&self, buffer: usize) -> Result<Reader<std::fs::File>, TaskFailure> {
+    fn open(&self, buffer: usize) -> Result<Reader<Section<std::fs::File>>, TaskFailure> {
         match self {
-            Source::Input(input) => {
-                Reader::open_buffered(local_path(input)?, buffer).map_err(|e| input_err(input, e))
-            }
-            Source::Run(path) => Reader::open_buffered(path, buffer).map_err(scratch_err),
+            // A file `mr-X-Y`, or its range of a packed `mr-X.data`.
+            Source::Input(input) => mr::packed::open(local_path(input)?)
+                .and_then(|s| Reader::with_capacity(s, buffer))
+                .map_err(|e| input_err(input, e)),
+            Source::Run(path) => std::fs::File::open(path)
+                .and_then(Section::whole)
+                .map_err(FormatError::from)
+                .and_then(|s| Reader::with_capacity(s, buffer))
+                .map_err(scratch_err),
         }
     }
 
@@ -542,7 +569,7 @@ fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
 }
 
 /// Opens every source of one merge, sharing the read-buffer budget.
-fn open_merger(sources: &[Source<'_>]) -> Result<Merger<std::fs::File>, TaskFailure> {
+fn open_merger(sources: &[Source<'_>]) -> Result<Merger<Section<std::fs::File>>, TaskFailure> {
     // Read buffers share a fixed budget, so memory does not grow with the fan-in.
     let buffer = (MERGE_BUFFERS / sources.len().max(1)).clamp(8 << 10, 256 << 10);
     let readers = sources
@@ -637,10 +664,12 @@ fn first_damaged(inputs: &[MapOutput]) -> Option<TaskFailure> {
     let (mut key, mut value) = (Vec::new(), Vec::new());
     inputs.iter().find_map(|input| {
         let path = local_path(input).ok()?;
-        let check = Reader::open(path).and_then(|mut r| {
-            while r.next_into(&mut key, &mut value)? {}
-            Ok(())
-        });
+        let check = mr::packed::open(path)
+            .and_then(Reader::new)
+            .and_then(|mut r| {
+                while r.next_into(&mut key, &mut value)? {}
+                Ok(())
+            });
         check
             .err()
             .map(|e| input.lost(LossCause::Corrupt, e.to_string()))

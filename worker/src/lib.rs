@@ -531,6 +531,8 @@ async fn run_task(
                 n_reduce: *n_reduce,
                 partitioning: partitioning.clone(),
                 dir,
+                // Served by our own data server: one packed file per map.
+                packed: ctx.own.is_some(),
             }
         }
         TaskSpec::Reduce {
@@ -706,6 +708,8 @@ enum Work {
         n_reduce: u32,
         partitioning: mr::partition::Partitioning,
         dir: PathBuf,
+        /// Write one packed file (mr::packed) rather than a file per partition.
+        packed: bool,
     },
     Reduce {
         inputs: Vec<MapOutput>,
@@ -733,6 +737,7 @@ impl Work {
                 n_reduce,
                 partitioning,
                 dir,
+                packed,
             } => {
                 let bytes = lines(&split, bytes)?;
                 let filename = split.path.to_string_lossy();
@@ -744,6 +749,7 @@ impl Work {
                     n_reduce,
                     &partitioning,
                     &dir,
+                    packed,
                     config.map_memory,
                     stop,
                 )

@@ -8,6 +8,7 @@
 
 use mr::auth::Channel;
 use mr::data::{self, DataReply, DataRequest, Refusal};
+use mr::intermediate::FormatError;
 use mr::rpc::{Io, Listener};
 use mr::secure::{self, Accepted, Guard, Server};
 use std::fs::File;
@@ -155,23 +156,30 @@ async fn answer(io: &mut Box<dyn Io>, dir: &Path) -> io::Result<()> {
             return data::write_frame(io, &DataReply::Refused(why)).await;
         }
     };
-    let file = match tokio::fs::File::open(dir.join(&name)).await {
+    // `mr-X-Y` itself, or its range of the packed `mr-X.data` (mr::packed).
+    let path = dir.join(&name);
+    let opened = tokio::task::spawn_blocking(move || {
+        mr::packed::open(&path).and_then(|s| Ok(s.into_parts()?))
+    })
+    .await
+    .map_err(io::Error::other)?;
+    let (file, len) = match opened {
         Ok(f) => f,
         Err(e) => {
-            let why = if e.kind() == io::ErrorKind::NotFound {
-                Refusal::NoSuchFile { name }
-            } else {
-                Refusal::Unreadable {
+            let why = match e {
+                FormatError::Io(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Refusal::NoSuchFile { name }
+                }
+                e => Refusal::Unreadable {
                     name,
                     error: e.to_string(),
-                }
+                },
             };
             return data::write_frame(io, &DataReply::Refused(why)).await;
         }
     };
-    let len = file.metadata().await?.len();
     debug!(file = %name, len, "serving map output");
-    data::send_file(io, file, len).await
+    data::send_file(io, tokio::fs::File::from_std(file), len).await
 }
 
 #[cfg(test)]
@@ -213,6 +221,53 @@ mod tests {
 
     fn tls(token: &str) -> Guard {
         Guard::tls(mr::auth::Token::new(token)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_partition_of_a_packed_map_output_is_served_as_its_own_file() {
+        let work = tempfile::tempdir().unwrap();
+        // Map 4's three partitions, each its own stream, packed into one file.
+        let mut packed = Vec::new();
+        let mut index = mr::packed::Index::new();
+        let mut alone = Vec::new();
+        for y in 0..3u32 {
+            let mut one = Vec::new();
+            let mut w = mr::intermediate::Writer::new(&mut one).unwrap();
+            w.push(format!("key{y}").as_bytes(), b"1").unwrap();
+            w.finish().unwrap();
+            index.push(one.len() as u64);
+            packed.extend_from_slice(&one);
+            alone.push(one);
+        }
+        index.write_to(&mut packed).unwrap();
+        std::fs::write(work.path().join(mr::task::packed_name(4)), &packed).unwrap();
+        let (listener, server) = local().await;
+        let token = tls("t");
+        let _task = serve(listener, work.path().to_path_buf(), token.clone());
+        for (y, want) in alone.iter().enumerate() {
+            let mut out = Vec::new();
+            let name = mr::task::intermediate_name(4, y as u32);
+            data::get(&server, &token, &DataRequest::MapOutput { name }, &mut out)
+                .await
+                .unwrap();
+            assert_eq!(&out, want, "partition {y}");
+        }
+        // Past the last partition: unreadable (its map re-runs), never other bytes.
+        let mut out = Vec::new();
+        let name = mr::task::intermediate_name(4, 3);
+        let e = data::get(&server, &token, &DataRequest::MapOutput { name }, &mut out)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                data::DataError::Refused {
+                    reason: Refusal::Unreadable { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[tokio::test]

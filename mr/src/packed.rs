@@ -1,0 +1,300 @@
+//! Packed map output: one file per map task, `mr-X.data`, holding all R partitions, for
+//! a worker whose map output is served by its own data server (TCP mode). At R = 5,000
+//! a map would otherwise create 5,000 files, and the directory operations of creating,
+//! renaming and deleting them cost more than the bytes (Spark's sort-based shuffle and
+//! Hadoop write one file plus an index for the same reason). In a shared directory
+//! (the 6.824 mode) maps still write real `mr-X-Y` files, as the lab expects.
+//!
+//! Layout: the R partitions back to back, each a whole intermediate stream
+//! ([`crate::intermediate`]: header, records, footer with its own checksum), then the
+//! index (integers little-endian):
+//! ```text
+//! end:u64 × R                     where partition Y ends (it starts where Y-1 ends)
+//! R:u32  crc32:u32  "MRX\x01"     crc32 of the ends and R
+//! ```
+//! `mr-X-Y` is still the name everything uses (the coordinator, the wire, failure
+//! reports): [`open`] resolves it to a file of that name, or to its byte range in
+//! `mr-X.data`, and readers see the same stream either way.
+
+use crate::intermediate::FormatError;
+use crate::task::packed_name;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+const INDEX_MAGIC: &[u8; 4] = b"MRX\x01";
+
+/// The index's fixed tail: R, the checksum and the magic.
+const TAIL: u64 = 12;
+
+/// Collects where each partition ends while they are written one after another into
+/// one file, and writes the index after the last.
+#[derive(Debug, Default)]
+pub struct Index {
+    ends: Vec<u64>,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Index::default()
+    }
+
+    /// The next partition took `size` bytes.
+    pub fn push(&mut self, size: u64) {
+        let start = self.ends.last().copied().unwrap_or(0);
+        self.ends.push(start + size);
+    }
+
+    /// Writes the index (after the last partition).
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(self.ends.len() * 8 + TAIL as usize);
+        for e in &self.ends {
+            bytes.extend_from_slice(&e.to_le_bytes());
+        }
+        let r = u32::try_from(self.ends.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many partitions"))?;
+        bytes.extend_from_slice(&r.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(INDEX_MAGIC);
+        out.write_all(&bytes)
+    }
+}
+
+/// Where partition `y` lies in a packed file: (offset, length).
+pub fn locate(file: &mut File, y: u32) -> Result<(u64, u64), FormatError> {
+    let corrupt = |what: String| FormatError::Corrupt(format!("packed map output: {what}"));
+    let len = file.seek(SeekFrom::End(0))?;
+    if len < TAIL {
+        return Err(corrupt(format!("{len} bytes is too short for an index")));
+    }
+    let mut tail = [0u8; TAIL as usize];
+    file.seek(SeekFrom::End(-(TAIL as i64)))?;
+    file.read_exact(&mut tail)?;
+    if &tail[8..] != INDEX_MAGIC {
+        return Err(corrupt("bad index magic (truncated?)".into()));
+    }
+    let r = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(tail[4..8].try_into().expect("4 bytes"));
+    let index_len = u64::from(r) * 8 + TAIL;
+    if index_len > len {
+        return Err(corrupt(format!(
+            "an index of {r} partitions in {len} bytes"
+        )));
+    }
+    if y >= r {
+        return Err(corrupt(format!("no partition {y} in {r}")));
+    }
+    // The whole index is read to check it: 40 KB at R = 5,000, once per fetch.
+    let mut ends = vec![0u8; r as usize * 8];
+    file.seek(SeekFrom::Start(len - index_len))?;
+    file.read_exact(&mut ends)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&ends);
+    h.update(&tail[..4]);
+    if h.finalize() != crc {
+        return Err(corrupt("index checksum does not match".into()));
+    }
+    let end_of = |i: usize| u64::from_le_bytes(ends[i * 8..i * 8 + 8].try_into().expect("8"));
+    let start = if y == 0 { 0 } else { end_of(y as usize - 1) };
+    let end = end_of(y as usize);
+    if start > end || end > len - index_len {
+        return Err(corrupt(format!("partition {y} at {start}..{end} of {len}")));
+    }
+    Ok((start, end - start))
+}
+
+/// A byte range of a file, read and sought as if it were the whole file (what an
+/// intermediate [`crate::intermediate::Reader`] needs of its input).
+#[derive(Debug)]
+pub struct Section<R> {
+    inner: R,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl<R: Seek> Section<R> {
+    /// Bytes `start .. start + len` of `inner`.
+    pub fn new(mut inner: R, start: u64, len: u64) -> io::Result<Self> {
+        inner.seek(SeekFrom::Start(start))?;
+        Ok(Section {
+            inner,
+            start,
+            len,
+            pos: 0,
+        })
+    }
+
+    /// The whole of `inner`.
+    pub fn whole(mut inner: R) -> io::Result<Self> {
+        let len = inner.seek(SeekFrom::End(0))?;
+        Section::new(inner, 0, len)
+    }
+
+    /// Its length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The underlying reader, positioned at the section's start, and the section's
+    /// length.
+    pub fn into_parts(mut self) -> io::Result<(R, u64)> {
+        self.inner.seek(SeekFrom::Start(self.start))?;
+        Ok((self.inner, self.len))
+    }
+}
+
+impl<R: Read> Read for Section<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let want = (buf.len() as u64).min(left) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Section<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.inner.seek(SeekFrom::Start(self.start + target))?;
+        self.pos = target;
+        Ok(target)
+    }
+}
+
+/// Opens map output `mr-X-Y` at `path`: the file of that name, or, where there is
+/// none, partition Y of the packed `mr-X.data` beside it. A missing output is an error
+/// of kind `NotFound` either way.
+pub fn open(path: &Path) -> Result<Section<File>, FormatError> {
+    match File::open(path) {
+        Ok(f) => Ok(Section::whole(f)?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some((dir, map, y)) = split_name(path) else {
+                return Err(e.into());
+            };
+            let mut f = match File::open(dir.join(packed_name(map))) {
+                Ok(f) => f,
+                // Report the name asked for, not the packed file's.
+                Err(p) if p.kind() == io::ErrorKind::NotFound => return Err(e.into()),
+                Err(p) => return Err(p.into()),
+            };
+            let (start, len) = locate(&mut f, y)?;
+            Ok(Section::new(f, start, len)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `dir/mr-X-Y` as (dir, X, Y).
+fn split_name(path: &Path) -> Option<(&Path, u32, u32)> {
+    let name = path.file_name()?.to_str()?;
+    let (x, y) = name.strip_prefix("mr-")?.split_once('-')?;
+    Some((path.parent()?, x.parse().ok()?, y.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intermediate::{read_all, Reader, Writer};
+    use crate::task::intermediate_name;
+
+    /// Partition y holds keys "k{y}-{i}" for i < y (partition 0 is empty).
+    fn write_packed(dir: &Path, map: u32, r: u32) {
+        let mut out = Vec::new();
+        let mut index = Index::new();
+        for y in 0..r {
+            let mut w = Writer::new(&mut out).unwrap();
+            for i in 0..y {
+                w.push(format!("k{y}-{i}").as_bytes(), b"1").unwrap();
+            }
+            index.push(w.finish().unwrap().1);
+        }
+        index.write_to(&mut out).unwrap();
+        std::fs::write(dir.join(packed_name(map)), out).unwrap();
+    }
+
+    fn records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut r = Reader::new(open(path).unwrap()).unwrap();
+        let (mut k, mut v, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        while r.next_into(&mut k, &mut v).unwrap() {
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn every_partition_of_a_packed_file_reads_as_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_packed(dir.path(), 7, 5);
+        for y in 0..5 {
+            let got = records(&dir.path().join(intermediate_name(7, y)));
+            let want: Vec<_> = (0..y)
+                .map(|i| (format!("k{y}-{i}").into_bytes(), b"1".to_vec()))
+                .collect();
+            assert_eq!(got, want, "partition {y}");
+        }
+        // A real mr-X-Y file is read as it is.
+        let plain = dir.path().join(intermediate_name(3, 0));
+        crate::intermediate::write_file(&plain, [(&b"a"[..], &b"b"[..])]).unwrap();
+        assert_eq!(records(&plain), read_all(&plain).unwrap());
+    }
+
+    #[test]
+    fn a_missing_output_is_not_found_and_a_damaged_index_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = open(&dir.path().join(intermediate_name(1, 0))).unwrap_err();
+        assert!(
+            matches!(&missing, FormatError::Io(e) if e.kind() == io::ErrorKind::NotFound),
+            "{missing:?}"
+        );
+        write_packed(dir.path(), 1, 3);
+        let past = open(&dir.path().join(intermediate_name(1, 3))).unwrap_err();
+        assert!(matches!(past, FormatError::Corrupt(_)), "{past:?}");
+        let file = dir.path().join(packed_name(1));
+        let good = std::fs::read(&file).unwrap();
+        // Any flipped byte of the index, and any cut, is caught.
+        let index_start = good.len() - (3 * 8 + TAIL as usize);
+        for i in index_start..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            std::fs::write(&file, &bad).unwrap();
+            let e = open(&dir.path().join(intermediate_name(1, 2))).unwrap_err();
+            assert!(matches!(e, FormatError::Corrupt(_)), "byte {i}: {e:?}");
+        }
+        for cut in [1, 5, 12, 20, good.len() - 1] {
+            std::fs::write(&file, &good[..good.len() - cut]).unwrap();
+            let e = open(&dir.path().join(intermediate_name(1, 2))).unwrap_err();
+            assert!(matches!(e, FormatError::Corrupt(_)), "cut {cut}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_section_seeks_and_reads_only_its_range() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut s = Section::new(io::Cursor::new(data), 10, 20).unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        assert_eq!(all, (10..30u8).collect::<Vec<_>>());
+        assert_eq!(s.seek(SeekFrom::End(-5)).unwrap(), 15);
+        let mut b = [0u8; 10];
+        assert_eq!(s.read(&mut b).unwrap(), 5);
+        assert_eq!(&b[..5], &[25, 26, 27, 28, 29]);
+        assert!(s.seek(SeekFrom::Current(-100)).is_err());
+    }
+}
