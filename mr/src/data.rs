@@ -438,7 +438,11 @@ where
     W: AsyncWrite + Unpin + ?Sized,
 {
     write_frame(w, &DataReply::Ok { len }).await?;
-    let mut file = tokio::io::BufReader::with_capacity(1 << 20, file);
+    // Read no further than `len`: the bytes may be one partition's range of a packed
+    // map output (mr::packed), and a buffer filled past it would read the rest of the
+    // file for every partition served.
+    let cap = len.clamp(4 << 10, 1 << 20) as usize;
+    let mut file = tokio::io::BufReader::with_capacity(cap, file.take(len));
     Ok(copy_exact(&mut file, w, len).await?)
 }
 
