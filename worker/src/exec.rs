@@ -414,13 +414,32 @@ fn merge_runs<W: Write>(
     Ok(())
 }
 
+/// A reduce input as this worker reads it: the map output (at a local path), and, for
+/// a fetched copy that shares one file with other copies, the byte range that is its.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The map output, located here.
+    pub output: MapOutput,
+    /// (offset, length) in the file at the output's path; None: the whole `mr-X-Y`.
+    pub range: Option<(u64, u64)>,
+}
+
+impl From<MapOutput> for Input {
+    fn from(output: MapOutput) -> Input {
+        Input {
+            output,
+            range: None,
+        }
+    }
+}
+
 /// Runs reduce task `partition` over the map outputs `inputs`, writing
 /// `mr-out-{partition}` into `out_dir`. More than `fan_in` inputs are first merged in
 /// passes into sorted runs in `scratch` (deleted when done).
 pub fn run_reduce(
     app: &App,
     partition: u32,
-    inputs: &[MapOutput],
+    inputs: &[Input],
     out_dir: &Path,
     scratch: &Path,
     fan_in: usize,
@@ -429,8 +448,8 @@ pub fn run_reduce(
     let fan_in = fan_in.max(2);
     let bytes_read = inputs
         .iter()
-        .filter_map(|i| local_path(i).ok())
-        .map(|p| mr::packed::open(p).map(|s| s.len()).unwrap_or(0))
+        .filter_map(|i| open_input(i).ok())
+        .map(|s| s.len())
         .sum();
     let runs = merge_passes(inputs, scratch, fan_in, stop)?;
     let spills = runs.as_ref().map_or(0, |r| r.len() as u64);
@@ -526,7 +545,7 @@ impl ValueBatches for Checked<'_, '_> {
 /// One input of a merge: a map output (whose damage means the map must re-run) or a
 /// run this task wrote itself (whose damage is this machine's fault).
 enum Source<'a> {
-    Input(&'a MapOutput),
+    Input(&'a Input),
     Run(&'a TempPath),
 }
 
@@ -534,9 +553,8 @@ impl Source<'_> {
     fn open(&self, buffer: usize) -> Result<Reader<Section<std::fs::File>>, TaskFailure> {
         match self {
             // A file `mr-X-Y`, or its range of a packed `mr-X.data`.
-            Source::Input(input) => mr::packed::open(local_path(input)?)
-                .and_then(|s| Reader::with_capacity(s, buffer))
-                .map_err(|e| input_err(input, e)),
+            Source::Input(input) => Reader::with_capacity(open_input(input)?, buffer)
+                .map_err(|e| input_err(&input.output, e)),
             Source::Run(path) => std::fs::File::open(path)
                 .and_then(Section::whole)
                 .map_err(FormatError::from)
@@ -547,7 +565,7 @@ impl Source<'_> {
 
     fn failure(&self, e: FormatError) -> TaskFailure {
         match self {
-            Source::Input(input) => input_err(input, e),
+            Source::Input(input) => input_err(&input.output, e),
             Source::Run(_) => scratch_err(e),
         }
     }
@@ -587,7 +605,7 @@ fn open_merger(sources: &[Source<'_>]) -> Result<Merger<Section<std::fs::File>>,
 /// consecutive inputs, and the final merge keeps them in order, so every key's values
 /// reach reduce in map order, exactly as a single pass would give them.
 fn merge_passes(
-    inputs: &[MapOutput],
+    inputs: &[Input],
     scratch: &Path,
     fan_in: usize,
     stop: &Stop,
@@ -651,6 +669,19 @@ fn write_run(
     Ok(path)
 }
 
+/// A reduce input's bytes here: `mr-X-Y` (a file, or its range of a packed `mr-X.data`),
+/// or a fetched copy's range of a file it shares with other copies.
+fn open_input(input: &Input) -> Result<Section<std::fs::File>, TaskFailure> {
+    let path = local_path(&input.output)?;
+    match input.range {
+        None => mr::packed::open(path),
+        Some((at, len)) => std::fs::File::open(path)
+            .and_then(|f| Section::new(f, at, len))
+            .map_err(FormatError::from),
+    }
+    .map_err(|e| input_err(&input.output, e))
+}
+
 /// The path of a map output on this machine (the worker fetches remote ones first).
 fn local_path(input: &MapOutput) -> Result<&Path, TaskFailure> {
     match &input.location {
@@ -660,19 +691,17 @@ fn local_path(input: &MapOutput) -> Result<&Path, TaskFailure> {
 }
 
 /// The first input that is not a whole, intact intermediate file, as a lost map output.
-fn first_damaged(inputs: &[MapOutput]) -> Option<TaskFailure> {
+fn first_damaged(inputs: &[Input]) -> Option<TaskFailure> {
     let (mut key, mut value) = (Vec::new(), Vec::new());
     inputs.iter().find_map(|input| {
-        let path = local_path(input).ok()?;
-        let check = mr::packed::open(path)
-            .and_then(Reader::new)
-            .and_then(|mut r| {
-                while r.next_into(&mut key, &mut value)? {}
-                Ok(())
-            });
+        let bytes = open_input(input).ok()?;
+        let check = Reader::new(bytes).and_then(|mut r| {
+            while r.next_into(&mut key, &mut value)? {}
+            Ok(())
+        });
         check
             .err()
-            .map(|e| input.lost(LossCause::Corrupt, e.to_string()))
+            .map(|e| input.output.lost(LossCause::Corrupt, e.to_string()))
     })
 }
 
@@ -702,7 +731,7 @@ mod tests {
 
     /// `n` sorted map outputs in `dir`: keys overlap across inputs, and each value names
     /// its input, so the order of a key's values is checked too.
-    fn inputs(dir: &Path, n: u32) -> Vec<MapOutput> {
+    fn inputs(dir: &Path, n: u32) -> Vec<Input> {
         (0..n)
             .map(|m| {
                 let path = dir.join(intermediate_name(m, 0));
@@ -716,11 +745,11 @@ mod tests {
                     w.push(k.as_bytes(), format!("m{m}").as_bytes()).unwrap();
                 }
                 w.finish().unwrap();
-                MapOutput {
+                Input::from(MapOutput {
                     map: m,
                     attempt: mr::ids::Attempt(1),
                     location: Location::Path(path),
-                }
+                })
             })
             .collect()
     }

@@ -33,8 +33,7 @@ use mr::plugin::App;
 use mr::rpc::{Addr, JobEnd, Listener, ReportReply, WorkerInfo};
 use mr::secure::Guard;
 use mr::task::{
-    Assignment, Location, MapOutput, OutputTarget, SplitSource, TaskFailure, TaskOutcome,
-    TaskResult, TaskSpec,
+    Assignment, Location, OutputTarget, SplitSource, TaskFailure, TaskOutcome, TaskResult, TaskSpec,
 };
 use protocol::{Next, Session};
 use shuffle::ShuffleDir;
@@ -712,7 +711,7 @@ enum Work {
         packed: bool,
     },
     Reduce {
-        inputs: Vec<MapOutput>,
+        inputs: Vec<exec::Input>,
         out_dir: PathBuf,
         /// Where merge passes put their runs.
         scratch: PathBuf,
