@@ -54,6 +54,13 @@ def small_inputs(root, n=10_000, size=1000):
     return d
 
 
+def reference(work, name, app, inputs):
+    """mrsequential's sorted output lines for `app` over `inputs` (run in work/name)."""
+    ref_dir = bench.fresh(os.path.join(work, name))
+    bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", app, *inputs], ref_dir)
+    return bench.sorted_output(ref_dir, "mr-out-*")
+
+
 def check(cwd, ref):
     got = bench.sorted_output(cwd, "mr-out-*")
     if got != ref:
@@ -80,9 +87,7 @@ def main():
     if args.small:
         d = small_inputs(args.work)
         inputs = [os.path.join(d, f) for f in sorted(os.listdir(d))]
-        ref_dir = bench.fresh(os.path.join(args.work, "small-ref"))
-        bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", wc, *inputs], ref_dir)
-        ref = bench.sorted_output(ref_dir, "mr-out-*")
+        ref = reference(args.work, "small-ref", wc, inputs)
         walls = []
         for r in range(args.runs):
             cwd = bench.fresh(os.path.join(args.work, "small-job"))
@@ -98,9 +103,7 @@ def main():
     if args.tiny_splits:
         tiny = argparse.Namespace(**{**vars(args), "gib": args.tiny_gib})
         inputs = bench.make_corpus(tiny)
-        ref_dir = bench.fresh(os.path.join(args.work, "tiny-ref"))
-        bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", wc, *inputs], ref_dir)
-        ref = bench.sorted_output(ref_dir, "mr-out-*")
+        ref = reference(args.work, "tiny-ref", wc, inputs)
         shares = []
         for r in range(args.runs):
             cwd = bench.fresh(os.path.join(args.work, "tiny-job"))
@@ -119,9 +122,7 @@ def main():
 
     if args.hotkey:
         inputs = bench.make_corpus(args)
-        ref_dir = bench.fresh(os.path.join(args.work, "hot-ref"))
-        bench.run_single([f"{BIN}/mrsequential", "--output", "mr-out-0", onekey, *inputs], ref_dir)
-        ref = bench.sorted_output(ref_dir, "mr-out-*")
+        ref = reference(args.work, "hot-ref", onekey, inputs)
         for r in range(args.runs):
             cwd = bench.fresh(os.path.join(args.work, "hot-job"))
             m = bench.run_cluster(onekey, inputs, cwd)

@@ -50,6 +50,26 @@ fn run_to_the_end(dir: &Dir, addr: &str, c: &mut Proc, want: &[String]) -> Vec<P
 
 const WORK_DIRS: [&str; 3] = ["w1", "w2", "w3"];
 
+/// Starts a worker in w1 that holds the first attempt of every reduce (the test hook:
+/// it waits while a file named for the attempt exists in the returned directory), and
+/// waits until it has done all 8 maps.
+fn one_worker_does_every_map(dir: &Dir, addr: &str, http: &str) -> (Proc, std::path::PathBuf) {
+    let hold = dir.join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    for y in 0..10 {
+        std::fs::write(hold.join(format!("reduce-{y}.1")), b"").unwrap();
+    }
+    let hold_arg = hold.to_string_lossy().into_owned();
+    let w1 = worker(dir, addr, "w1", &["--hold-dir", &hold_arg]);
+    wait_for_status(
+        http,
+        Duration::from_secs(30),
+        "all 8 maps to complete",
+        |s| s["counts"]["maps_done"] == 8,
+    );
+    (w1, hold)
+}
+
 #[test]
 fn workers_in_separate_directories_share_nothing_and_clean_up() {
     let dir = Dir::new();
@@ -89,21 +109,8 @@ fn a_killed_workers_map_output_is_made_again() {
             &http,
         ],
     );
-    // One worker does every map, then holds the first reduce it gets (the test hook:
-    // each first attempt of a reduce waits while a file named for it exists)...
-    let hold = dir.join("hold");
-    std::fs::create_dir(&hold).unwrap();
-    for y in 0..10 {
-        std::fs::write(hold.join(format!("reduce-{y}.1")), b"").unwrap();
-    }
-    let hold_arg = hold.to_string_lossy().into_owned();
-    let mut w1 = worker(&dir, &addr, "w1", &["--hold-dir", &hold_arg]);
-    wait_for_status(
-        &http,
-        Duration::from_secs(30),
-        "all 8 maps to complete",
-        |s| s["counts"]["maps_done"] == 8,
-    );
+    // One worker does every map, then holds the first reduce it gets...
+    let (mut w1, hold) = one_worker_does_every_map(&dir, &addr, &http);
     wait_until(Duration::from_secs(30), "w1 to hold a reduce", || {
         (0..10).any(|y| hold.join(format!("reduce-{y}.1.held")).exists())
     });
@@ -134,21 +141,9 @@ fn damage_inside_a_packed_map_output_makes_the_map_run_again() {
         &inputs,
         &["--report", "report.json", "--http", &http],
     );
-    // One worker does every map and holds the reduces it takes (the test hook), so the
-    // map output is on its disk, whole, before anyone reads it.
-    let hold = dir.join("hold");
-    std::fs::create_dir(&hold).unwrap();
-    for y in 0..10 {
-        std::fs::write(hold.join(format!("reduce-{y}.1")), b"").unwrap();
-    }
-    let hold_arg = hold.to_string_lossy().into_owned();
-    let mut w1 = worker(&dir, &addr, "w1", &["--hold-dir", &hold_arg]);
-    wait_for_status(
-        &http,
-        Duration::from_secs(30),
-        "all 8 maps to complete",
-        |s| s["counts"]["maps_done"] == 8,
-    );
+    // One worker does every map and holds the reduces it takes, so the map output is
+    // on its disk, whole, before anyone reads it.
+    let (mut w1, hold) = one_worker_does_every_map(&dir, &addr, &http);
     // Each map wrote one packed file: every partition in it, then the index.
     let shuffle = std::fs::read_dir(dir.join("w1"))
         .unwrap()
