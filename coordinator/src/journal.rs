@@ -238,9 +238,21 @@ impl Journal {
 
     /// Appends one record; with `sync`, it is on disk when this returns.
     pub fn append(&mut self, record: &Record, sync: bool) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
-        line.push(b'\n');
-        self.file.write_all(&line)?;
+        self.append_all(std::slice::from_ref(record), sync)
+    }
+
+    /// Appends records in one write; with `sync`, they are on disk when this returns.
+    pub fn append_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a Record>,
+        sync: bool,
+    ) -> io::Result<()> {
+        let mut lines = Vec::new();
+        for record in records {
+            serde_json::to_writer(&mut lines, record).map_err(io::Error::other)?;
+            lines.push(b'\n');
+        }
+        self.file.write_all(&lines)?;
         if sync {
             self.file.sync_data()?;
         }
@@ -253,16 +265,27 @@ impl Journal {
 /// them, fsyncing once per batch. So no fsync ever runs under the job lock (a heartbeat
 /// or a poll never waits behind a completion's disk flush), and completions arriving
 /// together share one flush (group commit).
+///
+/// Unsynced records (a task handed out) are held back and go to the thread with the next
+/// synced one, or once [`HELD_BACK`] of them wait: waking the thread for each cost a task
+/// switch per assignment. They may be lost in a crash either way (they are not synced),
+/// which costs only a reused attempt number, and the simulator cuts unsynced records off
+/// at its crashes.
 pub struct Writer {
     tx: Option<std::sync::mpsc::Sender<Entry>>,
+    held: std::sync::Mutex<Vec<Record>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Records for the writer thread, in order, written together.
 struct Entry {
-    record: Record,
-    /// For a synced record: told once it is on disk.
+    records: Vec<Record>,
+    /// When the last record is a synced one: told once the batch is on disk.
     durable: Option<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// Unsynced records held back, at most, before the writer thread is woken for them.
+const HELD_BACK: usize = 256;
 
 /// A synced record on its way to disk; [`Durable::wait`] returns once it is there (or
 /// once writing it failed, which is logged: the job goes on, it could just not be
@@ -294,13 +317,7 @@ impl Writer {
                 while let Ok(first) = rx.recv() {
                     let batch: Vec<Entry> = std::iter::once(first).chain(rx.try_iter()).collect();
                     let sync = batch.iter().any(|e| e.durable.is_some());
-                    let mut result = Ok(());
-                    for e in &batch {
-                        result = result.and_then(|()| journal.append(&e.record, false));
-                    }
-                    if sync {
-                        result = result.and_then(|()| journal.file.sync_data());
-                    }
+                    let result = journal.append_all(batch.iter().flat_map(|e| &e.records), sync);
                     if let Err(e) = result {
                         tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
                     }
@@ -314,12 +331,14 @@ impl Writer {
         match thread {
             Ok(thread) => Writer {
                 tx: Some(tx),
+                held: Default::default(),
                 thread: Some(thread),
             },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the journal writer; the job will not be resumable");
                 Writer {
                     tx: None,
+                    held: Default::default(),
                     thread: None,
                 }
             }
@@ -331,30 +350,42 @@ impl Writer {
         let Some(tx) = &self.tx else {
             return Durable::none();
         };
+        // Held under this lock until sent, so records reach the thread in their order.
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.push(record);
+        if !sync && held.len() < HELD_BACK {
+            return Durable::none();
+        }
+        let records = std::mem::take(&mut *held);
         let (durable, rx) = if sync {
             let (t, r) = tokio::sync::oneshot::channel();
             (Some(t), Durable(Some(r)))
         } else {
             (None, Durable::none())
         };
-        match tx.send(Entry { record, durable }) {
+        match tx.send(Entry { records, durable }) {
             Ok(()) => rx,
             Err(_) => Durable::none(),
         }
     }
 
     /// Writes out everything queued and stops the thread.
-    pub fn close(mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn close(self) {
+        // Drop does it.
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.tx = None;
+        let held = std::mem::take(self.held.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if let Some(tx) = self.tx.take() {
+            if !held.is_empty() {
+                let _ = tx.send(Entry {
+                    records: held,
+                    durable: None,
+                });
+            }
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -596,6 +627,42 @@ mod tests {
         assert_eq!(attempts, (1..=50).collect::<Vec<_>>());
         assert!(matches!(records.last(), Some(Record::Done { .. })));
         w.close();
+    }
+
+    #[test]
+    fn unsynced_records_are_held_back_until_a_batch_fills_or_the_writer_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, &key(), false).unwrap();
+        let on_disk = || read_records(&path).unwrap().0.len();
+        let base = on_disk(); // Job and Start
+        let w = Writer::spawn(j);
+        let assigned = |a| Record::Assigned {
+            task: TaskId::map(0),
+            attempt: Attempt(a),
+        };
+        for a in 1..HELD_BACK as u32 {
+            let _ = w.append(assigned(a), false);
+        }
+        // Nothing was handed to the thread yet (it would have written it by now).
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(on_disk(), base);
+        // The batch is full: the thread writes it.
+        let _ = w.append(assigned(HELD_BACK as u32), false);
+        wait_for(|| on_disk() == base + HELD_BACK);
+        // What is held at close is written before close returns.
+        let _ = w.append(assigned(HELD_BACK as u32 + 1), false);
+        w.close();
+        assert_eq!(on_disk(), base + HELD_BACK + 1);
+    }
+
+    /// Waits (up to 10 s) until `done` holds.
+    fn wait_for(done: impl Fn() -> bool) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < until, "timed out");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

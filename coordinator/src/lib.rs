@@ -412,13 +412,8 @@ pub fn resume(
 /// back what expired. Woken early when new deadlines appear.
 async fn sweep_loop(shared: Arc<Shared>) {
     loop {
-        let next = {
-            let mut job = shared.lock();
-            let step = job.tick(std::time::Instant::now());
-            // Nobody waits for a sweep's records.
-            let _ = shared.apply(None, step.effects);
-            job.next_deadline()
-        };
+        let next = shared.sweep(std::time::Instant::now());
+        // A wake between the sweep and this wait is kept: notify_one leaves a permit.
         let wake = shared.sweep.notified();
         match next {
             Some(at) => {

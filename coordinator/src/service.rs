@@ -29,9 +29,10 @@ pub struct Shared {
     pub told_exit: Notify,
     /// Set once the job has ended.
     pub end: watch::Sender<Option<JobEnd>>,
-    /// Bumped whenever a worker joins or a task changes hands or finishes, for the
-    /// progress display.
-    pub changes: watch::Sender<u64>,
+    /// The deadline the sweeper sleeps until (`None`: none, it waits to be woken). Read
+    /// and written with the job locked, so a new deadline is compared with the one the
+    /// sweeper really has armed.
+    armed: Mutex<Option<Instant>>,
     heartbeat_interval: Duration,
     /// Where task state changes are recorded for a restart, if anywhere.
     journal: Mutex<Option<Writer>>,
@@ -48,7 +49,7 @@ impl Shared {
             sweep: Notify::new(),
             told_exit: Notify::new(),
             end: watch::channel(None).0,
-            changes: watch::channel(0).0,
+            armed: Mutex::new(None),
             heartbeat_interval,
             journal: Mutex::new(None),
             events: Mutex::new(EventCounts::default()),
@@ -78,10 +79,10 @@ impl Shared {
     /// disk here: the returned [`Durable`] (of the last synced record, which the writer
     /// flushes after every record before it) is awaited after the lock is released and
     /// before the caller answers. A failing journal is logged, not fatal: the job goes
-    /// on, it just could not be resumed after a crash.
-    pub fn apply(&self, req: Option<RequestId>, effects: Vec<Effect>) -> Durable {
+    /// on, it just could not be resumed after a crash. `job` is the locked job the
+    /// effects came from.
+    pub fn apply(&self, job: &Job, req: Option<RequestId>, effects: Vec<Effect>) -> Durable {
         let mut durable = Durable::none();
-        let changed = !effects.is_empty();
         for effect in effects {
             match effect {
                 Effect::Journal { record, sync } => {
@@ -95,7 +96,7 @@ impl Shared {
                 }
                 Effect::WakePolls => self.work.notify_waiters(),
                 Effect::WakeOne => self.work.notify_one(),
-                Effect::Rearm => self.sweep.notify_one(),
+                Effect::Rearm => self.rearm(job),
                 Effect::ToldExit => self.told_exit.notify_waiters(),
                 Effect::Ended(end) => {
                     self.end.send_replace(Some(end));
@@ -109,10 +110,35 @@ impl Shared {
                 }
             }
         }
-        if changed {
-            self.changes.send_modify(|n| *n = n.wrapping_add(1));
-        }
         durable
+    }
+
+    /// Wakes the sweeper only if the job's first deadline is now earlier than the one it
+    /// sleeps until. A task's deadline is its start plus the timeout, so a new one is
+    /// almost never the first: waking the sweeper at every assignment (a task switch and
+    /// a lock per task) cost more than the assignment itself.
+    fn rearm(&self, job: &Job) {
+        let armed = *self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let earlier = match (job.next_deadline(), armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            self.sweep.notify_one();
+        }
+    }
+
+    /// Takes back what expired and returns the deadline the sweeper is to sleep until,
+    /// noted (under the job lock) for [`Shared::rearm`].
+    pub fn sweep(&self, now: Instant) -> Option<Instant> {
+        let mut job = self.lock();
+        let step = job.tick(now);
+        // Nobody waits for a sweep's records.
+        let _ = self.apply(&job, None, step.effects);
+        let next = job.next_deadline();
+        *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        next
     }
 
     /// The events applied so far, counted.
@@ -136,7 +162,7 @@ impl Coordinator for Service {
         let worker = {
             let mut job = self.0.lock();
             let step = job.register(info, Instant::now());
-            let _ = self.0.apply(Some(req), step.effects);
+            let _ = self.0.apply(&job, Some(req), step.effects);
             step.reply
         };
         Registration {
@@ -148,7 +174,7 @@ impl Coordinator for Service {
     async fn heartbeat(self, _: Context, req: RequestId, worker: WorkerId) -> Directive {
         let mut job = self.0.lock();
         let step = job.heartbeat(worker, Instant::now());
-        let _ = self.0.apply(Some(req), step.effects);
+        let _ = self.0.apply(&job, Some(req), step.effects);
         step.reply
     }
 
@@ -163,7 +189,7 @@ impl Coordinator for Service {
             {
                 let mut job = self.0.lock();
                 let step = job.poll(worker, Instant::now());
-                let _ = self.0.apply(Some(req), step.effects);
+                let _ = self.0.apply(&job, Some(req), step.effects);
                 if step.reply != TaskReply::Wait {
                     return step.reply;
                 }
@@ -187,7 +213,7 @@ impl Coordinator for Service {
         let (reply, durable) = {
             let mut job = self.0.lock();
             let step = job.report(worker, task, attempt, outcome, Instant::now());
-            (step.reply, self.0.apply(Some(req), step.effects))
+            (step.reply, self.0.apply(&job, Some(req), step.effects))
         };
         // "Accepted" only once the record of it is on disk.
         durable.wait().await;

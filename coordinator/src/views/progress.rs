@@ -93,15 +93,14 @@ fn snapshot(shared: &Shared) -> Counts {
     Counts::of(&shared.lock(), Instant::now())
 }
 
+/// Redraws on a clock, not on every change: with small tasks a change comes every few
+/// hundred microseconds, and waking this task (and taking the job lock) for each cost the
+/// coordinator more than the change itself. A change shows within [`REDRAW`].
 async fn watch_loop(shared: Arc<Shared>, view: Arc<Mutex<View>>) {
-    let mut changes = shared.changes.subscribe();
     let mut tick = tokio::time::interval(REDRAW);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            _ = tick.tick() => {}
-        }
+        tick.tick().await;
         let counts = snapshot(&shared);
         view.lock()
             .unwrap_or_else(|p| p.into_inner())
