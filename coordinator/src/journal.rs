@@ -267,7 +267,7 @@ impl Journal {
 /// together share one flush (group commit).
 ///
 /// Unsynced records (a task handed out) are held back and go to the thread with the next
-/// synced one, or once [`HELD_BACK`] of them wait: waking the thread for each cost a task
+/// synced one, or once `HELD_BACK` of them wait: waking the thread for each cost a task
 /// switch per assignment. They may be lost in a crash either way (they are not synced),
 /// which costs only a reused attempt number, and the simulator cuts unsynced records off
 /// at its crashes.

@@ -409,7 +409,8 @@ pub fn resume(
 }
 
 /// Sleeps until the next deadline (a task timeout or a worker going silent), then takes
-/// back what expired. Woken early when new deadlines appear.
+/// back what expired. Woken early only when a deadline earlier than the one it sleeps
+/// until appears (`Shared::rearm`).
 async fn sweep_loop(shared: Arc<Shared>) {
     loop {
         let next = shared.sweep(std::time::Instant::now());

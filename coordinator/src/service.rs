@@ -130,7 +130,7 @@ impl Shared {
     }
 
     /// Takes back what expired and returns the deadline the sweeper is to sleep until,
-    /// noted (under the job lock) for [`Shared::rearm`].
+    /// noted (under the job lock) for `Shared::rearm`.
     pub fn sweep(&self, now: Instant) -> Option<Instant> {
         let mut job = self.lock();
         let step = job.tick(now);
