@@ -99,13 +99,13 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
             )
             .await
             .expect("report");
-        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        refused += matches!(r.reply, ReportReply::Refused(_)) as usize;
         // The right attempt, but a result of the wrong shape.
         let r = client
             .report(ctx(), RequestId(4), me, a.task, a.attempt, Ok(wrong_shape))
             .await
             .expect("report");
-        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        refused += matches!(r.reply, ReportReply::Refused(_)) as usize;
         // A task that does not exist.
         let r = client
             .report(
@@ -118,7 +118,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
             )
             .await
             .expect("report");
-        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        refused += matches!(r.reply, ReportReply::Refused(_)) as usize;
         // Someone else's worker id.
         let r = client
             .report(
@@ -131,7 +131,7 @@ fn rogue_client(addr: &str, n_reduce: usize) -> usize {
             )
             .await
             .expect("report");
-        refused += matches!(r, ReportReply::Refused(_)) as usize;
+        refused += matches!(r.reply, ReportReply::Refused(_)) as usize;
         // Then it goes silent, holding map a.task until the worker timeout takes it back.
         refused
     })

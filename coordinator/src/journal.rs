@@ -1,6 +1,12 @@
 //! The coordinator's journal: an append-only JSON-lines file of the job's task state
 //! changes, fsynced at every completion, from which a restarted coordinator picks the
 //! job up: done tasks whose files are intact stay done, everything else is idle again.
+//!
+//! The file is kept zero-filled ahead of its last record (`PREALLOCATE`), so
+//! that a record overwrites blocks the file already has: its `fdatasync` then writes the
+//! one data block and not the inode too (a file that grows must sync its new size, a
+//! second disk write per completion). A reader stops at the first line that is not a
+//! record, which the zeros never are.
 
 use crate::task::{Chosen, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
@@ -8,7 +14,8 @@ use mr::task::{Location, TaskResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The default journal file, in the coordinator's working directory.
@@ -92,10 +99,19 @@ pub struct Replay {
     pub split_points: Option<Chosen>,
 }
 
+/// How far ahead of its records the journal file is zero-filled, at least and at most
+/// at a time: as much again as it holds, between these. So a size change (an inode
+/// write) comes once per many records, and a small job's journal stays small.
+const PREALLOCATE: (u64, u64) = (64 << 10, 4 << 20);
+
 /// An open journal.
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// Where the records end and the next is written.
+    len: u64,
+    /// The file's length: zeros from `len` to here.
+    allocated: u64,
 }
 
 /// Why a journal could not be used.
@@ -193,15 +209,14 @@ impl Journal {
             source,
         };
         let (records, good) = read_records(path).map_err(io_err)?;
-        let (file, replay) = match replay(&records, key) {
+        let (file, replay, len) = match replay(&records, key) {
             Some(replay) => {
-                // Cut a torn last line off before appending: a record glued to it would
-                // be unreadable, and with it everything this run records.
+                // Cut a torn last line (and the zeros after the records) off before
+                // writing: a record glued to a torn one would be unreadable, and with
+                // it everything this run records.
                 let file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
                 file.set_len(good).map_err(io_err)?;
-                drop(file);
-                let file = OpenOptions::new().append(true).open(path).map_err(io_err)?;
-                (file, replay)
+                (file, replay, good)
             }
             None if require_resume => return Err(JournalError::NothingToResume(path.into())),
             None => {
@@ -210,12 +225,14 @@ impl Journal {
                     incarnation: 1,
                     ..Replay::default()
                 };
-                (file, replay)
+                (file, replay, 0)
             }
         };
         let mut j = Journal {
             file,
             path: path.to_path_buf(),
+            len,
+            allocated: len,
         };
         if replay.incarnation == 1 {
             j.append(&Record::Job { key: key.clone() }, false)
@@ -236,6 +253,16 @@ impl Journal {
         &self.path
     }
 
+    /// Where its records end, in bytes (the file is longer: zeros follow).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it holds no records yet (never true once opened).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Appends one record; with `sync`, it is on disk when this returns.
     pub fn append(&mut self, record: &Record, sync: bool) -> io::Result<()> {
         self.append_all(std::slice::from_ref(record), sync)
@@ -252,12 +279,35 @@ impl Journal {
             serde_json::to_writer(&mut lines, record).map_err(io::Error::other)?;
             lines.push(b'\n');
         }
-        self.file.write_all(&lines)?;
+        let end = self.len + lines.len() as u64;
+        if end > self.allocated {
+            // Zeros first, then the records over them: the size changes here, once per
+            // many records, and the next sync writes it with them.
+            let (least, most) = PREALLOCATE;
+            let to = (end + self.allocated.clamp(least, most)).next_multiple_of(least);
+            write_zeros(&self.file, self.allocated, to)?;
+            self.allocated = to;
+        }
+        self.file.write_all_at(&lines, self.len)?;
+        self.len = end;
         if sync {
             self.file.sync_data()?;
         }
         Ok(())
     }
+}
+
+/// Writes real zeros over `from..to` of `file`: blocks that are only reserved
+/// (`fallocate`) or a hole would still change the file's metadata when first written.
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// The journal's own writer thread: records are handed to it in order (the callers hold
@@ -577,10 +627,13 @@ mod tests {
         let path = dir.path().join("j");
         let (mut j, _) = Journal::open(&path, &key(), false).unwrap();
         j.append(&map_done(dir.path(), 0), true).unwrap();
+        let end = j.len();
         drop(j);
-        // The first run crashes in the middle of a line.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"event\":\"done\",\"task\":").unwrap();
+        // The first run crashes in the middle of a line: its start is on disk, the rest
+        // of the block still the zeros it was preallocated with.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"{\"event\":\"done\",\"task\":", end)
+            .unwrap();
         drop(f);
         // The second run finishes map 1, then crashes too.
         let (mut j, replay) = Journal::open(&path, &key(), true).unwrap();

@@ -9,7 +9,7 @@ use crate::journal::{Durable, Journal, Writer};
 use crate::task::AfterFailure;
 use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
 use mr::rpc::{
-    Coordinator, Directive, JobEnd, Registration, ReportReply, TaskReply, WorkerInfo, LONG_POLL,
+    Coordinator, Directive, JobEnd, Registration, Reported, TaskReply, WorkerInfo, LONG_POLL,
 };
 use mr::task::TaskOutcome;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -209,7 +209,7 @@ impl Coordinator for Service {
         task: TaskId,
         attempt: Attempt,
         outcome: TaskOutcome,
-    ) -> ReportReply {
+    ) -> Reported {
         let (reply, durable) = {
             let mut job = self.0.lock();
             let step = job.report(worker, task, attempt, outcome, Instant::now());
@@ -217,7 +217,16 @@ impl Coordinator for Service {
         };
         // "Accepted" only once the record of it is on disk.
         durable.wait().await;
-        reply
+        // The poll the worker would make next, made for it: one call a task instead of
+        // two (each call costs the coordinator a wake-up, a read and a write). It does
+        // not wait; a worker told `Wait` polls as usual.
+        let next = {
+            let mut job = self.0.lock();
+            let step = job.poll(worker, Instant::now());
+            let _ = self.0.apply(&job, Some(req), step.effects);
+            step.reply
+        };
+        Reported { reply, next }
     }
 }
 

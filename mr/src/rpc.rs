@@ -106,6 +106,17 @@ pub enum ReportReply {
     Refused(crate::task::Refusal),
 }
 
+/// The answer to `report`: the outcome's, and the worker's next task, so that a busy
+/// worker makes one call per task rather than a report and then a poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    /// Whether the outcome was recorded.
+    pub reply: ReportReply,
+    /// What to do next, as a poll made right after the report would answer, except
+    /// that it does not wait: [`TaskReply::Wait`] means "poll for the next task".
+    pub next: TaskReply,
+}
+
 /// The coordinator's service.
 #[tarpc::service]
 pub trait Coordinator {
@@ -115,14 +126,14 @@ pub trait Coordinator {
     async fn heartbeat(req: RequestId, worker: WorkerId) -> Directive;
     /// Asks for a task; waits up to [`LONG_POLL`] for one.
     async fn get_task(req: RequestId, worker: WorkerId) -> TaskReply;
-    /// Reports the outcome of one attempt.
+    /// Reports the outcome of one attempt, and asks for the next task without waiting.
     async fn report(
         req: RequestId,
         worker: WorkerId,
         task: TaskId,
         attempt: Attempt,
         outcome: TaskOutcome,
-    ) -> ReportReply;
+    ) -> Reported;
 }
 
 /// Where the coordinator listens: `unix:PATH` or `HOST:PORT`.

@@ -26,7 +26,7 @@ use coordinator::speculate::Speculation;
 use coordinator::task::{AfterFailure, Chosen, TaskState, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
 use mr::partition::{PartitionMode, Partitioning};
-use mr::rpc::{Directive, JobEnd, ReportReply, TaskReply, WorkerInfo, LONG_POLL};
+use mr::rpc::{Directive, JobEnd, ReportReply, Reported, TaskReply, WorkerInfo, LONG_POLL};
 use mr::task::{
     Assignment, Location, LossCause, MapOutput, MapOutputs, Split, TaskFailure, TaskOutcome,
     TaskResult, TaskSpec, TaskStats,
@@ -157,7 +157,7 @@ enum Rep {
     Registered(WorkerId),
     Directive(Directive),
     Task(TaskReply),
-    Report(ReportReply),
+    Report(Reported),
 }
 
 /// Which of a worker's two loops made a call.
@@ -204,6 +204,16 @@ enum Ev {
     PollExpires {
         key: u64,
     },
+    /// A report's record is on disk: the coordinator polls for the worker and answers
+    /// both (if it has not crashed meanwhile: then the call fails).
+    ReportPolls {
+        w: usize,
+        epoch: u32,
+        call: u64,
+        id: WorkerId,
+        reply: ReportReply,
+        incarnation: u32,
+    },
     /// The coordinator's sweeper.
     Sweep,
     CoordinatorCrash,
@@ -236,6 +246,7 @@ enum TaskLoop {
     /// Waiting for the report's reply.
     Reporting {
         call: u64,
+        seen: WorkerId,
         a: Assignment,
         outcome: TaskOutcome,
     },
@@ -687,9 +698,7 @@ impl World {
             held: BTreeMap::new(),
             sweep_at: None,
         });
-        self.durable_len = std::fs::metadata(&self.journal_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        self.durable_len = self.coord.as_ref().map_or(0, |c| c.journal.len());
         self.rearm();
         Ok(())
     }
@@ -739,11 +748,11 @@ impl World {
                 },
             );
         }
-        // The page cache goes with the machine: what was not synced may be cut off
-        // anywhere, mid-record included.
-        let len = std::fs::metadata(&self.journal_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        // The page cache goes with the machine: what was not synced may be lost from
+        // anywhere on, mid-record included: either as the preallocated zeros it was
+        // written over, or with the file's unsynced growth.
+        let len = c.journal.len();
+        drop(c.journal);
         let keep = if len > self.durable_len {
             self.rng.random_range(self.durable_len..=len)
         } else {
@@ -753,7 +762,12 @@ impl World {
             .write(true)
             .open(&self.journal_path)
         {
-            let _ = f.set_len(keep);
+            use std::os::unix::fs::FileExt;
+            if self.rng.random_bool(0.5) {
+                let _ = f.set_len(keep);
+            } else {
+                let _ = f.write_all_at(&vec![0; (len - keep) as usize], keep);
+            }
         }
         self.log(|| format!("coordinator CRASH; journal cut to {keep} of {len} bytes"));
         // Connections break: every call in flight to the coordinator fails.
@@ -807,9 +821,7 @@ impl World {
                         return Err(self.violation(format!("journal append: {e}")));
                     }
                     if sync {
-                        self.durable_len = std::fs::metadata(&self.journal_path)
-                            .map(|m| m.len())
-                            .unwrap_or(0);
+                        self.durable_len = c.journal.len();
                         match &record {
                             Record::Done { task, attempt, .. } => {
                                 self.durable_done.insert(*task, *attempt);
@@ -1078,7 +1090,21 @@ impl World {
                 outcome,
             } => {
                 let reply = self.report(worker, task, attempt, outcome)?;
-                self.send_reply(w, epoch, call, Rep::Report(reply));
+                // The service waits for the record to be on disk, then polls: other
+                // calls may come between.
+                let incarnation = self.coord.as_ref().map_or(0, |c| c.incarnation);
+                let after = Duration::from_micros(self.rng.random_range(0..2_000));
+                self.push(
+                    after,
+                    Ev::ReportPolls {
+                        w,
+                        epoch,
+                        call,
+                        id: worker,
+                        reply,
+                        incarnation,
+                    },
+                );
             }
         }
         Ok(())
@@ -1420,6 +1446,7 @@ impl World {
             }
             TaskLoop::Reporting {
                 call: c,
+                seen,
                 a,
                 outcome,
             } if c == call => {
@@ -1427,14 +1454,16 @@ impl World {
                     Some(Rep::Report(r)) => Some(r),
                     _ => None,
                 };
-                let next = self.procs[w].session.on_report(r, now);
+                let next = self.procs[w].session.on_report(seen, r, now);
                 match next {
                     Next::Retry(pause) => {
                         let _ = pause;
                         self.send_report(w, a, outcome);
                     }
+                    Next::Run(a) => self.run_task(w, a),
+                    Next::Continue | Next::Abandon { .. } => self.poll_now(w),
+                    Next::Register { seen } => self.want_register(w, Loop::Task, seen, patience(w)),
                     Next::Exit(x) => self.exit(w, x),
-                    _ => self.poll_now(w),
                 }
             }
             // A reply to a call nobody waits for (duplicated, or superseded).
@@ -1453,7 +1482,12 @@ impl World {
                 outcome: outcome.clone(),
             },
         );
-        self.procs[w].task = TaskLoop::Reporting { call, a, outcome };
+        self.procs[w].task = TaskLoop::Reporting {
+            call,
+            seen: worker,
+            a,
+            outcome,
+        };
     }
 
     fn run_task(&mut self, w: usize, a: Assignment) {
@@ -1643,6 +1677,29 @@ impl World {
                     }
                 }
             }
+            Ev::ReportPolls {
+                w,
+                epoch,
+                call,
+                id,
+                reply,
+                incarnation,
+            } => match &self.coord {
+                Some(c) if c.incarnation == incarnation => {
+                    let next = self.poll(id)?;
+                    self.send_reply(w, epoch, call, Rep::Report(Reported { reply, next }));
+                }
+                // The coordinator crashed before answering: the call fails.
+                _ => self.push(
+                    CALL_FAILS_AFTER,
+                    Ev::Reply {
+                        w,
+                        epoch,
+                        call,
+                        rep: None,
+                    },
+                ),
+            },
             Ev::Sweep => {
                 if let Some(c) = &mut self.coord {
                     c.sweep_at = None;

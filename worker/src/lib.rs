@@ -28,9 +28,9 @@ pub mod stage;
 
 use link::{Link, LinkError};
 use mr::auth::Token;
-use mr::ids::{Attempt, TaskId, WorkerId};
+use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
 use mr::plugin::App;
-use mr::rpc::{Addr, JobEnd, Listener, ReportReply, WorkerInfo};
+use mr::rpc::{Addr, JobEnd, Listener, ReportReply, Reported, WorkerInfo};
 use mr::secure::Guard;
 use mr::task::{
     Assignment, Location, OutputTarget, SplitSource, TaskFailure, TaskOutcome, TaskResult, TaskSpec,
@@ -422,17 +422,28 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, interval: Duration, exit: watch::Sender<O
 }
 
 async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
+    // What the last report's answer said to do next (its request id, for the logs);
+    // `None`: poll.
+    let mut after_report: Option<(RequestId, Next)> = None;
     loop {
-        let req = ctx.link.request_id();
         let worker = ctx.worker();
-        let reply = ctx
-            .link
-            .call(|c, cx| async move { c.get_task(cx, req, worker).await })
-            .await;
-        if let Err(e) = &reply {
-            tracing::debug!(%req, %worker, error = %e, "task poll not answered");
-        }
-        let next = ctx.session().on_poll(worker, reply.ok(), Instant::now());
+        let (req, next) = match after_report.take() {
+            Some(next) => next,
+            None => {
+                let req = ctx.link.request_id();
+                let reply = ctx
+                    .link
+                    .call(|c, cx| async move { c.get_task(cx, req, worker).await })
+                    .await;
+                if let Err(e) = &reply {
+                    tracing::debug!(%req, %worker, error = %e, "task poll not answered");
+                }
+                (
+                    req,
+                    ctx.session().on_poll(worker, reply.ok(), Instant::now()),
+                )
+            }
+        };
         match next {
             Next::Run(a) => {
                 let started = Instant::now();
@@ -452,9 +463,7 @@ async fn task_loop(ctx: Arc<Ctx>, app: Arc<App>) -> Exit {
                         warn!(%worker, task = %a.task, attempt = %a.attempt, error = %f, "task failed")
                     }
                 }
-                if let Some(exit) = report(&ctx, &a, outcome).await {
-                    return exit;
-                }
+                after_report = Some(report(&ctx, &a, outcome).await);
             }
             // Only heartbeats carry it; nothing runs while polling.
             Next::Continue | Next::Abandon { .. } => {}
@@ -770,8 +779,9 @@ impl Work {
     }
 }
 
-/// Reports an outcome, retrying while the coordinator is briefly unreachable.
-async fn report(ctx: &Ctx, a: &Assignment, outcome: TaskOutcome) -> Option<Exit> {
+/// Reports an outcome, retrying while the coordinator is briefly unreachable; returns
+/// what to do next (its answer's next task, or the end), with the request id it came by.
+async fn report(ctx: &Ctx, a: &Assignment, outcome: TaskOutcome) -> (RequestId, Next) {
     loop {
         let req = ctx.link.request_id();
         let worker = ctx.worker();
@@ -783,23 +793,19 @@ async fn report(ctx: &Ctx, a: &Assignment, outcome: TaskOutcome) -> Option<Exit>
             )
             .await;
         match &reply {
-            Ok(ReportReply::Refused(why)) => {
+            Ok(Reported {
+                reply: ReportReply::Refused(why),
+                ..
+            }) => {
                 info!(%req, %worker, task = %a.task, attempt = %a.attempt, %why, "report refused (attempt was revoked)")
             }
-            Ok(ReportReply::Accepted) => {}
+            Ok(_) => {}
             Err(e) => tracing::debug!(%req, %worker, error = %e, "report not answered"),
         }
-        let next = ctx.session().on_report(reply.ok(), Instant::now());
+        let next = ctx.session().on_report(worker, reply.ok(), Instant::now());
         match next {
             Next::Retry(pause) => tokio::time::sleep(pause).await,
-            Next::Exit(x) => {
-                warn!(
-                    "coordinator unreachable for {:?}; exiting",
-                    ctx.config.coordinator_timeout
-                );
-                return Some(x);
-            }
-            _ => return None,
+            next => return (req, next),
         }
     }
 }

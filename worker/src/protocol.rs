@@ -12,7 +12,7 @@
 use crate::Exit;
 use mr::ids::{Attempt, TaskId, WorkerId};
 use mr::retry::Backoff;
-use mr::rpc::{Directive, ReportReply, TaskReply};
+use mr::rpc::{Directive, Reported, TaskReply};
 use mr::task::Assignment;
 use std::time::{Duration, Instant};
 
@@ -151,14 +151,13 @@ impl Session {
         }
     }
 
-    /// After a report (`None`: no answer). `Continue` means the task is settled:
-    /// accepted, or refused because the attempt was revoked (nothing left to do).
-    pub fn on_report(&mut self, reply: Option<ReportReply>, now: Instant) -> Next {
+    /// After a report sent as `seen` (`None`: no answer, so report again after
+    /// [`Next::Retry`]). Answered, the task is settled (accepted, or refused because the
+    /// attempt was revoked: nothing left to do) and what follows is the answer's next
+    /// task, as after a poll; `Continue` means poll.
+    pub fn on_report(&mut self, seen: WorkerId, reply: Option<Reported>, now: Instant) -> Next {
         match reply {
-            Some(_) => {
-                self.contact(now);
-                Next::Continue
-            }
+            Some(r) => self.on_poll(seen, Some(r.next), now),
             None => self.unanswered(now),
         }
     }
@@ -210,9 +209,18 @@ mod tests {
             s.on_heartbeat(WorkerId::first_run(1), None, t0 + T / 2),
             Next::Continue
         );
+        let reported = |next| Reported {
+            reply: mr::rpc::ReportReply::Accepted,
+            next,
+        };
         assert_eq!(
-            s.on_report(Some(ReportReply::Accepted), t0 + T / 2),
-            Next::Continue
+            s.on_report(
+                WorkerId::first_run(1),
+                Some(reported(TaskReply::Wait)),
+                t0 + T / 2
+            ),
+            Next::Continue,
+            "nothing to do at once: poll"
         );
         assert_eq!(
             s.on_poll(WorkerId::first_run(1), None, t0 + T),
@@ -220,8 +228,45 @@ mod tests {
             "the report was an answer"
         );
         assert_eq!(
-            s.on_report(None, t0 + T / 2 + T),
+            s.on_report(WorkerId::first_run(1), None, t0 + T / 2 + T),
             Next::Exit(Exit::CoordinatorGone)
+        );
+        assert_eq!(
+            s.on_report(
+                WorkerId::first_run(1),
+                Some(reported(TaskReply::Exit(JobEnd::Succeeded))),
+                t0 + T
+            ),
+            Next::Exit(Exit::Job(JobEnd::Succeeded)),
+            "the last report learns that the job is over"
+        );
+        let a = Assignment {
+            task: TaskId::map(4),
+            attempt: Attempt(1),
+            spec: mr::task::TaskSpec::Sample {
+                pieces: Vec::new(),
+                source: mr::task::SplitSource::Path,
+                max_keys: 1,
+            },
+        };
+        assert_eq!(
+            s.on_report(
+                WorkerId::first_run(1),
+                Some(reported(TaskReply::Task(a.clone()))),
+                t0 + T
+            ),
+            Next::Run(a),
+            "the answer's next task runs without a poll"
+        );
+        assert_eq!(
+            s.on_report(
+                WorkerId::first_run(1),
+                Some(reported(TaskReply::Reregister)),
+                t0 + T
+            ),
+            Next::Register {
+                seen: WorkerId::first_run(1)
+            }
         );
         assert_eq!(
             s.on_heartbeat(

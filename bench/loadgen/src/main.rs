@@ -317,14 +317,22 @@ async fn worker(run: Arc<Run>, i: usize) {
             }
         })
     };
+    // The next task, when the last report's answer carried one.
+    let mut next: Option<TaskReply> = None;
     loop {
-        let t = Instant::now();
-        let reply = client.get_task(tarpc::context::current(), req(), id).await;
-        let a = match reply {
-            Ok(TaskReply::Task(a)) => {
-                let _ = mine.poll.record(micros(t.elapsed()));
-                a
+        let reply = match next.take() {
+            Some(r) => Ok(r),
+            None => {
+                let t = Instant::now();
+                let reply = client.get_task(tarpc::context::current(), req(), id).await;
+                if let Ok(TaskReply::Task(_)) = reply {
+                    let _ = mine.poll.record(micros(t.elapsed()));
+                }
+                reply
             }
+        };
+        let a = match reply {
+            Ok(TaskReply::Task(a)) => a,
             Ok(TaskReply::Wait) => continue,
             Ok(TaskReply::Exit(_)) | Ok(TaskReply::Reregister) => break,
             Err(_) if run.over.load(Ordering::Relaxed) => break,
@@ -370,10 +378,12 @@ async fn worker(run: Arc<Run>, i: usize) {
             .await;
         let _ = mine.report.record(micros(t.elapsed()));
         match reply {
-            Ok(ReportReply::Accepted) => {
-                run.completions.fetch_add(1, Ordering::Relaxed);
+            Ok(r) => {
+                if r.reply == ReportReply::Accepted {
+                    run.completions.fetch_add(1, Ordering::Relaxed);
+                }
+                next = Some(r.next);
             }
-            Ok(ReportReply::Refused(_)) => {}
             Err(_) if run.over.load(Ordering::Relaxed) => break,
             Err(_) => {
                 run.errors.fetch_add(1, Ordering::Relaxed);
