@@ -310,38 +310,54 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The journal's own writer thread: records are handed to it in order (the callers hold
-/// the job lock, so the order of records is the order of the changes) and it writes
-/// them, fsyncing once per batch. So no fsync ever runs under the job lock (a heartbeat
-/// or a poll never waits behind a completion's disk flush), and completions arriving
-/// together share one flush (group commit).
+/// Writes the journal for the service: records are appended in order (the callers hold
+/// the job lock, so the order of records is the order of the changes), and a synced one
+/// is on disk once its [`Durable`] has been waited for.
 ///
-/// Unsynced records (a task handed out) are held back and go to the thread with the next
-/// synced one, or once `HELD_BACK` of them wait: waking the thread for each cost a task
-/// switch per assignment. They may be lost in a crash either way (they are not synced),
-/// which costs only a reused attempt number, and the simulator cuts unsynced records off
-/// at its crashes.
+/// The sync runs on the waiting handler's own thread, outside the job lock: the first
+/// waiter that finds no sync running writes everything appended so far and fsyncs it,
+/// and waiters arriving meanwhile are covered by the next one (group commit). Handing the
+/// records to a writer thread cost two task switches per completion (the thread woken to
+/// write, the handler woken when it was done), as much CPU as the sync itself at low
+/// concurrency. A disk that stalls holds one runtime thread per stall, not the job lock:
+/// heartbeats have their own thread, and polls go on on the other runtime threads.
+///
+/// Unsynced records (a task handed out) wait for the next sync, or are written (not
+/// synced) once `HELD_BACK` of them wait. They may be lost in a crash either way, which
+/// costs only a reused attempt number, and the simulator cuts unsynced records off at its
+/// crashes.
 pub struct Writer {
-    tx: Option<std::sync::mpsc::Sender<Entry>>,
-    held: std::sync::Mutex<Vec<Record>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    inner: std::sync::Arc<Inner>,
 }
 
-/// Records for the writer thread, in order, written together.
-struct Entry {
-    records: Vec<Record>,
-    /// When the last record is a synced one: told once the batch is on disk.
-    durable: Option<tokio::sync::oneshot::Sender<()>>,
+struct Inner {
+    state: std::sync::Mutex<State>,
+    /// Woken when a sync ends (for waiting handlers).
+    synced: tokio::sync::Notify,
+    /// Signalled when a sync ends (for the closing thread).
+    returned: std::sync::Condvar,
 }
 
-/// Unsynced records held back, at most, before the writer thread is woken for them.
+struct State {
+    /// `None` while a sync has it.
+    journal: Option<Journal>,
+    /// Appended, not yet written.
+    pending: Vec<Record>,
+    /// Synced records appended so far, counted.
+    appended: u64,
+    /// How many of them are on disk (or failed to get there, which is logged).
+    durable: u64,
+}
+
+/// Unsynced records held back, at most, before they are written without a sync.
 const HELD_BACK: usize = 256;
 
 /// A synced record on its way to disk; [`Durable::wait`] returns once it is there (or
 /// once writing it failed, which is logged: the job goes on, it could just not be
-/// resumed after a crash).
+/// resumed after a crash). Dropped unawaited, the record is written with the next sync,
+/// at the latest when the journal closes.
 #[must_use = "a synced record is durable only once wait() returns"]
-pub struct Durable(Option<tokio::sync::oneshot::Receiver<()>>);
+pub struct Durable(Option<(std::sync::Arc<Inner>, u64)>);
 
 impl Durable {
     /// Nothing to wait for (no journal, or an unsynced record).
@@ -349,77 +365,97 @@ impl Durable {
         Durable(None)
     }
 
-    /// Waits until the record is on disk.
+    /// Waits until the record is on disk, syncing it here if no sync is running.
     pub async fn wait(self) {
-        if let Some(rx) = self.0 {
-            let _ = rx.await;
+        let Some((inner, seq)) = self.0 else {
+            return;
+        };
+        loop {
+            // Interest first, so that a sync ending between the look and the wait is
+            // not missed.
+            let ended = inner.synced.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if inner.sync_unless_running(seq) {
+                return;
+            }
+            ended.await;
         }
     }
 }
 
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether synced record `seq` is on disk, after syncing everything appended if no
+    /// sync was running (false: one is, and `seq` may not be in it).
+    fn sync_unless_running(&self, seq: u64) -> bool {
+        let mut st = self.state();
+        if st.durable >= seq {
+            return true;
+        }
+        let Some(mut journal) = st.journal.take() else {
+            return false;
+        };
+        let batch = std::mem::take(&mut st.pending);
+        let upto = st.appended;
+        drop(st);
+        if let Err(e) = journal.append_all(&batch, true) {
+            tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
+        }
+        let mut st = self.state();
+        st.journal = Some(journal);
+        st.durable = st.durable.max(upto);
+        drop(st);
+        self.synced.notify_waiters();
+        self.returned.notify_all();
+        true
+    }
+}
+
 impl Writer {
-    /// Starts the writer thread for `journal`.
-    pub fn spawn(mut journal: Journal) -> Writer {
-        let (tx, rx) = std::sync::mpsc::channel::<Entry>();
-        let thread = std::thread::Builder::new()
-            .name("mr-journal".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let batch: Vec<Entry> = std::iter::once(first).chain(rx.try_iter()).collect();
-                    let sync = batch.iter().any(|e| e.durable.is_some());
-                    let result = journal.append_all(batch.iter().flat_map(|e| &e.records), sync);
-                    if let Err(e) = result {
-                        tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
-                    }
-                    for e in batch {
-                        if let Some(done) = e.durable {
-                            let _ = done.send(());
-                        }
-                    }
+    /// Writes `journal` from now on.
+    pub fn new(journal: Journal) -> Writer {
+        Writer {
+            inner: std::sync::Arc::new(Inner {
+                state: std::sync::Mutex::new(State {
+                    journal: Some(journal),
+                    pending: Vec::new(),
+                    appended: 0,
+                    durable: 0,
+                }),
+                synced: tokio::sync::Notify::new(),
+                returned: std::sync::Condvar::new(),
+            }),
+        }
+    }
+
+    /// Appends `record`; with `sync`, the returned handle resolves once it is on disk.
+    pub fn append(&self, record: Record, sync: bool) -> Durable {
+        let mut st = self.inner.state();
+        st.pending.push(record);
+        if sync {
+            st.appended += 1;
+            return Durable(Some((self.inner.clone(), st.appended)));
+        }
+        if st.pending.len() >= HELD_BACK {
+            // Written to the page cache only (no sync), unless a sync is under way: it
+            // takes them with the next.
+            let st = &mut *st;
+            if let Some(journal) = st.journal.as_mut() {
+                if let Err(e) = journal.append_all(&st.pending, false) {
+                    tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
                 }
-            });
-        match thread {
-            Ok(thread) => Writer {
-                tx: Some(tx),
-                held: Default::default(),
-                thread: Some(thread),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the journal writer; the job will not be resumable");
-                Writer {
-                    tx: None,
-                    held: Default::default(),
-                    thread: None,
-                }
+                st.pending.clear();
             }
         }
+        Durable::none()
     }
 
-    /// Queues `record`; with `sync`, the returned handle resolves once it is on disk.
-    pub fn append(&self, record: Record, sync: bool) -> Durable {
-        let Some(tx) = &self.tx else {
-            return Durable::none();
-        };
-        // Held under this lock until sent, so records reach the thread in their order.
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.push(record);
-        if !sync && held.len() < HELD_BACK {
-            return Durable::none();
-        }
-        let records = std::mem::take(&mut *held);
-        let (durable, rx) = if sync {
-            let (t, r) = tokio::sync::oneshot::channel();
-            (Some(t), Durable(Some(r)))
-        } else {
-            (None, Durable::none())
-        };
-        match tx.send(Entry { records, durable }) {
-            Ok(()) => rx,
-            Err(_) => Durable::none(),
-        }
-    }
-
-    /// Writes out everything queued and stops the thread.
+    /// Writes out and syncs everything appended (after a sync under way), and closes
+    /// the journal.
     pub fn close(self) {
         // Drop does it.
     }
@@ -427,18 +463,25 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        let held = std::mem::take(self.held.get_mut().unwrap_or_else(|p| p.into_inner()));
-        if let Some(tx) = self.tx.take() {
-            if !held.is_empty() {
-                let _ = tx.send(Entry {
-                    records: held,
-                    durable: None,
-                });
+        let mut st = self.inner.state();
+        // A handler's sync may be running on another thread: it puts the journal back.
+        while st.journal.is_none() {
+            st = self
+                .inner
+                .returned
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(mut journal) = st.journal.take() {
+            let batch = std::mem::take(&mut st.pending);
+            if let Err(e) = journal.append_all(&batch, true) {
+                tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
             }
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Whatever waits now has nothing left to wait for.
+        st.durable = st.appended;
+        drop(st);
+        self.inner.synced.notify_waiters();
     }
 }
 
@@ -656,7 +699,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let (j, _) = Journal::open(&path, &key(), false).unwrap();
-        let w = Writer::spawn(j);
+        let w = Writer::new(j);
         for a in 1..=50 {
             let _ = w.append(
                 Record::Assigned {
@@ -689,7 +732,7 @@ mod tests {
         let (j, _) = Journal::open(&path, &key(), false).unwrap();
         let on_disk = || read_records(&path).unwrap().0.len();
         let base = on_disk(); // Job and Start
-        let w = Writer::spawn(j);
+        let w = Writer::new(j);
         let assigned = |a| Record::Assigned {
             task: TaskId::map(0),
             attempt: Attempt(a),
@@ -697,25 +740,62 @@ mod tests {
         for a in 1..HELD_BACK as u32 {
             let _ = w.append(assigned(a), false);
         }
-        // Nothing was handed to the thread yet (it would have written it by now).
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(on_disk(), base);
-        // The batch is full: the thread writes it.
+        assert_eq!(on_disk(), base, "held back");
+        // The batch is full: it is written.
         let _ = w.append(assigned(HELD_BACK as u32), false);
-        wait_for(|| on_disk() == base + HELD_BACK);
-        // What is held at close is written before close returns.
+        assert_eq!(on_disk(), base + HELD_BACK);
+        // What is held at close, and a synced record nobody waited for, are written
+        // before close returns.
         let _ = w.append(assigned(HELD_BACK as u32 + 1), false);
+        drop(w.append(map_done(dir.path(), 0), true));
+        assert_eq!(on_disk(), base + HELD_BACK);
         w.close();
-        assert_eq!(on_disk(), base + HELD_BACK + 1);
+        assert_eq!(on_disk(), base + HELD_BACK + 2);
     }
 
-    /// Waits (up to 10 s) until `done` holds.
-    fn wait_for(done: impl Fn() -> bool) {
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(std::time::Instant::now() < until, "timed out");
-            std::thread::sleep(Duration::from_millis(5));
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn completions_waiting_together_share_syncs_and_all_are_on_disk_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, &key(), false).unwrap();
+        let w = std::sync::Arc::new(Writer::new(j));
+        // One lock for the appends, as the job lock orders them in the service.
+        let order = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let mut handlers = Vec::new();
+        for m in 0..64u32 {
+            let (w, order, dir) = (w.clone(), order.clone(), dir.path().to_path_buf());
+            handlers.push(tokio::spawn(async move {
+                let durable = {
+                    let _g = order.lock().unwrap();
+                    w.append(map_done(&dir, m), true)
+                };
+                durable.wait().await;
+                // Once its wait returns, a completion is on disk.
+                let (records, _) = read_records(&dir.join("j")).unwrap();
+                assert!(records.iter().any(|r| matches!(r,
+                    Record::Done { task, .. } if *task == TaskId::map(m))));
+            }));
         }
+        for h in handlers {
+            h.await.unwrap();
+        }
+        let (records, _) = read_records(&path).unwrap();
+        let done = records
+            .iter()
+            .filter(|r| matches!(r, Record::Done { .. }))
+            .count();
+        assert_eq!(done, 64);
+        // A second wait on a record already synced by another's sync returns at once.
+        let first = w.append(map_done(dir.path(), 64), true);
+        let second = w.append(map_done(dir.path(), 65), true);
+        first.wait().await;
+        let before = read_records(&path).unwrap().0.len();
+        second.wait().await;
+        assert_eq!(
+            read_records(&path).unwrap().0.len(),
+            before,
+            "synced together"
+        );
     }
 
     #[test]

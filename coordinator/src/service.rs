@@ -56,10 +56,9 @@ impl Shared {
         })
     }
 
-    /// Records task state changes in `journal` from now on, through its own writer
-    /// thread.
+    /// Records task state changes in `journal` from now on.
     pub fn set_journal(&self, journal: Journal) {
-        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Writer::spawn(journal));
+        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Writer::new(journal));
     }
 
     /// Writes out what the journal has queued and closes it.
@@ -76,9 +75,9 @@ impl Shared {
 
     /// Applies a call's effects: the one place they take effect. Called with the job
     /// locked, so the journal's order is the order of the changes. Nothing waits for the
-    /// disk here: the returned [`Durable`] (of the last synced record, which the writer
-    /// flushes after every record before it) is awaited after the lock is released and
-    /// before the caller answers. A failing journal is logged, not fatal: the job goes
+    /// disk here: the returned [`Durable`] (of the last synced record, which is synced
+    /// with every record before it) is awaited after the lock is released and before the
+    /// caller answers. A failing journal is logged, not fatal: the job goes
     /// on, it just could not be resumed after a crash. `job` is the locked job the
     /// effects came from.
     pub fn apply(&self, job: &Job, req: Option<RequestId>, effects: Vec<Effect>) -> Durable {
