@@ -402,9 +402,7 @@ impl Inner {
         let batch = std::mem::take(&mut st.pending);
         let upto = st.appended;
         drop(st);
-        if let Err(e) = journal.append_all(&batch, true) {
-            tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
-        }
+        write_logged(&mut journal, &batch, true);
         let mut st = self.state();
         st.journal = Some(journal);
         st.durable = st.durable.max(upto);
@@ -445,9 +443,7 @@ impl Writer {
             // takes them with the next.
             let st = &mut *st;
             if let Some(journal) = st.journal.as_mut() {
-                if let Err(e) = journal.append_all(&st.pending, false) {
-                    tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
-                }
+                write_logged(journal, &st.pending, false);
                 st.pending.clear();
             }
         }
@@ -474,14 +470,20 @@ impl Drop for Writer {
         }
         if let Some(mut journal) = st.journal.take() {
             let batch = std::mem::take(&mut st.pending);
-            if let Err(e) = journal.append_all(&batch, true) {
-                tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
-            }
+            write_logged(&mut journal, &batch, true);
         }
         // Whatever waits now has nothing left to wait for.
         st.durable = st.appended;
         drop(st);
         self.inner.synced.notify_waiters();
+    }
+}
+
+/// Writes `records` (and syncs, with `sync`); a failure is logged, not fatal: the job
+/// goes on, it just could not be resumed after a crash.
+fn write_logged(journal: &mut Journal, records: &[Record], sync: bool) {
+    if let Err(e) = journal.append_all(records, sync) {
+        tracing::warn!(journal = %journal.path().display(), error = %e, "cannot write the journal");
     }
 }
 
