@@ -413,7 +413,8 @@ pub fn resume(
 /// until appears (`Shared::rearm`).
 async fn sweep_loop(shared: Arc<Shared>) {
     loop {
-        let next = shared.sweep(std::time::Instant::now());
+        let (next, durable) = shared.sweep(std::time::Instant::now());
+        durable.wait().await;
         // A wake between the sweep and this wait is kept: notify_one leaves a permit.
         let wake = shared.sweep.notified();
         match next {

@@ -129,15 +129,15 @@ impl Shared {
     }
 
     /// Takes back what expired and returns the deadline the sweeper is to sleep until,
-    /// noted (under the job lock) for `Shared::rearm`.
-    pub fn sweep(&self, now: Instant) -> Option<Instant> {
+    /// noted (under the job lock) for `Shared::rearm`, with its synced records (the end
+    /// of a job that failed by a timeout) for the sweeper to wait for.
+    pub fn sweep(&self, now: Instant) -> (Option<Instant>, Durable) {
         let mut job = self.lock();
         let step = job.tick(now);
-        // Nobody waits for a sweep's records.
-        let _ = self.apply(&job, None, step.effects);
+        let durable = self.apply(&job, None, step.effects);
         let next = job.next_deadline();
         *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = next;
-        next
+        (next, durable)
     }
 
     /// The events applied so far, counted.
@@ -158,12 +158,12 @@ pub struct Service(pub Arc<Shared>);
 
 impl Coordinator for Service {
     async fn register(self, _: Context, req: RequestId, info: WorkerInfo) -> Registration {
-        let worker = {
+        let (worker, durable) = {
             let mut job = self.0.lock();
             let step = job.register(info, Instant::now());
-            let _ = self.0.apply(&job, Some(req), step.effects);
-            step.reply
+            (step.reply, self.0.apply(&job, Some(req), step.effects))
         };
+        durable.wait().await;
         Registration {
             worker,
             heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
@@ -171,10 +171,13 @@ impl Coordinator for Service {
     }
 
     async fn heartbeat(self, _: Context, req: RequestId, worker: WorkerId) -> Directive {
-        let mut job = self.0.lock();
-        let step = job.heartbeat(worker, Instant::now());
-        let _ = self.0.apply(&job, Some(req), step.effects);
-        step.reply
+        let (reply, durable) = {
+            let mut job = self.0.lock();
+            let step = job.heartbeat(worker, Instant::now());
+            (step.reply, self.0.apply(&job, Some(req), step.effects))
+        };
+        durable.wait().await;
+        reply
     }
 
     async fn get_task(self, _: Context, req: RequestId, worker: WorkerId) -> TaskReply {
@@ -185,13 +188,14 @@ impl Coordinator for Service {
             let notified = self.0.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let (reply, durable) = {
                 let mut job = self.0.lock();
                 let step = job.poll(worker, Instant::now());
-                let _ = self.0.apply(&job, Some(req), step.effects);
-                if step.reply != TaskReply::Wait {
-                    return step.reply;
-                }
+                (step.reply, self.0.apply(&job, Some(req), step.effects))
+            };
+            durable.wait().await;
+            if reply != TaskReply::Wait {
+                return reply;
             }
             tokio::select! {
                 _ = &mut notified => {}
@@ -219,12 +223,12 @@ impl Coordinator for Service {
         // The poll the worker would make next, made for it: one call a task instead of
         // two (each call costs the coordinator a wake-up, a read and a write). It does
         // not wait; a worker told `Wait` polls as usual.
-        let next = {
+        let (next, durable) = {
             let mut job = self.0.lock();
             let step = job.poll(worker, Instant::now());
-            let _ = self.0.apply(&job, Some(req), step.effects);
-            step.reply
+            (step.reply, self.0.apply(&job, Some(req), step.effects))
         };
+        durable.wait().await;
         Reported { reply, next }
     }
 }
