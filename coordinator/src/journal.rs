@@ -347,6 +347,10 @@ struct State {
     appended: u64,
     /// How many of them are on disk (or failed to get there, which is logged).
     durable: u64,
+    /// Whether the closing thread waits for a sync under way: only then is `returned`
+    /// signalled (a condvar's signal is a system call even when nobody waits, and a sync
+    /// ends after every completion).
+    closing: bool,
 }
 
 /// Unsynced records held back, at most, before they are written without a sync.
@@ -406,9 +410,12 @@ impl Inner {
         let mut st = self.state();
         st.journal = Some(journal);
         st.durable = st.durable.max(upto);
+        let closing = st.closing;
         drop(st);
         self.synced.notify_waiters();
-        self.returned.notify_all();
+        if closing {
+            self.returned.notify_all();
+        }
         true
     }
 }
@@ -423,6 +430,7 @@ impl Writer {
                     pending: Vec::new(),
                     appended: 0,
                     durable: 0,
+                    closing: false,
                 }),
                 synced: tokio::sync::Notify::new(),
                 returned: std::sync::Condvar::new(),
@@ -461,6 +469,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         let mut st = self.inner.state();
         // A handler's sync may be running on another thread: it puts the journal back.
+        st.closing = true;
         while st.journal.is_none() {
             st = self
                 .inner

@@ -125,7 +125,17 @@ fn main() -> ExitCode {
         shared_inputs: args.shared_inputs,
         ..Config::default()
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    // One runtime thread. Every call takes the one job lock, so a second thread adds no
+    // throughput, only hand-offs: with a thread idle, each call woke it (a futex wake and
+    // a task switch), 18% of the coordinator's CPU in a job of small maps with two
+    // workers, and no faster at 2,000 simulated workers (docs/performance.md). Heartbeats
+    // have their own thread (`beats`), so a journal sync that stalls on a slow disk
+    // delays calls, never a worker's liveness.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coordinator: cannot start the async runtime: {e}");
