@@ -54,8 +54,12 @@ impl Speculation {
     }
 }
 
-/// The times tasks took, with their (lower) median in O(log n) per insertion: the lower
-/// half and the upper half as multisets, kept within one of each other in size.
+/// The times tasks took, to the millisecond, with their (lower) median in O(log n) per
+/// insertion: the lower half and the upper half as multisets, kept within one of each
+/// other in size. Milliseconds lose nothing the rule needs (its floor is a second) and
+/// keep the multisets small: tasks mostly take a few distinct milliseconds, so an
+/// insertion touches a few cached nodes instead of one more node among every task's
+/// own nanosecond time (3.5% of the coordinator's CPU in a job of 4 KiB maps).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Durations {
     low: BTreeMap<Duration, u32>,
@@ -78,8 +82,9 @@ fn take(set: &mut BTreeMap<Duration, u32>, d: Duration) {
 }
 
 impl Durations {
-    /// Adds one.
+    /// Adds one (truncated to the millisecond).
     pub fn insert(&mut self, d: Duration) {
+        let d = Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         match self.low.last_key_value() {
             Some((&top, _)) if d > top => {
                 put(&mut self.high, d);
@@ -159,6 +164,21 @@ mod tests {
             assert_eq!(d.median(), Some(ms(lower_median)), "after {seen:?}");
         }
         assert_eq!(d.len(), times.len());
+    }
+
+    #[test]
+    fn times_count_to_the_millisecond() {
+        let mut d = Durations::default();
+        for us in [1_100, 1_900, 2_500, 1_000] {
+            d.insert(Duration::from_micros(us));
+        }
+        // 1, 1, 2, 1 ms: the lower median is 1 ms.
+        assert_eq!(d.median(), Some(ms(1)));
+        assert_eq!(d.len(), 4);
+        d.insert(Duration::from_micros(2_999));
+        d.insert(Duration::from_micros(2_001));
+        d.insert(Duration::from_micros(2_000));
+        assert_eq!(d.median(), Some(ms(2)));
     }
 
     #[test]
