@@ -407,6 +407,13 @@ impl Inner {
         let upto = st.appended;
         drop(st);
         write_logged(&mut journal, &batch, true);
+        self.sync_ended(journal, upto);
+        true
+    }
+
+    /// Puts the journal back after a sync that made synced records up to `upto`
+    /// durable, and wakes whoever waits for it.
+    fn sync_ended(&self, journal: Journal, upto: u64) {
         let mut st = self.state();
         st.journal = Some(journal);
         st.durable = st.durable.max(upto);
@@ -416,7 +423,6 @@ impl Inner {
         if closing {
             self.returned.notify_all();
         }
-        true
     }
 }
 
@@ -762,6 +768,45 @@ mod tests {
         assert_eq!(on_disk(), base + HELD_BACK);
         w.close();
         assert_eq!(on_disk(), base + HELD_BACK + 2);
+    }
+
+    #[test]
+    fn close_waits_for_a_sync_under_way_then_writes_what_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, &key(), false).unwrap();
+        let w = Writer::new(j);
+        let inner = w.inner.clone();
+        // A handler's sync has taken the journal (as sync_unless_running does) ...
+        let journal = inner.state().journal.take().unwrap();
+        // ... when a record is appended and the writer closes on another thread.
+        drop(w.append(map_done(dir.path(), 0), true));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let closer = std::thread::spawn(move || {
+            w.close();
+            tx.send(()).unwrap();
+        });
+        // The closer says it waits (under the lock) before it waits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !inner.state().closing {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the closer never waited"
+            );
+            std::thread::yield_now();
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "close returned while a sync had the journal"
+        );
+        inner.sync_ended(journal, 0);
+        // The end of that sync wakes the closer, which writes the record left.
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the end of a sync woke the closing thread");
+        closer.join().unwrap();
+        let (records, _) = read_records(&path).unwrap();
+        assert!(records.iter().any(|r| matches!(r,
+            Record::Done { task, .. } if *task == TaskId::map(0))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
