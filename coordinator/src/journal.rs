@@ -319,8 +319,10 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
 /// and waiters arriving meanwhile are covered by the next one (group commit). Handing the
 /// records to a writer thread cost two task switches per completion (the thread woken to
 /// write, the handler woken when it was done), as much CPU as the sync itself at low
-/// concurrency. A disk that stalls holds one runtime thread per stall, not the job lock:
-/// heartbeats have their own thread, and polls go on on the other runtime threads.
+/// concurrency. A disk that stalls holds the runtime thread of the handler that syncs,
+/// not the job lock: heartbeats have their own thread, so workers stay alive; in the
+/// coordinator binary, whose runtime has one thread, other calls wait for the disk too
+/// (they could do little else: no completion can be accepted until it is back).
 ///
 /// Unsynced records (a task handed out) wait for the next sync, or are written (not
 /// synced) once `HELD_BACK` of them wait. They may be lost in a crash either way, which
