@@ -32,11 +32,21 @@ fn assert_empty(dir: &Path) {
 
 /// Starts workers in w1, w2 and w3 and lets the job end; checks that everyone exits 0,
 /// the output equals `want`, and every work directory is left empty. Returns the workers.
-fn run_to_the_end(dir: &Dir, addr: &str, c: &mut Proc, want: &[String]) -> Vec<Proc> {
+/// `registered` workers have already joined (through the status page at `http`).
+fn run_to_the_end(
+    dir: &Dir,
+    addr: &str,
+    http: &str,
+    registered: usize,
+    c: &mut Proc,
+    want: &[String],
+) -> Vec<Proc> {
+    let gate = Gate::new(dir, "gate", Gate::every_task());
     let mut ws: Vec<Proc> = WORK_DIRS
         .iter()
-        .map(|w| worker(dir, addr, w, &[]))
+        .map(|w| worker(dir, addr, w, &gate.args()))
         .collect();
+    gate.open_when_registered(http, registered + WORK_DIRS.len());
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     for w in &mut ws {
         w.assert_exit(Duration::from_secs(5), Exit::Code(0));
@@ -46,6 +56,52 @@ fn run_to_the_end(dir: &Dir, addr: &str, c: &mut Proc, want: &[String]) -> Vec<P
         assert_empty(&dir.join(w));
     }
     ws
+}
+
+/// Holds the workers given it before the attempts it names, until every worker has
+/// joined. Without it the first worker to start can finish the 18 small tasks before
+/// the last has connected, on a loaded machine, and the coordinator is gone by then:
+/// that worker exits 1, unable to reach it, as it should.
+struct Gate(std::path::PathBuf);
+
+impl Gate {
+    /// A gate in `dir/name` holding attempts 1 to 4 of each of `tasks`.
+    fn new(dir: &Dir, name: &str, tasks: Vec<String>) -> Gate {
+        let path = dir.join(name);
+        std::fs::create_dir(&path).unwrap();
+        for t in tasks {
+            for a in 1..=4 {
+                std::fs::write(path.join(format!("{t}.{a}")), b"").unwrap();
+            }
+        }
+        Gate(path)
+    }
+
+    /// Every task of the books job: 8 maps, 10 reduces.
+    fn every_task() -> Vec<String> {
+        let maps = (0..8).map(|x| format!("map-{x}"));
+        maps.chain(Gate::reduces()).collect()
+    }
+
+    fn reduces() -> impl Iterator<Item = String> {
+        (0..10).map(|y| format!("reduce-{y}"))
+    }
+
+    /// The worker flags that pass through this gate.
+    fn args(&self) -> [&str; 2] {
+        [
+            "--hold-dir",
+            self.0.to_str().expect("a UTF-8 test directory"),
+        ]
+    }
+
+    /// Opens the gate once `n` workers have registered with the coordinator at `http`.
+    fn open_when_registered(self, http: &str, n: usize) {
+        wait_for_status(http, Duration::from_secs(30), "the workers to join", |s| {
+            s["counts"]["workers"].as_u64() >= Some(n as u64)
+        });
+        std::fs::remove_dir_all(&self.0).unwrap();
+    }
 }
 
 const WORK_DIRS: [&str; 3] = ["w1", "w2", "w3"];
@@ -76,8 +132,14 @@ fn workers_in_separate_directories_share_nothing_and_clean_up() {
     let inputs = dir.copy_books();
     let want = dir.expected("wc", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut c = coordinator(&dir, &addr, &inputs, &["--report", "report.json"]);
-    let ws = run_to_the_end(&dir, &addr, &mut c, &want);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(
+        &dir,
+        &addr,
+        &inputs,
+        &["--report", "report.json", "--http", &http],
+    );
+    let ws = run_to_the_end(&dir, &addr, &http, 0, &mut c, &want);
     // Every output was sent back to the coordinator, once each (out/ holds exactly the
     // ten, checked above), and nothing was written beside the inputs.
     let r = dir.report();
@@ -120,7 +182,7 @@ fn a_killed_workers_map_output_is_made_again() {
     let stale: Vec<_> = std::fs::read_dir(dir.join("w1")).unwrap().collect();
     assert_eq!(stale.len(), 1, "the killed worker's map output directory");
     // A replacement in the same directory clears the dead one's files; two more help.
-    run_to_the_end(&dir, &addr, &mut c, &want);
+    run_to_the_end(&dir, &addr, &http, 1, &mut c, &want);
     // The maps whose output died with w1 ran again (found so by a reducer, or by w1
     // missing its heartbeats: whichever comes first).
     let r = dir.report();
@@ -164,11 +226,13 @@ fn damage_inside_a_packed_map_output_makes_the_map_run_again() {
     let mut b = std::fs::read(&packed).unwrap();
     b[12] = 0xff;
     std::fs::write(&packed, &b).unwrap();
-    std::fs::remove_dir_all(&hold).unwrap();
+    let gate = Gate::new(&dir, "gate", Gate::every_task());
     let mut others: Vec<Proc> = ["w2", "w3"]
         .iter()
-        .map(|w| worker(&dir, &addr, w, &[]))
+        .map(|w| worker(&dir, &addr, w, &gate.args()))
         .collect();
+    gate.open_when_registered(&http, 3);
+    std::fs::remove_dir_all(&hold).unwrap();
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     for w in std::iter::once(&mut w1).chain(&mut others) {
         w.assert_exit(Duration::from_secs(5), Exit::Code(0));
@@ -209,27 +273,26 @@ fn with_shared_inputs_a_worker_that_cannot_read_them_streams_them() {
     let inputs = dir.copy_books();
     let want = dir.expected("wc", &inputs);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut c = coordinator(&dir, &addr, &inputs, &["--shared-inputs"]);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut c = coordinator(&dir, &addr, &inputs, &["--shared-inputs", "--http", &http]);
     // w2 runs elsewhere, where the (relative) input paths do not exist: it must stream
-    // them. Once it has, w1 joins from the job's directory and reads them itself.
+    // them. Once it has, w1 joins from the job's directory and reads them itself; w2
+    // waits at its first reduce until w1 has joined (else it could finish the job first).
     std::fs::create_dir(dir.join("elsewhere")).unwrap();
+    let gate = Gate::new(&dir, "gate", Gate::reduces().collect());
     let mut w2 = dir.command("worker");
     w2.current_dir(dir.join("elsewhere"))
         .env("MR_TOKEN", TOKEN)
-        .args([
-            "--coordinator",
-            &addr,
-            "--work-dir",
-            ".",
-            "--task-delay",
-            "0.05",
-        ])
+        .args(["--coordinator", &addr, "--work-dir", "."])
+        .args(["--task-delay", "0.05"])
+        .args(gate.args())
         .arg(app("wc"));
     let mut w2 = dir.spawn("worker", w2);
     w2.wait_for_line(Duration::from_secs(20), |l| {
         l.contains("streaming it from the coordinator")
     });
     let mut w1 = worker(&dir, &addr, "w1", &["--task-delay", "0.05"]);
+    gate.open_when_registered(&http, 2);
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     for w in [&mut w1, &mut w2] {
         w.assert_exit(Duration::from_secs(5), Exit::Code(0));
