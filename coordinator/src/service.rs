@@ -3,10 +3,11 @@
 //! critical sections are short and synchronous, and a guard held across a wait would
 //! block the runtime thread).
 
-use crate::effect::{Effect, Event, EventCounts};
+use crate::effect::{Effect, Event, EventCounts, Step};
 use crate::job::Job;
 use crate::journal::{Durable, Journal, Writer};
 use crate::task::AfterFailure;
+use crate::views::progress::hold_lines;
 use mr::ids::{Attempt, RequestId, TaskId, WorkerId};
 use mr::rpc::{
     Coordinator, Directive, JobEnd, Registration, Reported, TaskReply, WorkerInfo, LONG_POLL,
@@ -81,6 +82,8 @@ impl Shared {
     /// on, it just could not be resumed after a crash. `job` is the locked job the
     /// effects came from.
     pub fn apply(&self, job: &Job, req: Option<RequestId>, effects: Vec<Effect>) -> Durable {
+        // A call's log lines go to stderr in one write.
+        let _lines = hold_lines();
         let mut durable = Durable::none();
         for effect in effects {
             match effect {
@@ -110,6 +113,23 @@ impl Shared {
             }
         }
         durable
+    }
+
+    /// One call from a worker: `step` runs on the locked job at the current time, its
+    /// effects are applied, and its reply is returned once the records it synced are on
+    /// disk. The lock is released before the wait, so other calls go on meanwhile.
+    pub async fn call<R>(
+        &self,
+        req: RequestId,
+        step: impl FnOnce(&mut Job, Instant) -> Step<R>,
+    ) -> R {
+        let (reply, durable) = {
+            let mut job = self.lock();
+            let step = step(&mut job, Instant::now());
+            (step.reply, self.apply(&job, Some(req), step.effects))
+        };
+        durable.wait().await;
+        reply
     }
 
     /// Wakes the sweeper only if the job's first deadline is now earlier than the one it
@@ -158,12 +178,7 @@ pub struct Service(pub Arc<Shared>);
 
 impl Coordinator for Service {
     async fn register(self, _: Context, req: RequestId, info: WorkerInfo) -> Registration {
-        let (worker, durable) = {
-            let mut job = self.0.lock();
-            let step = job.register(info, Instant::now());
-            (step.reply, self.0.apply(&job, Some(req), step.effects))
-        };
-        durable.wait().await;
+        let worker = self.0.call(req, |job, now| job.register(info, now)).await;
         Registration {
             worker,
             heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
@@ -171,13 +186,9 @@ impl Coordinator for Service {
     }
 
     async fn heartbeat(self, _: Context, req: RequestId, worker: WorkerId) -> Directive {
-        let (reply, durable) = {
-            let mut job = self.0.lock();
-            let step = job.heartbeat(worker, Instant::now());
-            (step.reply, self.0.apply(&job, Some(req), step.effects))
-        };
-        durable.wait().await;
-        reply
+        self.0
+            .call(req, |job, now| job.heartbeat(worker, now))
+            .await
     }
 
     async fn get_task(self, _: Context, req: RequestId, worker: WorkerId) -> TaskReply {
@@ -188,12 +199,7 @@ impl Coordinator for Service {
             let notified = self.0.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (reply, durable) = {
-                let mut job = self.0.lock();
-                let step = job.poll(worker, Instant::now());
-                (step.reply, self.0.apply(&job, Some(req), step.effects))
-            };
-            durable.wait().await;
+            let reply = self.0.call(req, |job, now| job.poll(worker, now)).await;
             if reply != TaskReply::Wait {
                 return reply;
             }
@@ -213,23 +219,26 @@ impl Coordinator for Service {
         attempt: Attempt,
         outcome: TaskOutcome,
     ) -> Reported {
-        let (reply, durable) = {
-            let mut job = self.0.lock();
-            let step = job.report(worker, task, attempt, outcome, Instant::now());
-            (step.reply, self.0.apply(&job, Some(req), step.effects))
-        };
-        // "Accepted" only once the record of it is on disk.
-        durable.wait().await;
-        // The poll the worker would make next, made for it: one call a task instead of
-        // two (each call costs the coordinator a wake-up, a read and a write). It does
-        // not wait; a worker told `Wait` polls as usual.
-        let (next, durable) = {
-            let mut job = self.0.lock();
-            let step = job.poll(worker, Instant::now());
-            (step.reply, self.0.apply(&job, Some(req), step.effects))
-        };
-        durable.wait().await;
-        Reported { reply, next }
+        // The report and the poll the worker would make next, made for it in the same
+        // locked step: one call and one journal sync a task instead of two of each.
+        // "Accepted" is answered only once the report's record is on disk: the reply
+        // waits for the last synced record of the step, which is synced with every
+        // record before it. A worker told `Wait` polls as usual.
+        self.0
+            .call(req, |job, now| {
+                let report = job.report(worker, task, attempt, outcome, now);
+                let mut next = job.poll(worker, now);
+                let mut effects = report.effects;
+                effects.append(&mut next.effects);
+                Step {
+                    reply: Reported {
+                        reply: report.reply,
+                        next: next.reply,
+                    },
+                    effects,
+                }
+            })
+            .await
     }
 }
 

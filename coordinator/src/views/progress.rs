@@ -6,6 +6,7 @@ use crate::service::Shared;
 use crate::views::report::human_bytes;
 use crate::views::status::Counts;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,7 +48,57 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        eprint(&self.0);
+        let line = std::mem::take(&mut self.0);
+        let unheld = HELD.with(|held| match held.borrow_mut().as_mut() {
+            Some(lines) => {
+                lines.extend_from_slice(&line);
+                None
+            }
+            None => Some(line),
+        });
+        if let Some(line) = unheld {
+            eprint(&line);
+        }
+    }
+}
+
+thread_local! {
+    /// Lines held back on this thread by a [`HeldLines`] guard, written together when it
+    /// drops; `None` when nothing holds them.
+    static HELD: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// Holds this thread's log lines until dropped, then writes them in one go. Why: a
+/// coordinator call logs two or three lines (completed, assigned) and each `write` to
+/// stderr is a syscall; at thousands of tasks a second that was a tenth of the
+/// coordinator's CPU. Nested guards are allowed: the outermost one writes.
+pub struct HeldLines {
+    outermost: bool,
+}
+
+/// Starts holding this thread's log lines: see [`HeldLines`].
+pub fn hold_lines() -> HeldLines {
+    let outermost = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        let outermost = held.is_none();
+        if outermost {
+            *held = Some(Vec::new());
+        }
+        outermost
+    });
+    HeldLines { outermost }
+}
+
+impl Drop for HeldLines {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        if let Some(lines) = HELD.with(|held| held.borrow_mut().take()) {
+            if !lines.is_empty() {
+                eprint(&lines);
+            }
+        }
     }
 }
 
@@ -264,6 +315,21 @@ fn line(c: &Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_lines_go_out_together_when_the_outermost_guard_drops() {
+        let held = || HELD.with(|h| h.borrow().clone());
+        let outer = hold_lines();
+        drop(LineWriter(b"one\n".to_vec()));
+        {
+            let _inner = hold_lines();
+            drop(LineWriter(b"two\n".to_vec()));
+        }
+        // The inner guard did not write: both lines still wait for the outer one.
+        assert_eq!(held(), Some(b"one\ntwo\n".to_vec()));
+        drop(outer);
+        assert_eq!(held(), None);
+    }
 
     #[test]
     fn the_plain_line_names_every_count() {
