@@ -340,52 +340,68 @@ impl Tables {
         self.arena.clear();
     }
 
-    /// The hot state of `key`, added with `new()` if the key is new.
+    /// The hot state of `key`, if it is in the tables.
+    ///
+    /// A lookup, then on a miss [`Tables::add`], rather than one call that also adds: a
+    /// hit (nearly every record) then neither checks for room nor looks for a free slot
+    /// on its way, and nothing the new key would need is built before the lookup.
     #[inline(always)]
-    fn find_or_add(&mut self, key: &[u8], new: impl FnOnce() -> Hot) -> &mut Hot {
+    fn find(&mut self, key: &[u8]) -> Option<&mut Hot> {
         if key.len() <= ONE_WORD {
             let w = pack1(key);
-            let slot = self
-                .short
-                .entry(hash1(w), |s| s.key[0] == w, |s| hash1(s.key[0]))
-                .or_insert_with(|| Slot {
-                    key: [w],
-                    hot: new(),
-                })
-                .into_mut();
-            &mut slot.hot
+            self.short
+                .find_mut(hash1(w), |s| s.key[0] == w)
+                .map(|s| &mut s.hot)
         } else if key.len() <= TWO_WORDS {
             let w = pack2(key);
-            let Tables { long, arena, .. } = self;
-            let slot = long
-                .entry(hash2(w), |s| s.key == w, |s| hash_long(s.key, arena))
-                .or_insert_with(|| Slot { key: w, hot: new() })
-                .into_mut();
-            &mut slot.hot
+            self.long
+                .find_mut(hash2(w), |s| s.key == w)
+                .map(|s| &mut s.hot)
         } else {
-            self.find_or_add_in_arena(key, new)
+            self.find_in_arena(key)
         }
     }
 
     #[inline(never)]
-    fn find_or_add_in_arena(&mut self, key: &[u8], new: impl FnOnce() -> Hot) -> &mut Hot {
-        let h = hash_bytes(key);
+    fn find_in_arena(&mut self, key: &[u8]) -> Option<&mut Hot> {
         let tag = (IN_ARENA << LEN_SHIFT) | key.len() as u64;
         let Tables { long, arena, .. } = self;
-        let eq = |s: &Slot<2>| {
+        long.find_mut(hash_bytes(key), |s| {
             s.key[1] == tag && {
                 let at = s.key[0] as usize;
                 arena[at..at + key.len()] == *key
             }
-        };
-        match long.entry(h, eq, |s| hash_long(s.key, arena)) {
-            hashbrown::hash_table::Entry::Occupied(o) => &mut o.into_mut().hot,
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                let w = arena_key(arena.len(), key.len());
-                arena.extend_from_slice(key);
-                &mut v.insert(Slot { key: w, hot: new() }).into_mut().hot
-            }
+        })
+        .map(|s| &mut s.hot)
+    }
+
+    /// Adds `key`, which is not in the tables, with the hot state `hot`.
+    #[cold]
+    #[inline(never)]
+    fn add(&mut self, key: &[u8], hot: Hot) -> &mut Hot {
+        let Tables { short, long, arena } = self;
+        if key.len() <= ONE_WORD {
+            let w = pack1(key);
+            let slot = Slot { key: [w], hot };
+            return &mut short
+                .insert_unique(hash1(w), slot, |s| hash1(s.key[0]))
+                .into_mut()
+                .hot;
         }
+        let (w, h) = if key.len() <= TWO_WORDS {
+            let w = pack2(key);
+            (w, hash2(w))
+        } else {
+            let w = arena_key(arena.len(), key.len());
+            arena.extend_from_slice(key);
+            (w, hash_bytes(key))
+        };
+        let arena = &*arena;
+        let slot = Slot { key: w, hot };
+        &mut long
+            .insert_unique(h, slot, |s| hash_long(s.key, arena))
+            .into_mut()
+            .hot
     }
 
     /// Puts a drained key back.
@@ -423,8 +439,8 @@ pub struct CombineBuffer {
     tables: Tables,
     /// Every key's cold part, by `Hot::cold`; emptied when the buffer is.
     colds: Vec<Cold>,
-    /// The first value pushed (if short), which a key's open run can refer to with a
-    /// flag instead of holding it.
+    /// The first short value pushed (with a new key: see `push`), which a key's open run can
+    /// refer to with a flag instead of holding it. Never changed once set.
     common: Option<Vec<u8>>,
     /// The keys being drained, sorted by (partition, key), and the first not yet
     /// drained; empty while records are pushed.
@@ -516,9 +532,6 @@ impl CombineBuffer {
         if !self.sorted.is_empty() {
             self.unsort();
         }
-        if self.common.is_none() && value.len() <= COMMON_MAX {
-            self.common = Some(value.to_vec());
-        }
         let CombineBuffer {
             tables,
             colds,
@@ -527,7 +540,17 @@ impl CombineBuffer {
             scratch,
             ..
         } = self;
-        let hot = tables.find_or_add(key, || new_cold(colds, bytes, part(), key.len()));
+        let hot = match tables.find(key) {
+            Some(hot) => hot,
+            None => {
+                // The first short value pushed becomes the common one. The first record
+                // is always a new key's, so the look is made here, not for every record.
+                if common.is_none() && value.len() <= COMMON_MAX {
+                    *common = Some(value.to_vec());
+                }
+                tables.add(key, new_cold(colds, bytes, part(), key.len()))
+            }
+        };
         let common = common.as_deref();
         if hot.common_open() && common.is_some_and(|c| bytes_eq(c, value)) {
             // The common case: the value is the one this key's open run repeats, and

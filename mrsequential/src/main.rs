@@ -53,12 +53,13 @@ fn run(args: &Args) -> Result<(), String> {
         let contents = mr::split::decode_input(bytes);
         let filename = path.to_string_lossy();
         let mut push_err = None;
+        // Made once, not per record: the record's call then passes one reference.
+        let mut combine =
+            |k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>| app.combine(k, vs, &mut combined, out);
         app.map(&filename, &contents, &mut counters, |k, v| {
             let pushed = if app.has_combiner() {
                 grouped
-                    .push(k, v, || 0, &mut |k, vs, out| {
-                        app.combine(k, vs, &mut combined, out)
-                    })
+                    .push(k, v, || 0, &mut combine)
                     .map_err(|e| format!("combine: {e}"))
             } else {
                 sorted.push(0, k, v).map_err(|e| e.to_string())

@@ -151,8 +151,9 @@ impl Buffer {
         }
     }
 
-    /// Adds one record. Called once per record, so it returns a small error (a boxed
-    /// failure) rather than a whole `TaskFailure` by value.
+    /// Adds one record and says whether the buffer now holds more than `memory` bytes.
+    /// Called once per record, so it returns a small error (a boxed failure) rather
+    /// than a whole `TaskFailure` by value, and looks at the buffer's kind once.
     #[inline]
     fn push(
         &mut self,
@@ -161,17 +162,22 @@ impl Buffer {
         parts: &Partitioner,
         k: &[u8],
         v: &[u8],
-    ) -> Result<(), Box<TaskFailure>> {
+        memory: usize,
+    ) -> Result<bool, Box<TaskFailure>> {
         match self {
-            Buffer::Sort(b) => b
-                .push(parts.of_key(k), k, v)
-                .map_err(|e| Box::new(output_err(e))),
+            Buffer::Sort(b) => match b.push(parts.of_key(k), k, v) {
+                Ok(()) => Ok(b.bytes() > memory),
+                Err(e) => Err(Box::new(output_err(e))),
+            },
             // The partition is computed only for a key the table has not seen.
-            Buffer::Combine(b) => b
-                .push(k, v, || parts.of_key(k), &mut |k, vs, out| {
+            Buffer::Combine(b) => {
+                match b.push(k, v, || parts.of_key(k), &mut |k, vs, out| {
                     app.combine(k, vs, counters, out)
-                })
-                .map_err(|e| Box::new(app_err(e))),
+                }) {
+                    Ok(()) => Ok(b.bytes() > memory),
+                    Err(e) => Err(Box::new(app_err(e))),
+                }
+            }
         }
     }
 
@@ -310,12 +316,16 @@ pub fn run_map(
         records_in += 1;
         if records_in.is_multiple_of(CHECK_EVERY) && stop.is_set() {
             stopped = true;
-        } else if let Err(e) = buf.push(app, &mut combined, &parts, k, v) {
-            failed = Some(e);
-        } else if buf.bytes() > memory {
-            spills += 1;
-            if let Err(e) = buf.spill(app, &mut combined, dir, &mut runs) {
-                failed = Some(Box::new(e));
+        } else {
+            match buf.push(app, &mut combined, &parts, k, v, memory) {
+                Ok(false) => {}
+                Ok(true) => {
+                    spills += 1;
+                    if let Err(e) = buf.spill(app, &mut combined, dir, &mut runs) {
+                        failed = Some(Box::new(e));
+                    }
+                }
+                Err(e) => failed = Some(e),
             }
         }
     })
