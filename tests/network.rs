@@ -100,7 +100,7 @@ impl Gate {
         wait_for_status(http, Duration::from_secs(30), "the workers to join", |s| {
             s["counts"]["workers"].as_u64() >= Some(n as u64)
         });
-        std::fs::remove_dir_all(&self.0).unwrap();
+        release_holds(&self.0);
     }
 }
 
@@ -178,7 +178,7 @@ fn a_killed_workers_map_output_is_made_again() {
     });
     // ...and dies with all the map output on its disk.
     w1.kill();
-    std::fs::remove_dir_all(&hold).unwrap();
+    release_holds(&hold);
     let stale: Vec<_> = std::fs::read_dir(dir.join("w1")).unwrap().collect();
     assert_eq!(stale.len(), 1, "the killed worker's map output directory");
     // A replacement in the same directory clears the dead one's files; two more help.
@@ -232,7 +232,7 @@ fn damage_inside_a_packed_map_output_makes_the_map_run_again() {
         .map(|w| worker(&dir, &addr, w, &gate.args()))
         .collect();
     gate.open_when_registered(&http, 3);
-    std::fs::remove_dir_all(&hold).unwrap();
+    release_holds(&hold);
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     for w in std::iter::once(&mut w1).chain(&mut others) {
         w.assert_exit(Duration::from_secs(5), Exit::Code(0));

@@ -206,7 +206,7 @@ fn a_restarted_coordinator_partitions_by_the_journaled_split_points() {
         || split_point_records(&dir) == 1 && maps_done(&dir) >= 1,
     );
     first.kill();
-    std::fs::remove_dir_all(&hold).unwrap();
+    release_holds(&hold);
     let mut again = vec!["--report", "report.json"];
     again.extend(&args);
     let mut second = dir.coordinator(&again);
