@@ -693,15 +693,22 @@ pub fn assert_told(w: &Proc, end: &str) {
 /// Releases every attempt a worker's `--hold-dir` holds by removing the directory.
 /// It is renamed first: a held worker writes its `T.N.held` marker into the directory
 /// whenever it reaches a held attempt, and a marker created while `remove_dir_all` ran
-/// made the final rmdir fail (ENOTEMPTY). After the rename no new file can appear
-/// under the old name, and a marker written before it is in the renamed directory.
+/// made the final rmdir fail (ENOTEMPTY). After the rename no lookup of the old name
+/// finds the directory; only a create already past its lookup can still land in the
+/// renamed one, so one more pass after ENOTEMPTY removes it.
 #[track_caller]
 pub fn release_holds(hold: &Path) {
     let mut gone = hold.as_os_str().to_owned();
     gone.push(".released");
     let gone = PathBuf::from(gone);
     std::fs::rename(hold, &gone).expect("rename the hold directory");
-    std::fs::remove_dir_all(&gone).expect("remove the released hold directory");
+    for pass in 1.. {
+        match std::fs::remove_dir_all(&gone) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && pass < 3 => {}
+            Err(e) => panic!("remove the released hold directory {}: {e}", gone.display()),
+        }
+    }
 }
 
 /// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
