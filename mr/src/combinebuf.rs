@@ -21,6 +21,7 @@
 //! their first page faults.
 
 use crate::intermediate::Writer;
+use crate::plugin::ValueRef;
 use crate::sortbuf::WriteError;
 use hashbrown::HashTable;
 use std::io::Write;
@@ -28,8 +29,9 @@ use std::io::Write;
 /// Values of one key are combined once this many are pending.
 pub const EAGER: u32 = 256;
 
-/// A combiner as a plain closure: `(key, values, out)`.
-pub type CombineFn<'a, E> = dyn FnMut(&[u8], &[&[u8]], &mut Vec<u8>) -> Result<(), E> + 'a;
+/// A combiner as a plain closure: `(key, values, out)`. The values come in the plugin
+/// ABI's form, so that they reach the app's combiner without a copy.
+pub type CombineFn<'a, E> = dyn FnMut(&[u8], &[ValueRef<'_>], &mut Vec<u8>) -> Result<(), E> + 'a;
 
 /// Keys of at most this many bytes go in one word (with their length in the top byte).
 const ONE_WORD: usize = 7;
@@ -230,8 +232,39 @@ impl Values<'_> {
     }
 }
 
+/// The form a key's values are handed out in.
+trait Form {
+    type V<'a>: Copy;
+    fn wrap(bytes: &[u8]) -> Self::V<'_>;
+}
+
+/// Plain slices (what reduce takes).
+struct Slices;
+
+impl Form for Slices {
+    type V<'a> = &'a [u8];
+    fn wrap(bytes: &[u8]) -> &[u8] {
+        bytes
+    }
+}
+
+/// The plugin ABI's form (what the combiner takes, without a copy).
+struct Refs;
+
+impl Form for Refs {
+    type V<'a> = ValueRef<'a>;
+    fn wrap(bytes: &[u8]) -> ValueRef<'_> {
+        ValueRef::from(bytes)
+    }
+}
+
 /// Every pending value of a key, in the order pushed.
-fn values<'a>(hot: Hot, cold: &'a Cold, common: Option<&'a [u8]>, out: &mut Vec<&'a [u8]>) {
+fn values<'a, F: Form>(
+    hot: Hot,
+    cold: &'a Cold,
+    common: Option<&'a [u8]>,
+    out: &mut Vec<F::V<'a>>,
+) {
     out.clear();
     let open = hot.n - cold.n_closed;
     let mut i = 0;
@@ -243,12 +276,12 @@ fn values<'a>(hot: Hot, cold: &'a Cold, common: Option<&'a [u8]>, out: &mut Vec<
         } else {
             read_u32(&cold.closed, i + 4)
         };
-        out.extend(std::iter::repeat_n(v, count as usize));
+        out.extend(std::iter::repeat_n(F::wrap(v), count as usize));
         i += 8 + len;
     }
     if hot.common_open() {
         out.extend(std::iter::repeat_n(
-            common.unwrap_or_default(),
+            F::wrap(common.unwrap_or_default()),
             open as usize,
         ));
     }
@@ -597,7 +630,16 @@ impl CombineBuffer {
     pub fn drain_groups<E>(
         &mut self,
         p: u32,
-        mut f: impl FnMut(&[u8], &[&[u8]]) -> Result<(), E>,
+        f: impl FnMut(&[u8], &[&[u8]]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.drain_as::<Slices, E>(p, f)
+    }
+
+    /// [`CombineBuffer::drain_groups`] with the values in form `F`.
+    fn drain_as<F: Form, E>(
+        &mut self,
+        p: u32,
+        mut f: impl FnMut(&[u8], &[F::V<'_>]) -> Result<(), E>,
     ) -> Result<(), E> {
         let part = |colds: &[Cold], d: &Drained| colds[d.hot.cold()].part;
         if !self.tables.is_empty()
@@ -617,9 +659,11 @@ impl CombineBuffer {
         for d in &self.sorted[start..end] {
             let cold = &colds[d.hot.cold()];
             self.bytes -= KEY_OVERHEAD + d.arena_bytes() + cold.closed.len();
-            values(d.hot, cold, common, &mut vs);
+            values::<F>(d.hot, cold, common, &mut vs);
             f(d.key(arena), &vs)?;
         }
+        // The slices borrow the tables, which are emptied below.
+        drop(vs);
         if start == self.next {
             self.next = end;
         } else {
@@ -646,9 +690,9 @@ impl CombineBuffer {
     ) -> Result<u64, WriteError<E>> {
         let before = w.count();
         let mut out = Vec::new();
-        self.drain_groups(p, |k, vs| -> Result<(), WriteError<E>> {
+        self.drain_as::<Refs, _>(p, |k, vs| -> Result<(), WriteError<E>> {
             if vs.len() == 1 {
-                w.push(k, vs[0])?;
+                w.push(k, vs[0].as_bytes())?;
             } else {
                 out.clear();
                 combine(k, vs, &mut out).map_err(WriteError::Combine)?;
@@ -689,7 +733,7 @@ fn combine_key<E>(
     let cold = &mut colds[hot.cold()];
     let before = cold.closed.len();
     let mut vs = Vec::with_capacity(hot.n as usize);
-    values(*hot, cold, common, &mut vs);
+    values::<Refs>(*hot, cold, common, &mut vs);
     scratch.clear();
     combine(key, &vs, scratch)?;
     drop(vs);
@@ -725,6 +769,11 @@ impl Drop for CombineBuffer {
 mod tests {
     use super::*;
 
+    /// The bytes of values handed to a combiner.
+    fn refs<'a>(vs: &[ValueRef<'a>]) -> Vec<&'a [u8]> {
+        vs.iter().map(|v| v.as_bytes()).collect()
+    }
+
     fn sum(_k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>) -> Result<(), ()> {
         let total: u64 = vs
             .iter()
@@ -755,7 +804,10 @@ mod tests {
         let pairs = |b: &mut CombineBuffer, n: u32| {
             for i in 0..n {
                 let k = format!("k{:02}", (i * 7) % 30);
-                b.push(k.as_bytes(), b"1", || i % 3, &mut sum).unwrap();
+                b.push(k.as_bytes(), b"1", || i % 3, &mut |k, vs, out| {
+                    sum(k, &refs(vs), out)
+                })
+                .unwrap();
             }
         };
         // Key kNN goes to partition i % 3 of its first push; keys are pushed to one
@@ -774,7 +826,10 @@ mod tests {
             for i in 0..90u32 {
                 let k = format!("k{:02}", (i * 7) % 30);
                 let p = first[&k].0;
-                b.push(k.as_bytes(), b"1", || p, &mut sum).unwrap();
+                b.push(k.as_bytes(), b"1", || p, &mut |k, vs, out| {
+                    sum(k, &refs(vs), out)
+                })
+                .unwrap();
             }
         };
         push_same(&mut b);
@@ -868,7 +923,7 @@ mod tests {
                     vals.push(v);
                 }
                 let mut out = Vec::new();
-                values(hot, &cold, common, &mut out);
+                values::<Slices>(hot, &cold, common, &mut out);
                 assert_eq!(out, &seq[..cut], "after {cut} pushes, common {common:?}");
                 assert_eq!(hot.n as usize, cut);
                 drop(out);
@@ -879,7 +934,7 @@ mod tests {
                 }
                 .clear();
                 let mut out = Vec::new();
-                values(hot, &cold, common, &mut out);
+                values::<Slices>(hot, &cold, common, &mut out);
                 assert!(out.is_empty(), "cleared after {cut} pushes");
             }
         }
@@ -920,7 +975,8 @@ mod tests {
             let k = &keys[(next() % keys.len() as u64) as usize];
             let v = vals[(next() % vals.len() as u64) as usize];
             let p = (k.len() % 4) as u32;
-            b.push(k, v, || p, &mut join).unwrap();
+            b.push(k, v, || p, &mut |k, vs, out| join(k, &refs(vs), out))
+                .unwrap();
             model.entry((p, k.clone())).or_default().push(v);
         }
         let mut got = Vec::new();
@@ -949,9 +1005,9 @@ mod tests {
     fn combines_eagerly_and_drains_in_key_order() {
         let mut b = CombineBuffer::new(1);
         let mut calls = 0;
-        let mut c = |k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>| {
+        let mut c = |k: &[u8], vs: &[ValueRef<'_>], out: &mut Vec<u8>| {
             calls += 1;
-            sum(k, vs, out)
+            sum(k, &refs(vs), out)
         };
         for i in 0..1000 {
             let key: &[u8] = if i % 10 == 0 { b"rare" } else { b"common" };

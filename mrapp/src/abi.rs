@@ -53,7 +53,9 @@ pub const MR_FAILED: i32 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct MrBytes {
-    /// Start of the bytes (may dangle when `len` is 0).
+    /// Start of the bytes (may dangle when `len` is 0). Bytes the host passes to an app
+    /// never have a null pointer (they always come from a Rust slice); an app may pass
+    /// null with `len` 0.
     pub ptr: *const u8,
     /// Number of bytes.
     pub len: usize,

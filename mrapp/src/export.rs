@@ -258,8 +258,14 @@ fn send(sink: MrSink, bytes: &[u8]) {
 }
 
 fn utf8<'a>(what: &str, b: MrBytes) -> &'a str {
-    // SAFETY: the host guarantees `b` is readable for the duration of the call.
-    let bytes = unsafe { b.as_slice() };
+    debug_assert!(
+        !b.ptr.is_null(),
+        "mr host passed a {what} with a null pointer"
+    );
+    // SAFETY: the host's bytes are readable for the duration of the call, and their
+    // pointer is never null (see `MrBytes::ptr`). Without the test for an empty value
+    // that `as_slice` makes, copying a batch of values into slices is a plain copy.
+    let bytes = unsafe { std::slice::from_raw_parts(b.ptr, b.len) };
     // The ABI guarantees UTF-8 (the host decodes input lossily, and every key and
     // value it passes back was emitted by an app as a `&str`); checking it again here,
     // once per value, would cost more than the combiner itself. Debug builds check.

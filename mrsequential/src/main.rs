@@ -54,8 +54,9 @@ fn run(args: &Args) -> Result<(), String> {
         let filename = path.to_string_lossy();
         let mut push_err = None;
         // Made once, not per record: the record's call then passes one reference.
-        let mut combine =
-            |k: &[u8], vs: &[&[u8]], out: &mut Vec<u8>| app.combine(k, vs, &mut combined, out);
+        let mut combine = |k: &[u8], vs: &[mr::plugin::ValueRef<'_>], out: &mut Vec<u8>| {
+            app.combine_values(k, vs, &mut combined, out)
+        };
         app.map(&filename, &contents, &mut counters, |k, v| {
             let pushed = if app.has_combiner() {
                 grouped

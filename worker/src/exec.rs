@@ -172,7 +172,7 @@ impl Buffer {
             // The partition is computed only for a key the table has not seen.
             Buffer::Combine(b) => {
                 match b.push(k, v, || parts.of_key(k), &mut |k, vs, out| {
-                    app.combine(k, vs, counters, out)
+                    app.combine_values(k, vs, counters, out)
                 }) {
                     Ok(()) => Ok(b.bytes() > memory),
                     Err(e) => Err(Box::new(app_err(e))),
@@ -205,9 +205,11 @@ impl Buffer {
     ) -> Result<u64, TaskFailure> {
         match self {
             Buffer::Sort(b) => b.write_partition::<_, AppError>(p, None, w),
-            Buffer::Combine(b) => {
-                b.write_partition(p, &mut |k, vs, out| app.combine(k, vs, counters, out), w)
-            }
+            Buffer::Combine(b) => b.write_partition(
+                p,
+                &mut |k, vs, out| app.combine_values(k, vs, counters, out),
+                w,
+            ),
         }
         .map_err(write_error)
     }
@@ -230,6 +232,58 @@ impl Buffer {
             })?);
         }
         Ok(())
+    }
+}
+
+/// What map's emit callback updates for each record, in one struct: the callback
+/// follows one pointer to it, where a closure over as many locals held a reference to
+/// each and reloaded them (and spilled them to the stack) around every record.
+struct Emits<'a> {
+    buf: Buffer,
+    combined: Counters,
+    records_in: u64,
+    spills: u64,
+    /// Set once the task failed or was told to stop: later records are ignored.
+    halt: Option<Box<Halt>>,
+    runs: Vec<Vec<TempPath>>,
+    app: &'a App,
+    parts: Partitioner,
+    memory: usize,
+    dir: &'a Path,
+    stop: &'a Stop,
+}
+
+impl Emits<'_> {
+    /// Buffers one record of map's output, spilling the buffer when it is over budget.
+    #[inline]
+    fn record(&mut self, k: &[u8], v: &[u8]) {
+        if self.halt.is_some() {
+            return;
+        }
+        self.records_in += 1;
+        if self.records_in.is_multiple_of(CHECK_EVERY) && self.stop.is_set() {
+            self.halt = Some(Box::new(Halt::Stopped));
+            return;
+        }
+        match self
+            .buf
+            .push(self.app, &mut self.combined, &self.parts, k, v, self.memory)
+        {
+            Ok(false) => {}
+            Ok(true) => self.spill(),
+            Err(e) => self.halt = Some(Box::new(Halt::Failed(*e))),
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self) {
+        self.spills += 1;
+        if let Err(e) = self
+            .buf
+            .spill(self.app, &mut self.combined, self.dir, &mut self.runs)
+        {
+            self.halt = Some(Box::new(Halt::Failed(e)));
+        }
     }
 }
 
@@ -298,40 +352,37 @@ pub fn run_map(
     // Without a combiner the records are about as many bytes as the input (a sort: the
     // same): reserving that much up front spares the arenas' doubling (a copy of
     // everything written so far each time, and the page faults of each new block).
-    let mut buf = Buffer::new(app, n_reduce, contents.len().min(memory));
-    let parts = Partitioner::new(partitioning, n_reduce);
-    let mut runs: Vec<Vec<TempPath>> = (0..n_reduce).map(|_| Vec::new()).collect();
-    let mut records_in = 0u64;
-    let mut failed: Option<Box<TaskFailure>> = None;
-    let mut stopped = false;
-    // Map's counts and the combiner's, kept apart because map's call is still going on
-    // while the combiner runs inside it.
+    let mut emits = Emits {
+        buf: Buffer::new(app, n_reduce, contents.len().min(memory)),
+        combined: Counters::default(),
+        records_in: 0,
+        spills: 0,
+        halt: None,
+        runs: (0..n_reduce).map(|_| Vec::new()).collect(),
+        app,
+        parts: Partitioner::new(partitioning, n_reduce),
+        memory,
+        dir,
+        stop,
+    };
+    // Map's counts and the combiner's (in `emits`), kept apart because map's call is
+    // still going on while the combiner runs inside it.
     let mut counters = Counters::default();
-    let mut combined = Counters::default();
-    let mut spills = 0u64;
     app.map(filename, &contents, &mut counters, |k, v| {
-        if failed.is_some() || stopped {
-            return;
-        }
-        records_in += 1;
-        if records_in.is_multiple_of(CHECK_EVERY) && stop.is_set() {
-            stopped = true;
-        } else {
-            match buf.push(app, &mut combined, &parts, k, v, memory) {
-                Ok(false) => {}
-                Ok(true) => {
-                    spills += 1;
-                    if let Err(e) = buf.spill(app, &mut combined, dir, &mut runs) {
-                        failed = Some(Box::new(e));
-                    }
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
+        emits.record(k, v)
     })
     .map_err(app_err)?;
-    if let Some(f) = failed {
-        return Err(Halt::Failed(*f));
+    let Emits {
+        mut buf,
+        mut combined,
+        records_in,
+        mut spills,
+        halt,
+        mut runs,
+        ..
+    } = emits;
+    if let Some(halt) = halt {
+        return Err(*halt);
     }
     stop.check()?;
     drop(contents);
