@@ -52,24 +52,26 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("input {}: {e} (check the path)", path.display()))?;
         let contents = mr::split::decode_input(bytes);
         let filename = path.to_string_lossy();
+        // The buffer's kind is chosen once per file, not looked at for every record.
         let mut push_err = None;
-        // Made once, not per record: the record's call then passes one reference.
-        let mut combine = |k: &[u8], vs: &[mr::plugin::ValueRef<'_>], out: &mut Vec<u8>| {
-            app.combine_values(k, vs, &mut combined, out)
-        };
-        app.map(&filename, &contents, &mut counters, |k, v| {
-            let pushed = if app.has_combiner() {
-                grouped
-                    .push(k, v, || 0, &mut combine)
-                    .map_err(|e| format!("combine: {e}"))
-            } else {
-                sorted.push(0, k, v).map_err(|e| e.to_string())
+        let mapped = if app.has_combiner() {
+            // Made once, not per record: the record's call then passes one reference.
+            let mut combine = |k: &[u8], vs: &[mr::plugin::ValueRef<'_>], out: &mut Vec<u8>| {
+                app.combine_values(k, vs, &mut combined, out)
             };
-            if let Err(e) = pushed {
-                push_err.get_or_insert(e);
-            }
-        })
-        .map_err(|e| format!("map of {}: {e}", path.display()))?;
+            app.map(&filename, &contents, &mut counters, |k, v| {
+                if let Err(e) = grouped.push(k, v, || 0, &mut combine) {
+                    push_err.get_or_insert_with(|| format!("combine: {e}"));
+                }
+            })
+        } else {
+            app.map(&filename, &contents, &mut counters, |k, v| {
+                if let Err(e) = sorted.push(0, k, v) {
+                    push_err.get_or_insert_with(|| e.to_string());
+                }
+            })
+        };
+        mapped.map_err(|e| format!("map of {}: {e}", path.display()))?;
         if let Some(e) = push_err {
             return Err(format!("map of {}: {e}", path.display()));
         }
