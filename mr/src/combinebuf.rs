@@ -24,6 +24,7 @@ use crate::intermediate::Writer;
 use crate::plugin::ValueRef;
 use crate::sortbuf::WriteError;
 use hashbrown::HashTable;
+use mrapp::abi::MrBytes;
 use std::io::Write;
 
 /// Values of one key are combined once this many are pending.
@@ -481,6 +482,7 @@ pub struct CombineBuffer {
     next: usize,
     bytes: usize,
     scratch: Vec<u8>,
+    eager: Eager,
 }
 
 /// Fixed cost charged per distinct key: a slot, its control byte and spare room, and
@@ -538,6 +540,7 @@ impl CombineBuffer {
             next: 0,
             bytes: 0,
             scratch: Vec::new(),
+            eager: Eager::default(),
         }
     }
 
@@ -571,6 +574,7 @@ impl CombineBuffer {
             common,
             bytes,
             scratch,
+            eager,
             ..
         } = self;
         let hot = match tables.find(key) {
@@ -598,7 +602,7 @@ impl CombineBuffer {
                 return Ok(());
             }
         }
-        combine_key(hot, colds, bytes, common, key, scratch, combine)
+        combine_key(hot, colds, bytes, common, key, scratch, eager, combine)
     }
 
     /// Puts keys not yet drained back into the tables (records pushed after a partial
@@ -720,6 +724,7 @@ fn push_cold(
 }
 
 /// Folds a key's pending values into one through the combiner.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn combine_key<E>(
     hot: &mut Hot,
@@ -728,20 +733,86 @@ fn combine_key<E>(
     common: Option<&[u8]>,
     key: &[u8],
     scratch: &mut Vec<u8>,
+    eager: &mut Eager,
     combine: &mut CombineFn<'_, E>,
 ) -> Result<(), E> {
     let cold = &mut colds[hot.cold()];
     let before = cold.closed.len();
-    let mut vs = Vec::with_capacity(hot.n as usize);
-    values::<Refs>(*hot, cold, common, &mut vs);
     scratch.clear();
-    combine(key, &vs, scratch)?;
-    drop(vs);
+    combine(key, eager.fill(*hot, cold, common), scratch)?;
     let mut key_values = Values { hot, cold, common };
     key_values.clear();
     key_values.push(scratch);
     *bytes = *bytes + cold.closed.len() - before;
     Ok(())
+}
+
+/// The values [`combine_key`] hands the combiner, kept from call to call. Entries from
+/// `clean` on already hold the buffer's common value (which never changes), so a key
+/// whose values are mostly the common one, the usual case, is handed over after a few
+/// writes, not one per value.
+#[derive(Default)]
+struct Eager {
+    raw: Vec<MrBytes>,
+    clean: usize,
+}
+
+// SAFETY: the pointers in `raw` are read only by `fill`, which rewrites every entry
+// except those of the common value, itself owned by the same buffer.
+unsafe impl Send for Eager {}
+
+impl Eager {
+    /// Every pending value of a key, in the order pushed.
+    fn fill<'a>(
+        &'a mut self,
+        hot: Hot,
+        cold: &'a Cold,
+        common: Option<&'a [u8]>,
+    ) -> &'a [ValueRef<'a>] {
+        let Eager { raw, clean } = self;
+        let mut set = |at: usize, v: MrBytes| {
+            if at < raw.len() {
+                raw[at] = v;
+            } else {
+                raw.push(v);
+            }
+        };
+        let open = hot.n - cold.n_closed;
+        let (mut at, mut i) = (0, 0);
+        while i < cold.closed.len() {
+            let len = read_u32(&cold.closed, i) as usize;
+            let v = MrBytes::from_slice(&cold.closed[i + 8..i + 8 + len]);
+            let count = if i == cold.open_at {
+                open
+            } else {
+                read_u32(&cold.closed, i + 4)
+            };
+            for _ in 0..count {
+                set(at, v);
+                at += 1;
+            }
+            i += 8 + len;
+        }
+        let end = if hot.common_open() {
+            let c = MrBytes::from_slice(common.unwrap_or_default());
+            let end = at + open as usize;
+            for j in at..end.min(*clean) {
+                set(j, c);
+            }
+            if raw.len() < end {
+                raw.resize(end, c);
+            }
+            // Entries past `end` are the common value if they were from `clean` on.
+            *clean = if *clean <= end { at } else { *clean };
+            end
+        } else {
+            *clean = (*clean).max(at);
+            at
+        };
+        // SAFETY: `raw[..end]` holds slices of `cold` and `common`, both borrowed for
+        // `'a`: those before `at` were written above, the rest are the common value.
+        unsafe { ValueRef::from_raw(&raw[..end]) }
+    }
 }
 
 impl Drop for CombineBuffer {
@@ -999,6 +1070,54 @@ mod tests {
         }
         assert!(b.is_empty());
         assert_eq!(b.bytes(), 0);
+    }
+
+    /// The combiner's values reuse the common value's entries from call to call
+    /// (`Eager`): with keys whose runs of other values fall at different places, each
+    /// call must still see exactly the key's values, in order.
+    #[test]
+    fn eager_combining_sees_each_keys_own_values() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let keys: [&[u8]; 3] = [b"a", b"a longer key", b"a key longer than two words"];
+        let mut b = CombineBuffer::new(1);
+        let mut model: Vec<Vec<u8>> = vec![Vec::new(); keys.len()];
+        let mut calls = 0;
+        for _ in 0..3 * 2_000 {
+            let i = (next() % 3) as usize;
+            let v: &[u8] = match next() % 10 {
+                0 => b"x",
+                1 => b"yy",
+                _ => b"1",
+            };
+            b.push(keys[i], v, || 0, &mut |_, vs, out| {
+                calls += 1;
+                let vs = refs(vs);
+                out.extend_from_slice(&vs.join(&b","[..]));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            if !model[i].is_empty() {
+                model[i].push(b',');
+            }
+            model[i].extend_from_slice(v);
+        }
+        assert!(calls >= 15, "combined eagerly: {calls} calls");
+        let mut got = Vec::new();
+        b.drain_groups(0, |k, vs| {
+            got.push((k.to_vec(), vs.join(&b","[..])));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let mut want: Vec<(Vec<u8>, Vec<u8>)> =
+            keys.iter().map(|k| k.to_vec()).zip(model).collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -255,6 +255,15 @@ impl<'a> ValueRef<'a> {
         unsafe { self.raw.as_slice() }
     }
 
+    /// `raw` as values.
+    ///
+    /// # Safety
+    /// Every entry of `raw` points to bytes that stay readable and unchanged for `'a`.
+    pub(crate) unsafe fn from_raw(raw: &'a [MrBytes]) -> &'a [ValueRef<'a>] {
+        // SAFETY: `ValueRef` is a transparent `MrBytes`; the bytes outlive `'a` (above).
+        unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<ValueRef<'a>>(), raw.len()) }
+    }
+
     fn as_raw<'s>(values: &'s [ValueRef<'_>]) -> &'s [MrBytes] {
         // SAFETY: `ValueRef` is a transparent `MrBytes` (its other field is zero-sized).
         unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<MrBytes>(), values.len()) }
