@@ -840,6 +840,16 @@ impl Drop for CombineBuffer {
 mod tests {
     use super::*;
 
+    /// A fixed pseudo-random sequence (xorshift64), so that a failing case repeats.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// The bytes of values handed to a combiner.
     fn refs<'a>(vs: &[ValueRef<'a>]) -> Vec<&'a [u8]> {
         vs.iter().map(|v| v.as_bytes()).collect()
@@ -1021,13 +1031,7 @@ mod tests {
             out.extend_from_slice(&vs.join(&b","[..]));
             Ok(())
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let keys: Vec<Vec<u8>> = (0..=40)
             .flat_map(|len| {
                 [
@@ -1077,13 +1081,7 @@ mod tests {
     /// call must still see exactly the key's values, in order.
     #[test]
     fn eager_combining_sees_each_keys_own_values() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let keys: [&[u8]; 3] = [b"a", b"a longer key", b"a key longer than two words"];
         let mut b = CombineBuffer::new(1);
         let mut model: Vec<Vec<u8>> = vec![Vec::new(); keys.len()];
