@@ -7,23 +7,64 @@
 //! at `\n`; a `\r` before it stays part of the line, as it would with one split per file.
 
 use crate::task::Split;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// Reads the lines owned by `split`, bytes as they are in the file.
+/// Reads the lines owned by `split`, bytes as they are in the file, into memory this
+/// thread's previous input gave back with [`recycle`].
 pub fn read_split(split: &Split) -> io::Result<Vec<u8>> {
     let file = File::open(&split.path)?;
     read_split_from(file, split.offset, split.len)
 }
 
+/// Reads all of the file at `path` (as one split would), into recycled memory.
+pub fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    read_range(file, 0, len)
+}
+
 fn read_split_from(file: File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let (start, end) = owned_range(&file, offset, len)?;
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    r.seek(SeekFrom::Start(start))?;
-    let mut out = Vec::with_capacity((end - start) as usize);
-    r.take(end - start).read_to_end(&mut out)?;
-    Ok(out)
+    read_range(file, start, end)
+}
+
+/// The bytes `[start, end)` of `file`, read straight into the buffer (no `BufReader`:
+/// one copy, from the page cache).
+fn read_range(mut file: File, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut out = SPARE.take();
+    out.clear();
+    out.reserve_exact((end - start) as usize);
+    match file.take(end - start).read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) => {
+            recycle(out);
+            Err(e)
+        }
+    }
+}
+
+thread_local! {
+    /// The last input's memory, kept for the next read on this thread. A fresh buffer
+    /// of a split's size is new pages from the kernel, each faulted in and zeroed while
+    /// the read copies into it: about a tenth of a word count's CPU
+    /// (docs/performance.md, "The input's memory").
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Larger buffers are freed rather than kept: a thread holds at most this much between
+/// tasks (the default split is 64 MiB).
+const KEEP_AT_MOST: usize = 128 << 20;
+
+/// Gives an input's memory (from [`read_split`] or [`read_whole`], or any other) back,
+/// for the next read on this thread to reuse.
+pub fn recycle(bytes: Vec<u8>) {
+    let spare = SPARE.take();
+    let keep = bytes.capacity() <= KEEP_AT_MOST && bytes.capacity() > spare.capacity();
+    SPARE.set(if keep { bytes } else { spare });
 }
 
 /// The bytes `[start, end)` of `file` holding the lines that the split
@@ -100,7 +141,11 @@ pub fn plan_splits(path: &Path, file_len: u64, split_size: u64) -> Vec<Split> {
 pub fn decode_input(bytes: Vec<u8>) -> String {
     match String::from_utf8(bytes) {
         Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        Err(e) => {
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            recycle(e.into_bytes());
+            text
+        }
     }
 }
 
@@ -151,6 +196,25 @@ mod tests {
         assert_eq!(read_split(&splits[0]).unwrap(), b"aaaa\nbbbbbbbb\n");
         assert_eq!(read_split(&splits[1]).unwrap(), b"cc\n");
         assert_eq!(read_split(&splits[2]).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_recycled_input_is_read_into_again() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"first\nsecond\n").unwrap();
+        let first = read_whole(f.path()).unwrap();
+        assert_eq!(first, b"first\nsecond\n");
+        let at = first.as_ptr();
+        recycle(first);
+        let splits = plan_splits(f.path(), 13, 6);
+        let again = read_split(&splits[1]).unwrap();
+        assert_eq!(again, b"second\n");
+        assert_eq!(again.as_ptr(), at, "the recycled memory was not reused");
+        // A smaller buffer does not replace a larger spare.
+        recycle(again);
+        recycle(Vec::with_capacity(1));
+        let third = read_whole(f.path()).unwrap();
+        assert_eq!(third.as_ptr(), at);
     }
 
     #[test]

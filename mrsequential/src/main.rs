@@ -48,7 +48,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut counters = Counters::default();
     let mut combined = Counters::default();
     for path in &args.files {
-        let bytes = std::fs::read(path)
+        let bytes = mr::split::read_whole(path)
             .map_err(|e| format!("input {}: {e} (check the path)", path.display()))?;
         let contents = mr::split::decode_input(bytes);
         let filename = path.to_string_lossy();
@@ -75,6 +75,7 @@ fn run(args: &Args) -> Result<(), String> {
         if let Some(e) = push_err {
             return Err(format!("map of {}: {e}", path.display()));
         }
+        mr::split::recycle(contents.into_bytes());
     }
     let mut out = Vec::new();
     let mut reduced = Counters::default();

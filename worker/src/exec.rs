@@ -315,6 +315,7 @@ pub fn run_sample(
             sample.offer(k)
         })
         .map_err(app_err)?;
+        mr::split::recycle(contents.into_bytes());
     }
     let records_in = sample.seen();
     let keys = sample.into_items();
@@ -385,7 +386,7 @@ pub fn run_map(
         return Err(*halt);
     }
     stop.check()?;
-    drop(contents);
+    mr::split::recycle(contents.into_bytes());
 
     let spilled = runs.iter().any(|r| !r.is_empty());
     if spilled && !buf.is_empty() {
