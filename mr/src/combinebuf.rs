@@ -605,6 +605,35 @@ impl CombineBuffer {
         combine_key(hot, colds, bytes, common, key, scratch, eager, combine)
     }
 
+    /// The common case of [`push`](Self::push) alone: a short key already buffered,
+    /// whose open run is the common value, receiving that value again below [`EAGER`].
+    /// True if the record was taken; false (nothing changed) leaves it to `push`.
+    /// Small enough for a caller to inline into its per-record path and keep the rest
+    /// out of line, so that the path most records take needs no saved registers
+    /// (docs/performance.md, "The per-record path").
+    #[inline(always)]
+    pub fn push_common(&mut self, key: &[u8], value: &[u8]) -> bool {
+        // No look at `sorted`: while it holds keys the tables are empty, so the lookup
+        // misses and `push` puts them back.
+        if key.len() > ONE_WORD {
+            return false;
+        }
+        let Some(common) = self.common.as_deref() else {
+            return false;
+        };
+        if !bytes_eq(common, value) {
+            return false;
+        }
+        let w = pack1(key);
+        match self.tables.short.find_mut(hash1(w), |s| s.key[0] == w) {
+            Some(s) if s.hot.common_open() && s.hot.n + 1 < EAGER => {
+                s.hot.n += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Puts keys not yet drained back into the tables (records pushed after a partial
     /// drain; the worker always drains every partition first).
     #[cold]
@@ -1050,8 +1079,14 @@ mod tests {
             let k = &keys[(next() % keys.len() as u64) as usize];
             let v = vals[(next() % vals.len() as u64) as usize];
             let p = (k.len() % 4) as u32;
-            b.push(k, v, || p, &mut |k, vs, out| join(k, &refs(vs), out))
-                .unwrap();
+            // Half the records as the worker sends them (the inlined common case
+            // first), half through `push` alone.
+            if next().is_multiple_of(2) && b.push_common(k, v) {
+                assert!(k.len() <= ONE_WORD && b.common.as_deref() == Some(v));
+            } else {
+                b.push(k, v, || p, &mut |k, vs, out| join(k, &refs(vs), out))
+                    .unwrap();
+            }
             model.entry((p, k.clone())).or_default().push(v);
         }
         let mut got = Vec::new();
@@ -1076,6 +1111,47 @@ mod tests {
         assert_eq!(b.bytes(), 0);
     }
 
+    #[test]
+    fn the_common_case_alone_takes_only_a_known_short_key_with_the_common_value() {
+        let mut b = CombineBuffer::new(1);
+        let calls = std::cell::Cell::new(0);
+        let push = |b: &mut CombineBuffer, k: &[u8], v: &[u8]| {
+            b.push(k, v, || 0, &mut |k, vs, out| {
+                calls.set(calls.get() + 1);
+                sum(k, &refs(vs), out)
+            })
+            .unwrap()
+        };
+        assert!(!b.push_common(b"word", b"1"), "no common value yet");
+        push(&mut b, b"word", b"1");
+        assert!(!b.push_common(b"other", b"1"), "a key not buffered");
+        push(&mut b, b"longerkey", b"1");
+        assert!(!b.push_common(b"longerkey", b"1"), "a key over one word");
+        assert!(!b.push_common(b"word", b"2"), "not the common value");
+        // "word" holds 1 value; the common case takes it up to EAGER - 1, then `push`
+        // combines the EAGER-th.
+        for _ in 2..EAGER {
+            assert!(b.push_common(b"word", b"1"));
+        }
+        assert!(!b.push_common(b"word", b"1"), "the EAGER-th value combines");
+        push(&mut b, b"word", b"1");
+        assert_eq!(calls.get(), 1);
+        push(&mut b, b"word", b"2");
+        assert!(
+            !b.push_common(b"word", b"1"),
+            "the open run is not the common value"
+        );
+        push(&mut b, b"word", b"1");
+        assert!(b.push_common(b"word", b"1"), "the common run is open again");
+        assert_eq!(
+            drain(&mut b, 0),
+            [
+                ("longerkey".to_string(), "1".to_string()),
+                ("word".to_string(), (u64::from(EAGER) + 4).to_string())
+            ]
+        );
+    }
+
     /// The combiner's values reuse the common value's entries from call to call
     /// (`Eager`): with keys whose runs of other values fall at different places, each
     /// call must still see exactly the key's values, in order.
@@ -1093,13 +1169,17 @@ mod tests {
                 1 => b"yy",
                 _ => b"1",
             };
-            b.push(keys[i], v, || 0, &mut |_, vs, out| {
-                calls += 1;
-                let vs = refs(vs);
-                out.extend_from_slice(&vs.join(&b","[..]));
-                Ok::<(), ()>(())
-            })
-            .unwrap();
+            if b.push_common(keys[i], v) {
+                assert!(i == 0 && v == b"1");
+            } else {
+                b.push(keys[i], v, || 0, &mut |_, vs, out| {
+                    calls += 1;
+                    let vs = refs(vs);
+                    out.extend_from_slice(&vs.join(&b","[..]));
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            }
             if !model[i].is_empty() {
                 model[i].push(b',');
             }

@@ -60,6 +60,9 @@ fn run(args: &Args) -> Result<(), String> {
                 app.combine_values(k, vs, &mut combined, out)
             };
             app.map(&filename, &contents, &mut counters, |k, v| {
+                if grouped.push_common(k, v) {
+                    return;
+                }
                 if let Err(e) = grouped.push(k, v, || 0, &mut combine) {
                     push_err.get_or_insert_with(|| format!("combine: {e}"));
                 }
