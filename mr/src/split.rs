@@ -139,14 +139,14 @@ pub fn plan_splits(path: &Path, file_len: u64, split_size: u64) -> Vec<Split> {
 /// Turns input bytes into text. Policy: invalid UTF-8 sequences become U+FFFD
 /// (lossy decoding), so an app always sees valid text; valid input is not copied.
 pub fn decode_input(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            recycle(e.into_bytes());
-            text
-        }
+    // simdutf8's check, then std's conversion without a second one.
+    if simdutf8::basic::from_utf8(&bytes).is_ok() {
+        // SAFETY: just checked to be UTF-8.
+        return unsafe { String::from_utf8_unchecked(bytes) };
     }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    recycle(bytes);
+    text
 }
 
 #[cfg(test)]
@@ -215,6 +215,16 @@ mod tests {
         recycle(Vec::with_capacity(1));
         let third = read_whole(f.path()).unwrap();
         assert_eq!(third.as_ptr(), at);
+    }
+
+    #[test]
+    fn input_is_decoded_lossily_and_valid_text_is_not_copied() {
+        let valid = "word wörd 単語\n".as_bytes().to_vec();
+        let at = valid.as_ptr();
+        let text = decode_input(valid);
+        assert_eq!(text, "word wörd 単語\n");
+        assert_eq!(text.as_ptr(), at);
+        assert_eq!(decode_input(b"a\xffb\xc3".to_vec()), "a\u{fffd}b\u{fffd}");
     }
 
     #[test]
