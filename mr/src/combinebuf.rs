@@ -5,8 +5,9 @@
 //! combiner every value must be kept: see [`crate::sortbuf`].)
 //!
 //! Built for the one lookup per record that dominates a map's time (docs/performance.md):
-//! - keys of up to 7 bytes (most words of a text) live in a table of 16-byte slots, and
-//!   keys of 8 to 15 bytes in one of 24-byte slots, each key packed into machine words,
+//! - keys of up to 7 bytes (most words of a text) live in a table of 16-byte slots
+//!   probed linearly, one read a hit ([`Flat`]), and keys of 8 to 15 bytes in a
+//!   hashbrown table of 24-byte slots, each key packed into machine words,
 //!   so that a lookup hashes and compares in registers and a task's distinct words stay
 //!   in the L2 cache (22k words of text: about 360 KB). Longer keys sit in an arena.
 //! - a slot holds only the key, the count of pending values and a flag saying whether
@@ -343,10 +344,104 @@ fn hash_long(key: [u64; 2], arena: &[u8]) -> u64 {
     }
 }
 
+/// An empty slot of a [`Flat`] table: no packed short key is this, as its top byte is
+/// a length of at most [`ONE_WORD`].
+const EMPTY: u64 = u64::MAX;
+
+/// The table of short keys: open addressing with linear probing over slots that hold
+/// the key itself, so that a lookup is one read that depends on the hash (the slot)
+/// where hashbrown's is two (its control bytes, then the slot): the lookup's latency is
+/// most of what a word costs (docs/performance.md, "One read a lookup"). Keys are never
+/// removed one by one, only all at once, so probing needs no tombstones.
+struct Flat {
+    /// A power of two of slots, at most three quarters full.
+    slots: Vec<Slot<1>>,
+    /// The indices of the slots in use, so that draining and clearing cost the keys
+    /// held, not the table's size (a worker's pooled table outlives many small tasks).
+    used: Vec<u32>,
+}
+
+impl Flat {
+    fn with_capacity(n: usize) -> Flat {
+        let slots = (n + n / 3 + 1).next_power_of_two().max(8);
+        Flat {
+            slots: (0..slots)
+                .map(|_| Slot {
+                    key: [EMPTY],
+                    hot: Hot { n: 0, meta: 0 },
+                })
+                .collect(),
+            used: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.slots.len() / 4 * 3
+    }
+
+    /// The index of `w`'s slot, or of the empty slot where it would go.
+    #[inline(always)]
+    fn probe(&self, w: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = hash1(w) as usize & mask;
+        loop {
+            let k = self.slots[i].key[0];
+            if k == w || k == EMPTY {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline(always)]
+    fn find_mut(&mut self, w: u64) -> Option<&mut Hot> {
+        let i = self.probe(w);
+        let s = &mut self.slots[i];
+        (s.key[0] == w).then_some(&mut s.hot)
+    }
+
+    /// Adds `w`, which is not in the table.
+    fn insert_unique(&mut self, w: u64, hot: Hot) -> &mut Hot {
+        if self.len() >= self.capacity() {
+            self.grow();
+        }
+        let i = self.probe(w);
+        debug_assert_eq!(self.slots[i].key[0], EMPTY);
+        self.used.push(i as u32);
+        self.slots[i] = Slot { key: [w], hot };
+        &mut self.slots[i].hot
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let mut bigger = Flat::with_capacity(self.slots.len());
+        bigger.used.reserve(self.used.len());
+        for &i in &self.used {
+            let s = &self.slots[i as usize];
+            bigger.insert_unique(s.key[0], s.hot);
+        }
+        *self = bigger;
+    }
+
+    /// Empties the table, calling `f` on each key and its state.
+    fn drain(&mut self, mut f: impl FnMut(u64, Hot)) {
+        for &i in &self.used {
+            let s = &mut self.slots[i as usize];
+            f(s.key[0], s.hot);
+            s.key[0] = EMPTY;
+        }
+        self.used.clear();
+    }
+}
+
 /// The tables of keys: short ones in one-word slots, longer ones in two-word slots
 /// (inline, or pointing into `arena`).
 struct Tables {
-    short: HashTable<Slot<1>>,
+    short: Flat,
     long: HashTable<Slot<2>>,
     arena: Vec<u8>,
 }
@@ -354,14 +449,14 @@ struct Tables {
 impl Tables {
     fn with_capacity(n: usize) -> Tables {
         Tables {
-            short: HashTable::with_capacity(n),
+            short: Flat::with_capacity(n),
             long: HashTable::with_capacity(n / 4),
             arena: Vec::new(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.short.is_empty() && self.long.is_empty()
+        self.short.len() == 0 && self.long.is_empty()
     }
 
     fn capacity(&self) -> usize {
@@ -369,7 +464,7 @@ impl Tables {
     }
 
     fn clear(&mut self) {
-        self.short.clear();
+        self.short.drain(|_, _| {});
         self.long.clear();
         self.arena.clear();
     }
@@ -383,9 +478,7 @@ impl Tables {
     fn find(&mut self, key: &[u8]) -> Option<&mut Hot> {
         if key.len() <= ONE_WORD {
             let w = pack1(key);
-            self.short
-                .find_mut(hash1(w), |s| s.key[0] == w)
-                .map(|s| &mut s.hot)
+            self.short.find_mut(w)
         } else if key.len() <= TWO_WORDS {
             let w = pack2(key);
             self.long
@@ -416,11 +509,7 @@ impl Tables {
         let Tables { short, long, arena } = self;
         if key.len() <= ONE_WORD {
             let w = pack1(key);
-            let slot = Slot { key: [w], hot };
-            return &mut short
-                .insert_unique(hash1(w), slot, |s| hash1(s.key[0]))
-                .into_mut()
-                .hot;
+            return short.insert_unique(w, hot);
         }
         let (w, h) = if key.len() <= TWO_WORDS {
             let w = pack2(key);
@@ -443,14 +532,7 @@ impl Tables {
         let w = d.words();
         if w[1] >> LEN_SHIFT <= ONE_WORD as u64 {
             let w = w[0] | (w[1] & !LOW_56);
-            self.short.insert_unique(
-                hash1(w),
-                Slot {
-                    key: [w],
-                    hot: d.hot,
-                },
-                |s| hash1(s.key[0]),
-            );
+            self.short.insert_unique(w, d.hot);
         } else {
             let h = hash_long(w, &self.arena);
             let Tables { long, arena, .. } = self;
@@ -460,10 +542,9 @@ impl Tables {
 
     /// Moves every key out (the tables keep their room; the arena its keys).
     fn drain_into(&mut self, out: &mut Vec<Drained>) {
-        out.extend(self.short.drain().map(|s| {
-            let w = s.key[0];
-            Drained::new([w & LOW_56, w & !LOW_56], s.hot)
-        }));
+        out.reserve(self.short.len());
+        self.short
+            .drain(|w, hot| out.push(Drained::new([w & LOW_56, w & !LOW_56], hot)));
         out.extend(self.long.drain().map(|s| Drained::new(s.key, s.hot)));
     }
 }
@@ -625,9 +706,9 @@ impl CombineBuffer {
             return false;
         }
         let w = pack1(key);
-        match self.tables.short.find_mut(hash1(w), |s| s.key[0] == w) {
-            Some(s) if s.hot.common_open() && s.hot.n + 1 < EAGER => {
-                s.hot.n += 1;
+        match self.tables.short.find_mut(w) {
+            Some(hot) if hot.common_open() && hot.n + 1 < EAGER => {
+                hot.n += 1;
                 true
             }
             _ => false,
@@ -964,6 +1045,54 @@ mod tests {
         assert!(b.is_empty());
         pairs(&mut b, 0);
         assert_eq!(drain(&mut b, 0), []);
+    }
+
+    #[test]
+    fn flat_table_grows_drains_and_is_reused() {
+        // From a small table through many doublings; the empty key packs to 0, which
+        // must be a key like any other, not an empty slot.
+        let mut t = Flat::with_capacity(0);
+        let keys: Vec<u64> = (0..100_000u32)
+            .map(|i| pack1(format!("{i:x}").as_bytes()))
+            .chain([pack1(b"")])
+            .collect();
+        for round in 0..2 {
+            for (i, &w) in keys.iter().enumerate() {
+                assert!(
+                    t.find_mut(w).is_none(),
+                    "round {round}: key {i} before its insert"
+                );
+                t.insert_unique(
+                    w,
+                    Hot {
+                        n: i as u32,
+                        meta: 0,
+                    },
+                )
+                .n += 1;
+            }
+            assert_eq!(t.len(), keys.len());
+            assert!(t.len() <= t.capacity() && t.capacity() < t.slots.len());
+            for (i, &w) in keys.iter().enumerate() {
+                assert_eq!(t.find_mut(w).map(|h| h.n), Some(i as u32 + 1));
+            }
+            assert!(t.find_mut(pack1(b"zzzzzzz")).is_none());
+            let mut seen = Vec::new();
+            t.drain(|w, hot| seen.push((w, hot.n)));
+            seen.sort_unstable();
+            let mut want: Vec<(u64, u32)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| (w, i as u32 + 1))
+                .collect();
+            want.sort_unstable();
+            assert_eq!(seen, want);
+            assert_eq!(t.len(), 0);
+            assert!(
+                t.slots.iter().all(|s| s.key[0] == EMPTY),
+                "drain empties every slot"
+            );
+        }
     }
 
     #[test]

@@ -135,6 +135,9 @@ fn write_error(e: WriteError<AppError>) -> TaskFailure {
 
 /// The map-side buffer: hash-grouped and combined as records arrive when the app has a
 /// combiner, otherwise every record kept and sorted when written.
+// One per map task, so its size does not matter; boxing the larger variant would put
+// a pointer's load on every record's path.
+#[allow(clippy::large_enum_variant)]
 enum Buffer {
     Sort(SortBuffer),
     Combine(CombineBuffer),
