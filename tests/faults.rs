@@ -59,8 +59,9 @@ fn a_reduce_that_panics_fails_the_job_after_four_attempts() {
 }
 
 /// With one worker, reduces run in order 0..R-1 and the first reduce call sleeps, so
-/// right after the map phase the files of the last partition can be damaged before any
-/// reduce reads them. The reduce of that partition must report each damaged file, the
+/// right after the map phase the map outputs can be damaged (two whole files, and the
+/// last partition's range of two others) before the reduces that read them start.
+/// Each damaged output must be reported by the first reduce that reads it, the
 /// coordinator must re-run the maps that wrote them, and the output must be right.
 #[test]
 fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
@@ -72,28 +73,41 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     let mut c = dir.coordinator(&args);
     let mut w = dir.worker("testlib_slow", &[("MR_SLOW_FIRST_REDUCE_MS", "2000")]);
     let (m, r) = (8u32, 10u32);
-    let all: Vec<(u32, u32)> = (0..m).flat_map(|x| (0..r).map(move |y| (x, y))).collect();
     wait_until(Duration::from_secs(30), "the map phase", || {
-        dir.intermediates() == all
+        dir.map_outputs() == (0..m).collect::<Vec<_>>()
     });
     let last = r - 1;
-    let name = |x: u32| dir.join(&format!("mr-{x}-{last}"));
-    // Map 0's file: gone.
+    // Each map wrote one packed file; partition `last` is a byte range of it.
+    let name = |x: u32| dir.join(&mr::task::packed_name(x));
+    let range = |x: u32| {
+        let mut f = fs::File::open(name(x)).unwrap();
+        let (at, len) = mr::packed::locate(&mut f, last).unwrap();
+        (at as usize, len as usize)
+    };
+    // Damaged copies replace the files by rename, as a new inode: a reduce of another
+    // partition that already has a file open goes on reading its intact range.
+    let replace = |x: u32, bytes: &[u8]| {
+        let tmp = dir.join("damaged.tmp");
+        fs::write(&tmp, bytes).unwrap();
+        fs::rename(&tmp, name(x)).unwrap();
+    };
+    // Map 0's output: gone.
     fs::remove_file(name(0)).unwrap();
-    // Map 1's: a key byte becomes invalid UTF-8 (the first key starts after the 4-byte
-    // header and the 8-byte lengths).
+    // Map 1's partition: a key byte becomes invalid UTF-8 (the first key starts after
+    // the 4-byte header and the 8-byte lengths).
+    let (at, len) = range(1);
+    assert!(len > 40, "partition {last} of map 1 is too small");
     let mut b = fs::read(name(1)).unwrap();
-    assert!(b.len() > 40, "partition {last} of map 1 is too small");
-    b[12] = 0xff;
-    fs::write(name(1), &b).unwrap();
-    // Map 2's: truncated.
+    b[at + 12] = 0xff;
+    replace(1, &b);
+    // Map 2's file: truncated, which cuts its index.
     let b = fs::read(name(2)).unwrap();
-    fs::write(name(2), &b[..b.len() - 10]).unwrap();
-    // Map 3's: one bit flipped in the middle.
+    replace(2, &b[..b.len() - 10]);
+    // Map 3's partition: one bit flipped in the middle.
+    let (at, len) = range(3);
     let mut b = fs::read(name(3)).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 0x01;
-    fs::write(name(3), &b).unwrap();
+    b[at + len / 2] ^= 0x01;
+    replace(3, &b);
 
     c.assert_exit(JOB_TIMEOUT, Exit::Code(0));
     w.assert_exit(Duration::from_secs(5), Exit::Code(0));

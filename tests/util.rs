@@ -604,19 +604,28 @@ impl Dir {
             .collect()
     }
 
-    /// The intermediate files `mr-X-Y` present, as (X, Y).
-    pub fn intermediates(&self) -> Vec<(u32, u32)> {
-        let mut v: Vec<(u32, u32)> = self
+    /// The map tasks X whose output `mr-X.data` (one packed file a map) is present,
+    /// in order.
+    pub fn map_outputs(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
             .files()
             .iter()
-            .filter_map(|n| {
-                let rest = n.strip_prefix("mr-")?;
-                let (x, y) = rest.split_once('-')?;
-                Some((x.parse().ok()?, y.parse().ok()?))
-            })
+            .filter_map(|n| n.strip_prefix("mr-")?.strip_suffix(".data")?.parse().ok())
             .collect();
         v.sort();
         v
+    }
+
+    /// Intermediate files of any form present: packed `mr-X.data` or one-partition
+    /// `mr-X-Y`.
+    pub fn any_intermediates(&self) -> Vec<String> {
+        self.files()
+            .into_iter()
+            .filter(|n| {
+                n.strip_prefix("mr-")
+                    .is_some_and(|r| r.as_bytes().first().is_some_and(u8::is_ascii_digit))
+            })
+            .collect()
     }
 
     /// Every line of every `mr-out-*`, sorted.

@@ -1,9 +1,9 @@
-//! Packed map output: one file per map task, `mr-X.data`, holding all R partitions, for
-//! a worker whose map output is served by its own data server (TCP mode). At R = 5,000
-//! a map would otherwise create 5,000 files, and the directory operations of creating,
-//! renaming and deleting them cost more than the bytes (Spark's sort-based shuffle and
-//! Hadoop write one file plus an index for the same reason). In a shared directory
-//! (the 6.824 mode) maps still write real `mr-X-Y` files, as the lab expects.
+//! Packed map output: one file per map task, `mr-X.data`, holding all R partitions,
+//! written by every map (in a shared directory and behind a data server alike). At
+//! R = 5,000 a map would otherwise create 5,000 files, and at M = 10,000 small maps
+//! 100,000; the directory operations of creating, renaming and deleting them cost more
+//! than the bytes (Spark's sort-based shuffle and Hadoop write one file plus an index
+//! for the same reason).
 //!
 //! Layout: the R partitions back to back, each a whole intermediate stream
 //! ([`crate::intermediate`]: header, records, footer with its own checksum), then the
@@ -13,8 +13,8 @@
 //! R:u32  crc32:u32  "MRX\x01"     crc32 of the ends and R
 //! ```
 //! `mr-X-Y` is still the name everything uses (the coordinator, the wire, failure
-//! reports): [`open`] resolves it to a file of that name, or to its byte range in
-//! `mr-X.data`, and readers see the same stream either way.
+//! reports): [`open`] resolves it to its byte range in `mr-X.data`, or to a file of
+//! that name, and readers see the same stream either way.
 
 use crate::intermediate::FormatError;
 use crate::task::packed_name;
@@ -178,26 +178,23 @@ impl<R: Seek> Seek for Section<R> {
     }
 }
 
-/// Opens map output `mr-X-Y` at `path`: the file of that name, or, where there is
-/// none, partition Y of the packed `mr-X.data` beside it. A missing output is an error
-/// of kind `NotFound` either way.
+/// Opens map output `mr-X-Y` at `path`: partition Y of the packed `mr-X.data` beside
+/// it, or, where there is none, a file of that name (the one-partition form of the
+/// same stream, which tools and tests write). The packed file is tried first because
+/// every map writes one. A missing output is an error of kind `NotFound` either way.
 pub fn open(path: &Path) -> Result<Section<File>, FormatError> {
-    match File::open(path) {
-        Ok(f) => Ok(Section::whole(f)?),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let Some((dir, map, y)) = split_name(path) else {
-                return Err(e.into());
-            };
-            let mut f = match File::open(dir.join(packed_name(map))) {
-                Ok(f) => f,
-                // Report the name asked for, not the packed file's.
-                Err(p) if p.kind() == io::ErrorKind::NotFound => return Err(e.into()),
-                Err(p) => return Err(p.into()),
-            };
+    let plain = || -> Result<Section<File>, FormatError> { Ok(Section::whole(File::open(path)?)?) };
+    let Some((dir, map, y)) = split_name(path) else {
+        return plain();
+    };
+    match File::open(dir.join(packed_name(map))) {
+        Ok(mut f) => {
             let (start, len) = locate(&mut f, y)?;
             Ok(Section::new(f, start, len)?)
         }
-        Err(e) => Err(e.into()),
+        // Not packed: the plain file, and its error (named as asked) if it is missing too.
+        Err(p) if p.kind() == io::ErrorKind::NotFound => plain(),
+        Err(p) => Err(p.into()),
     }
 }
 

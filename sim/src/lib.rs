@@ -1518,6 +1518,8 @@ impl World {
         match &a.spec {
             TaskSpec::Map { n_reduce, .. } => {
                 let m = a.task.index;
+                // By partition name: a map writes one packed file, but each partition
+                // is a byte range of it with its own checksum, damaged or read alone.
                 for y in 0..*n_reduce {
                     let name = mr::task::intermediate_name(m, y);
                     if self.plan.shared {

@@ -539,8 +539,6 @@ async fn run_task(
                 n_reduce: *n_reduce,
                 partitioning: partitioning.clone(),
                 dir,
-                // Served by our own data server: one packed file per map.
-                packed: ctx.own.is_some(),
             }
         }
         TaskSpec::Reduce {
@@ -716,8 +714,6 @@ enum Work {
         n_reduce: u32,
         partitioning: mr::partition::Partitioning,
         dir: PathBuf,
-        /// Write one packed file (mr::packed) rather than a file per partition.
-        packed: bool,
     },
     Reduce {
         inputs: Vec<exec::Input>,
@@ -745,7 +741,6 @@ impl Work {
                 n_reduce,
                 partitioning,
                 dir,
-                packed,
             } => {
                 let bytes = lines(&split, bytes)?;
                 let filename = split.path.to_string_lossy();
@@ -757,7 +752,6 @@ impl Work {
                     n_reduce,
                     &partitioning,
                     &dir,
-                    packed,
                     config.map_memory,
                     stop,
                 )
