@@ -510,7 +510,7 @@ fn write_logged(journal: &mut Journal, records: &[Record], sync: bool) {
 ///
 /// Map output on a worker's own disk cannot be checked from here: it counts as intact,
 /// and if it is gone, the reduce that cannot fetch it reports it lost and the map runs
-/// again. `n_reduce` is R (a map wrote one file per partition).
+/// again. `n_reduce` is R (a map wrote R partitions, each checked).
 pub fn outputs_intact(task: TaskId, result: &TaskResult, n_reduce: u32) -> bool {
     let intact = |l: &Location, check: &dyn Fn(&Path) -> bool| match l {
         Location::Path(p) => check(p),
@@ -518,8 +518,11 @@ pub fn outputs_intact(task: TaskId, result: &TaskResult, n_reduce: u32) -> bool 
     };
     match result {
         TaskResult::Map { output, .. } => (0..n_reduce).all(|y| {
+            // Its range of the map's packed `mr-X.data` (or a file of that name).
             intact(&output.location(task.index, y), &|p| {
-                mr::intermediate::Reader::open(p).is_ok()
+                mr::packed::open(p)
+                    .and_then(mr::intermediate::Reader::new)
+                    .is_ok()
             })
         }),
         TaskResult::Reduce { output, .. } => intact(output, &|p| p.is_file()),
@@ -598,6 +601,48 @@ mod tests {
             })
             .collect();
         TaskTable::new(splits, 1, dir.into(), Duration::from_secs(10), 4)
+    }
+
+    /// Map `m`'s output as maps write it: one packed `mr-m.data` of R = 3 partitions.
+    fn write_packed(dir: &Path, m: u32) -> PathBuf {
+        let mut bytes = Vec::new();
+        let mut index = mr::packed::Index::new();
+        for y in 0..3u32 {
+            let mut w = mr::intermediate::Writer::new(&mut bytes).unwrap();
+            w.push(format!("k{y}").as_bytes(), b"1").unwrap();
+            index.push(w.finish().unwrap().1);
+        }
+        index.write_to(&mut bytes).unwrap();
+        let path = dir.join(mr::task::packed_name(m));
+        std::fs::write(&path, &bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_packed_map_output_is_intact_only_while_every_partition_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_packed(dir.path(), 4);
+        let Record::Done { task, result, .. } = map_done(dir.path(), 4) else {
+            unreachable!()
+        };
+        std::fs::remove_file(dir.path().join("mr-4-0")).unwrap();
+        assert!(outputs_intact(task, &result, 3));
+        // Its index cut, or the last partition's footer damaged: not restored (the
+        // check reads each partition's framing; records are checked as a reduce
+        // streams them).
+        let good = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &good[..good.len() - 5]).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
+        let footer = good.len() - (3 * 8 + 12) - 16;
+        let mut bad = good.clone();
+        bad[footer] ^= 0xff;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
+        std::fs::write(&path, &good).unwrap();
+        assert!(outputs_intact(task, &result, 3));
+        // Gone: not restored either.
+        std::fs::remove_file(&path).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
     }
 
     fn map_done(dir: &Path, m: u32) -> Record {
