@@ -80,8 +80,8 @@ fn lost_and_corrupt_intermediate_files_make_their_maps_run_again() {
     // Each map wrote one packed file; partition `last` is a byte range of it.
     let name = |x: u32| dir.join(&mr::task::packed_name(x));
     let range = |x: u32| {
-        let mut f = fs::File::open(name(x)).unwrap();
-        let (at, len) = mr::packed::locate(&mut f, last).unwrap();
+        let f = fs::File::open(name(x)).unwrap();
+        let (at, len) = mr::packed::locate(&f, last).unwrap();
         (at as usize, len as usize)
     };
     // Damaged copies replace the files by rename, as a new inode: a reduce of another

@@ -58,6 +58,12 @@ fn output_equals_the_oracle_and_mrsequential_and_the_report_is_written() {
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
     assert_eq!(report["map"]["bytes_read"], total);
+    // Reduces read every map's partitions once each: what the maps wrote.
+    assert_eq!(
+        report["reduce"]["bytes_read"],
+        report["map"]["bytes_written"]
+    );
+    assert!(report["reduce"]["bytes_read"].as_u64().unwrap() > 0);
     // Nothing is left behind but the inputs, the logs, the output and the report.
     assert_eq!(dir.files(), ["in", "logs", "out", "report.json"]);
 }

@@ -20,12 +20,16 @@ use crate::intermediate::FormatError;
 use crate::task::packed_name;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const INDEX_MAGIC: &[u8; 4] = b"MRX\x01";
 
 /// The index's fixed tail: R, the checksum and the magic.
 const TAIL: u64 = 12;
+
+/// How much of a packed file's end [`locate`] reads at once.
+const LAST_READ: u64 = 4096;
 
 /// Collects where each partition ends while they are written one after another into
 /// one file, and writes the index after the last.
@@ -62,16 +66,19 @@ impl Index {
     }
 }
 
-/// Where partition `y` lies in a packed file: (offset, length).
-pub fn locate(file: &mut File, y: u32) -> Result<(u64, u64), FormatError> {
+/// Where partition `y` lies in a packed file: (offset, length). One positional read
+/// fetches the tail and, up to R = 510, the whole index with it: a reduce opens one
+/// packed file per map, so at M = 10,000 small maps every system call here counts.
+pub fn locate(file: &File, y: u32) -> Result<(u64, u64), FormatError> {
     let corrupt = |what: String| FormatError::Corrupt(format!("packed map output: {what}"));
-    let len = file.seek(SeekFrom::End(0))?;
+    let len = file.metadata()?.len();
     if len < TAIL {
         return Err(corrupt(format!("{len} bytes is too short for an index")));
     }
-    let mut tail = [0u8; TAIL as usize];
-    file.seek(SeekFrom::End(-(TAIL as i64)))?;
-    file.read_exact(&mut tail)?;
+    let mut last = vec![0u8; len.min(LAST_READ) as usize];
+    let at = len - last.len() as u64;
+    file.read_exact_at(&mut last, at)?;
+    let tail = &last[last.len() - TAIL as usize..];
     if &tail[8..] != INDEX_MAGIC {
         return Err(corrupt("bad index magic (truncated?)".into()));
     }
@@ -87,9 +94,15 @@ pub fn locate(file: &mut File, y: u32) -> Result<(u64, u64), FormatError> {
         return Err(corrupt(format!("no partition {y} in {r}")));
     }
     // The whole index is read to check it: 40 KB at R = 5,000, once per fetch.
-    let mut ends = vec![0u8; r as usize * 8];
-    file.seek(SeekFrom::Start(len - index_len))?;
-    file.read_exact(&mut ends)?;
+    let ends_len = r as usize * 8;
+    let ends: Vec<u8> = if index_len <= last.len() as u64 {
+        let at = last.len() - index_len as usize;
+        last[at..at + ends_len].to_vec()
+    } else {
+        let mut ends = vec![0u8; ends_len];
+        file.read_exact_at(&mut ends, len - index_len)?;
+        ends
+    };
     let mut h = crc32fast::Hasher::new();
     h.update(&ends);
     h.update(&tail[..4]);
@@ -106,31 +119,32 @@ pub fn locate(file: &mut File, y: u32) -> Result<(u64, u64), FormatError> {
 }
 
 /// A byte range of a file, read and sought as if it were the whole file (what an
-/// intermediate [`crate::intermediate::Reader`] needs of its input).
+/// intermediate [`crate::intermediate::Reader`] needs of its input). Reads are
+/// positional and seeks only move a cursor, so checking a stream's footer and header
+/// costs no `lseek` calls.
 #[derive(Debug)]
-pub struct Section<R> {
-    inner: R,
+pub struct Section {
+    file: File,
     start: u64,
     len: u64,
     pos: u64,
 }
 
-impl<R: Seek> Section<R> {
-    /// Bytes `start .. start + len` of `inner`.
-    pub fn new(mut inner: R, start: u64, len: u64) -> io::Result<Self> {
-        inner.seek(SeekFrom::Start(start))?;
-        Ok(Section {
-            inner,
+impl Section {
+    /// Bytes `start .. start + len` of `file`.
+    pub fn new(file: File, start: u64, len: u64) -> Self {
+        Section {
+            file,
             start,
             len,
             pos: 0,
-        })
+        }
     }
 
-    /// The whole of `inner`.
-    pub fn whole(mut inner: R) -> io::Result<Self> {
-        let len = inner.seek(SeekFrom::End(0))?;
-        Section::new(inner, 0, len)
+    /// The whole of `file`.
+    pub fn whole(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Section::new(file, 0, len))
     }
 
     /// Its length.
@@ -143,28 +157,27 @@ impl<R: Seek> Section<R> {
         self.len == 0
     }
 
-    /// The underlying reader, positioned at the section's start, and the section's
-    /// length.
-    pub fn into_parts(mut self) -> io::Result<(R, u64)> {
-        self.inner.seek(SeekFrom::Start(self.start))?;
-        Ok((self.inner, self.len))
+    /// The file, its offset at the section's start, and the section's length.
+    pub fn into_parts(mut self) -> io::Result<(File, u64)> {
+        self.file.seek(SeekFrom::Start(self.start))?;
+        Ok((self.file, self.len))
     }
 }
 
-impl<R: Read> Read for Section<R> {
+impl Read for Section {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.len.saturating_sub(self.pos);
         let want = (buf.len() as u64).min(left) as usize;
         if want == 0 {
             return Ok(0);
         }
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = self.file.read_at(&mut buf[..want], self.start + self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
 }
 
-impl<R: Seek> Seek for Section<R> {
+impl Seek for Section {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(n) => Some(n),
@@ -172,7 +185,6 @@ impl<R: Seek> Seek for Section<R> {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         }
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
-        self.inner.seek(SeekFrom::Start(self.start + target))?;
         self.pos = target;
         Ok(target)
     }
@@ -182,15 +194,15 @@ impl<R: Seek> Seek for Section<R> {
 /// it, or, where there is none, a file of that name (the one-partition form of the
 /// same stream, which tools and tests write). The packed file is tried first because
 /// every map writes one. A missing output is an error of kind `NotFound` either way.
-pub fn open(path: &Path) -> Result<Section<File>, FormatError> {
-    let plain = || -> Result<Section<File>, FormatError> { Ok(Section::whole(File::open(path)?)?) };
+pub fn open(path: &Path) -> Result<Section, FormatError> {
+    let plain = || -> Result<Section, FormatError> { Ok(Section::whole(File::open(path)?)?) };
     let Some((dir, map, y)) = split_name(path) else {
         return plain();
     };
     match File::open(dir.join(packed_name(map))) {
-        Ok(mut f) => {
-            let (start, len) = locate(&mut f, y)?;
-            Ok(Section::new(f, start, len)?)
+        Ok(f) => {
+            let (start, len) = locate(&f, y)?;
+            Ok(Section::new(f, start, len))
         }
         // Not packed: the plain file, and its error (named as asked) if it is missing too.
         Err(p) if p.kind() == io::ErrorKind::NotFound => plain(),
@@ -246,6 +258,12 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "partition {y}");
         }
+        // An index longer than locate's one read of the tail (R = 600).
+        write_packed(dir.path(), 8, 600);
+        for y in [0, 1, 599] {
+            let got = records(&dir.path().join(intermediate_name(8, y)));
+            assert_eq!(got.len(), y as usize, "partition {y} of 600");
+        }
         // A real mr-X-Y file is read as it is.
         let plain = dir.path().join(intermediate_name(3, 0));
         crate::intermediate::write_file(&plain, [(&b"a"[..], &b"b"[..])]).unwrap();
@@ -284,7 +302,10 @@ mod tests {
     #[test]
     fn a_section_seeks_and_reads_only_its_range() {
         let data: Vec<u8> = (0..100u8).collect();
-        let mut s = Section::new(io::Cursor::new(data), 10, 20).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let mut s = Section::new(File::open(&path).unwrap(), 10, 20);
         let mut all = Vec::new();
         s.read_to_end(&mut all).unwrap();
         assert_eq!(all, (10..30u8).collect::<Vec<_>>());

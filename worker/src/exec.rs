@@ -520,18 +520,16 @@ pub fn run_reduce(
     stop: &Stop,
 ) -> Outcome {
     let fan_in = fan_in.max(2);
-    let bytes_read = inputs
-        .iter()
-        .filter_map(|i| open_input(i).ok())
-        .map(|s| s.len())
-        .sum();
-    let runs = merge_passes(inputs, scratch, fan_in, stop)?;
+    // Counted as the inputs are opened, once each: at M = 10,000 small maps a reduce's
+    // time is mostly opening them.
+    let mut bytes_read = 0;
+    let runs = merge_passes(inputs, scratch, fan_in, stop, &mut bytes_read)?;
     let spills = runs.as_ref().map_or(0, |r| r.len() as u64);
     let sources: Vec<Source<'_>> = match &runs {
         Some(runs) => runs.iter().map(Source::Run).collect(),
         None => inputs.iter().map(Source::Input).collect(),
     };
-    let merger = open_merger(&sources)?;
+    let merger = open_merger(&sources, &mut bytes_read)?;
     let dest = out_dir.join(output_name(partition));
     let mut out = AtomicFile::create(&dest).map_err(output_err)?;
     let mut result = Vec::new();
@@ -624,11 +622,15 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn open(&self, buffer: usize) -> Result<Reader<Section<std::fs::File>>, TaskFailure> {
+    /// Opens it for reading; adds a map output's bytes to `read`.
+    fn open(&self, buffer: usize, read: &mut u64) -> Result<Reader<Section>, TaskFailure> {
         match self {
             // A file `mr-X-Y`, or its range of a packed `mr-X.data`.
-            Source::Input(input) => Reader::with_capacity(open_input(input)?, buffer)
-                .map_err(|e| input_err(&input.output, e)),
+            Source::Input(input) => {
+                let section = open_input(input)?;
+                *read += section.len();
+                Reader::with_capacity(section, buffer).map_err(|e| input_err(&input.output, e))
+            }
             Source::Run(path) => std::fs::File::open(path)
                 .and_then(Section::whole)
                 .map_err(FormatError::from)
@@ -661,12 +663,13 @@ fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
 }
 
 /// Opens every source of one merge, sharing the read-buffer budget.
-fn open_merger(sources: &[Source<'_>]) -> Result<Merger<Section<std::fs::File>>, TaskFailure> {
+/// A merge of `sources`; adds the bytes of the map outputs among them to `read`.
+fn open_merger(sources: &[Source<'_>], read: &mut u64) -> Result<Merger<Section>, TaskFailure> {
     // Read buffers share a fixed budget, so memory does not grow with the fan-in.
     let buffer = (MERGE_BUFFERS / sources.len().max(1)).clamp(8 << 10, 256 << 10);
     let readers = sources
         .iter()
-        .map(|s| s.open(buffer))
+        .map(|s| s.open(buffer, read))
         .collect::<Result<Vec<_>, _>>()?;
     Merger::new(readers).map_err(|e| match e {
         MergeError::Input { index, error } => sources[index].failure(error),
@@ -683,6 +686,7 @@ fn merge_passes(
     scratch: &Path,
     fan_in: usize,
     stop: &Stop,
+    read: &mut u64,
 ) -> Result<Option<Vec<TempPath>>, Halt> {
     if inputs.len() <= fan_in {
         return Ok(None);
@@ -692,7 +696,7 @@ fn merge_passes(
         .map(|chunk| {
             stop.check()?;
             let sources: Vec<Source<'_>> = chunk.iter().map(Source::Input).collect();
-            Ok(merge_to_run(&sources, scratch)?)
+            Ok(merge_to_run(&sources, scratch, read)?)
         })
         .collect::<Result<_, Halt>>()?;
     while level.len() > fan_in {
@@ -701,7 +705,7 @@ fn merge_passes(
             .map(|chunk| {
                 stop.check()?;
                 let sources: Vec<Source<'_>> = chunk.iter().map(Source::Run).collect();
-                Ok(merge_to_run(&sources, scratch)?)
+                Ok(merge_to_run(&sources, scratch, &mut 0)?)
             })
             .collect::<Result<_, Halt>>()?;
     }
@@ -709,8 +713,12 @@ fn merge_passes(
 }
 
 /// Merges `sources` record by record (no app call) into one sorted run in `scratch`.
-fn merge_to_run(sources: &[Source<'_>], scratch: &Path) -> Result<TempPath, TaskFailure> {
-    let merger = open_merger(sources)?;
+fn merge_to_run(
+    sources: &[Source<'_>],
+    scratch: &Path,
+    read: &mut u64,
+) -> Result<TempPath, TaskFailure> {
+    let merger = open_merger(sources, read)?;
     write_run(scratch, |w| {
         merger
             .for_each_group(|k, vs| vs.iter().try_for_each(|v| w.push(k, v)))
@@ -745,12 +753,12 @@ fn write_run(
 
 /// A reduce input's bytes here: `mr-X-Y` (a file, or its range of a packed `mr-X.data`),
 /// or a fetched copy's range of a file it shares with other copies.
-fn open_input(input: &Input) -> Result<Section<std::fs::File>, TaskFailure> {
+fn open_input(input: &Input) -> Result<Section, TaskFailure> {
     let path = local_path(&input.output)?;
     match input.range {
         None => mr::packed::open(path),
         Some((at, len)) => std::fs::File::open(path)
-            .and_then(|f| Section::new(f, at, len))
+            .map(|f| Section::new(f, at, len))
             .map_err(FormatError::from),
     }
     .map_err(|e| input_err(&input.output, e))
@@ -793,7 +801,7 @@ mod tests {
     /// Every group (key, values) a merge of `sources` yields, in order.
     fn groups(sources: &[Source<'_>]) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
         let mut out = Vec::new();
-        open_merger(sources)
+        open_merger(sources, &mut 0)
             .unwrap()
             .for_each_group(|k, vs| -> Result<(), TaskFailure> {
                 out.push((k.to_vec(), vs.iter().map(|v| v.to_vec()).collect()));
@@ -837,7 +845,7 @@ mod tests {
         let want = groups(&single);
         assert!(want.iter().any(|(_, vs)| vs.len() > 3), "keys must repeat");
         for fan_in in [2, 3, 7, MERGE_FAN_IN] {
-            let runs = merge_passes(&inputs, scratch.path(), fan_in, &Stop::default())
+            let runs = merge_passes(&inputs, scratch.path(), fan_in, &Stop::default(), &mut 0)
                 .unwrap()
                 .expect("more inputs than the fan-in");
             assert!(runs.len() <= fan_in, "fan-in {fan_in}: {} runs", runs.len());
@@ -847,9 +855,11 @@ mod tests {
             let left = std::fs::read_dir(scratch.path()).unwrap().count();
             assert_eq!(left, 0, "runs are deleted once dropped");
         }
-        assert!(merge_passes(&inputs, scratch.path(), 250, &Stop::default())
-            .unwrap()
-            .is_none());
+        assert!(
+            merge_passes(&inputs, scratch.path(), 250, &Stop::default(), &mut 0)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -859,7 +869,7 @@ mod tests {
         let inputs = inputs(dir.path(), 20);
         let stop = Stop::default();
         stop.set();
-        let r = merge_passes(&inputs, scratch.path(), 3, &stop);
+        let r = merge_passes(&inputs, scratch.path(), 3, &stop, &mut 0);
         assert_eq!(r.err(), Some(Halt::Stopped));
         let left = std::fs::read_dir(scratch.path()).unwrap().count();
         assert_eq!(left, 0, "no run is left in the scratch directory");
@@ -876,7 +886,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inputs = inputs(dir.path(), 10);
         std::fs::remove_file(dir.path().join(intermediate_name(6, 0))).unwrap();
-        let Err(f) = merge_passes(&inputs, dir.path(), 3, &Stop::default()) else {
+        let Err(f) = merge_passes(&inputs, dir.path(), 3, &Stop::default(), &mut 0) else {
             panic!("a missing input must fail the merge")
         };
         assert!(

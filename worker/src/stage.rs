@@ -299,7 +299,7 @@ mod tests {
             };
             let (at, len) = input.range.expect("a range of a shared copy");
             let f = std::fs::File::open(path).unwrap();
-            let mut r = Reader::new(mr::packed::Section::new(f, at, len).unwrap()).unwrap();
+            let mut r = Reader::new(mr::packed::Section::new(f, at, len)).unwrap();
             let (mut k, mut v, mut n) = (Vec::new(), Vec::new(), 0);
             while r.next_into(&mut k, &mut v).unwrap() {
                 assert_eq!(v, format!("m{m}").as_bytes());
