@@ -10,7 +10,8 @@
 
 use crate::task::{Chosen, TaskTable};
 use mr::ids::{Attempt, TaskId, TaskKind, WorkerId};
-use mr::task::{Location, TaskResult};
+use mr::intermediate::FormatError;
+use mr::task::{intermediate_name, packed_name, Location, MapOutputs, TaskResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -504,28 +505,40 @@ fn write_logged(journal: &mut Journal, records: &[Record], sync: bool) {
     }
 }
 
-/// Whether a finished task's files are still there and whole (cheap: existence, and
-/// the header and footer of each intermediate file; the full checksum is checked by
-/// the reduce that reads it).
+/// Whether a finished task's files are still there and whole, cheaply: a map's packed
+/// `mr-X.data` with an intact index whose R partitions fill it ([`mr::packed::check`]:
+/// one open a map, whatever R), or, where a map's output is plain `mr-X-Y` files, the
+/// header and footer of each. Records and their checksums are checked by the reduce
+/// that reads them, which reports damage as a lost output, and the map runs again.
 ///
 /// Map output on a worker's own disk cannot be checked from here: it counts as intact,
 /// and if it is gone, the reduce that cannot fetch it reports it lost and the map runs
-/// again. `n_reduce` is R (a map wrote R partitions, each checked).
+/// again. `n_reduce` is R.
 pub fn outputs_intact(task: TaskId, result: &TaskResult, n_reduce: u32) -> bool {
-    let intact = |l: &Location, check: &dyn Fn(&Path) -> bool| match l {
-        Location::Path(p) => check(p),
-        Location::Remote { .. } => true,
-    };
     match result {
-        TaskResult::Map { output, .. } => (0..n_reduce).all(|y| {
-            // Its range of the map's packed `mr-X.data` (or a file of that name).
-            intact(&output.location(task.index, y), &|p| {
-                mr::packed::open(p)
-                    .and_then(mr::intermediate::Reader::new)
-                    .is_ok()
-            })
-        }),
-        TaskResult::Reduce { output, .. } => intact(output, &|p| p.is_file()),
+        TaskResult::Map {
+            output: MapOutputs::Dir(dir),
+            ..
+        } => match mr::packed::check(&dir.join(packed_name(task.index)), n_reduce) {
+            Ok(()) => true,
+            Err(FormatError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => (0..n_reduce)
+                .all(|y| {
+                    std::fs::File::open(dir.join(intermediate_name(task.index, y)))
+                        .and_then(mr::packed::Section::whole)
+                        .map_err(FormatError::from)
+                        .and_then(mr::intermediate::Reader::new)
+                        .is_ok()
+                }),
+            Err(_) => false,
+        },
+        TaskResult::Map {
+            output: MapOutputs::Server(_),
+            ..
+        } => true,
+        TaskResult::Reduce { output, .. } => match output {
+            Location::Path(p) => p.is_file(),
+            Location::Remote { .. } => true,
+        },
         // Kept by the coordinator itself.
         TaskResult::Sample { .. } => true,
     }
@@ -605,21 +618,16 @@ mod tests {
 
     /// Map `m`'s output as maps write it: one packed `mr-m.data` of R = 3 partitions.
     fn write_packed(dir: &Path, m: u32) -> PathBuf {
-        let mut bytes = Vec::new();
-        let mut index = mr::packed::Index::new();
-        for y in 0..3u32 {
-            let mut w = mr::intermediate::Writer::new(&mut bytes).unwrap();
-            w.push(format!("k{y}").as_bytes(), b"1").unwrap();
-            index.push(w.finish().unwrap().1);
-        }
-        index.write_to(&mut bytes).unwrap();
-        let path = dir.join(mr::task::packed_name(m));
-        std::fs::write(&path, &bytes).unwrap();
+        let partitions: Vec<Vec<_>> = (0..3)
+            .map(|y| vec![(format!("k{y}").into_bytes(), b"1".to_vec())])
+            .collect();
+        let path = dir.join(packed_name(m));
+        mr::packed::write_file(&path, &partitions).unwrap();
         path
     }
 
     #[test]
-    fn a_packed_map_output_is_intact_only_while_every_partition_reads() {
+    fn a_packed_map_output_is_intact_only_while_its_index_is_whole_and_fills_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_packed(dir.path(), 4);
         let Record::Done { task, result, .. } = map_done(dir.path(), 4) else {
@@ -627,21 +635,60 @@ mod tests {
         };
         std::fs::remove_file(dir.path().join("mr-4-0")).unwrap();
         assert!(outputs_intact(task, &result, 3));
-        // Its index cut, or the last partition's footer damaged: not restored (the
-        // check reads each partition's framing; records are checked as a reduce
-        // streams them).
+        // Of another R: not restored.
+        assert!(!outputs_intact(task, &result, 2));
+        assert!(!outputs_intact(task, &result, 4));
+        // Cut anywhere, or any byte of its index flipped: not restored.
         let good = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &good[..good.len() - 5]).unwrap();
-        assert!(!outputs_intact(task, &result, 3));
+        for cut in [1, 5, 12, 30, good.len() / 2, good.len()] {
+            std::fs::write(&path, &good[..good.len() - cut]).unwrap();
+            assert!(!outputs_intact(task, &result, 3), "cut {cut}");
+        }
+        for i in good.len() - (3 * 8 + 12)..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(!outputs_intact(task, &result, 3), "index byte {i}");
+        }
+        // A record or footer damaged is left to the reduce that streams it (it
+        // reports the output lost): the restart check reads no partition.
         let footer = good.len() - (3 * 8 + 12) - 16;
         let mut bad = good.clone();
         bad[footer] ^= 0xff;
         std::fs::write(&path, &bad).unwrap();
-        assert!(!outputs_intact(task, &result, 3));
+        assert!(outputs_intact(task, &result, 3));
         std::fs::write(&path, &good).unwrap();
         assert!(outputs_intact(task, &result, 3));
         // Gone: not restored either.
         std::fs::remove_file(&path).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
+        // An index whose partitions are too short to be streams: not restored.
+        let mut bogus = vec![0u8; 60];
+        let mut index = mr::packed::Index::new();
+        for size in [20, 10, 30] {
+            index.push(size);
+        }
+        index.write_to(&mut bogus).unwrap();
+        std::fs::write(&path, &bogus).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
+    }
+
+    #[test]
+    fn plain_map_outputs_are_intact_only_while_every_partition_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let Record::Done { task, result, .. } = map_done(dir.path(), 5) else {
+            unreachable!()
+        };
+        for y in 1..3 {
+            let path = dir.path().join(intermediate_name(5, y));
+            mr::intermediate::write_file(&path, [(&b"k"[..], &b"v"[..])]).unwrap();
+        }
+        assert!(outputs_intact(task, &result, 3));
+        let last = dir.path().join(intermediate_name(5, 2));
+        let good = std::fs::read(&last).unwrap();
+        std::fs::write(&last, &good[..good.len() - 1]).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
+        std::fs::remove_file(&last).unwrap();
         assert!(!outputs_intact(task, &result, 3));
     }
 

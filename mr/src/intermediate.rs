@@ -20,6 +20,9 @@ const HEADER: &[u8; 4] = b"MRI\x01";
 const FOOTER_MAGIC: &[u8; 4] = b"MRF\x01";
 const FOOTER_LEN: u64 = 16;
 
+/// The length of a stream of no records: its header and footer.
+pub const EMPTY_STREAM_LEN: u64 = HEADER.len() as u64 + FOOTER_LEN;
+
 /// Why an intermediate file cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {

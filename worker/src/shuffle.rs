@@ -226,21 +226,19 @@ mod tests {
     #[tokio::test]
     async fn a_partition_of_a_packed_map_output_is_served_as_its_own_file() {
         let work = tempfile::tempdir().unwrap();
-        // Map 4's three partitions, each its own stream, packed into one file.
-        let mut packed = Vec::new();
-        let mut index = mr::packed::Index::new();
-        let mut alone = Vec::new();
-        for y in 0..3u32 {
-            let mut one = Vec::new();
-            let mut w = mr::intermediate::Writer::new(&mut one).unwrap();
-            w.push(format!("key{y}").as_bytes(), b"1").unwrap();
-            w.finish().unwrap();
-            index.push(one.len() as u64);
-            packed.extend_from_slice(&one);
-            alone.push(one);
-        }
-        index.write_to(&mut packed).unwrap();
-        std::fs::write(work.path().join(mr::task::packed_name(4)), &packed).unwrap();
+        // Map 4's three partitions packed into one file, and each written alone.
+        let partitions: Vec<Vec<_>> = (0..3)
+            .map(|y| vec![(format!("key{y}").into_bytes(), b"1".to_vec())])
+            .collect();
+        mr::packed::write_file(&work.path().join(mr::task::packed_name(4)), &partitions).unwrap();
+        let alone: Vec<Vec<u8>> = (0..3)
+            .map(|y| {
+                let one = work.path().join(format!("alone-{y}"));
+                mr::intermediate::write_file(&one, [(format!("key{y}").as_bytes(), &b"1"[..])])
+                    .unwrap();
+                std::fs::read(one).unwrap()
+            })
+            .collect();
         let (listener, server) = local().await;
         let token = tls("t");
         let _task = serve(listener, work.path().to_path_buf(), token.clone());
