@@ -523,10 +523,7 @@ pub fn outputs_intact(task: TaskId, result: &TaskResult, n_reduce: u32) -> bool 
             Ok(()) => true,
             Err(FormatError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => (0..n_reduce)
                 .all(|y| {
-                    std::fs::File::open(dir.join(intermediate_name(task.index, y)))
-                        .and_then(mr::packed::Section::whole)
-                        .map_err(FormatError::from)
-                        .and_then(mr::intermediate::Reader::new)
+                    mr::intermediate::Reader::open(&dir.join(intermediate_name(task.index, y)))
                         .is_ok()
                 }),
             Err(_) => false,
@@ -670,6 +667,15 @@ mod tests {
         }
         index.write_to(&mut bogus).unwrap();
         std::fs::write(&path, &bogus).unwrap();
+        assert!(!outputs_intact(task, &result, 3));
+        // Nor one whose partitions stop short of the index (bytes between them).
+        let mut gap = vec![0u8; 70];
+        let mut index = mr::packed::Index::new();
+        for size in [20, 20, 20] {
+            index.push(size);
+        }
+        index.write_to(&mut gap).unwrap();
+        std::fs::write(&path, &gap).unwrap();
         assert!(!outputs_intact(task, &result, 3));
     }
 

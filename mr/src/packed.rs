@@ -111,7 +111,9 @@ fn read_ends(file: &File) -> Result<Ends, FormatError> {
     let mut last = vec![0u8; len.min(LAST_READ) as usize];
     let at = len - last.len() as u64;
     file.read_exact_at(&mut last, at)?;
-    let tail = &last[last.len() - TAIL as usize..];
+    let tail: [u8; TAIL as usize] = last[last.len() - TAIL as usize..]
+        .try_into()
+        .expect("TAIL bytes");
     if &tail[8..] != INDEX_MAGIC {
         return Err(corrupt("bad index magic (truncated?)".into()));
     }
@@ -125,8 +127,11 @@ fn read_ends(file: &File) -> Result<Ends, FormatError> {
     }
     let ends_len = r as usize * 8;
     let ends: Vec<u8> = if index_len <= last.len() as u64 {
+        // The ends are already in `last`: keep them, in place.
         let at = last.len() - index_len as usize;
-        last[at..at + ends_len].to_vec()
+        last.truncate(at + ends_len);
+        last.drain(..at);
+        last
     } else {
         let mut ends = vec![0u8; ends_len];
         file.read_exact_at(&mut ends, len - index_len)?;

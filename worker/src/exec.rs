@@ -662,8 +662,8 @@ fn input_err(input: &MapOutput, e: FormatError) -> TaskFailure {
     }
 }
 
-/// Opens every source of one merge, sharing the read-buffer budget.
-/// A merge of `sources`; adds the bytes of the map outputs among them to `read`.
+/// Opens every source of one merge, sharing the read-buffer budget; adds the bytes of
+/// the map outputs among them to `read`.
 fn open_merger(sources: &[Source<'_>], read: &mut u64) -> Result<Merger<Section>, TaskFailure> {
     // Read buffers share a fixed budget, so memory does not grow with the fan-in.
     let buffer = (MERGE_BUFFERS / sources.len().max(1)).clamp(8 << 10, 256 << 10);
