@@ -14,13 +14,13 @@ use mr::task::TaskFailure;
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Append to the journal. A `sync` record is on disk before the reply to the call
-    /// that caused it goes out; records are appended in the order they are returned.
+    /// Append to the journal, in the order returned; `sync` says when it must be on
+    /// disk.
     Journal {
         /// The record.
         record: Record,
-        /// Whether the reply waits for it to be durable.
-        sync: bool,
+        /// When it is synced.
+        sync: SyncWhen,
     },
     /// Tasks may have become available, or the job ended: wake the waiting polls.
     WakePolls,
@@ -36,6 +36,26 @@ pub enum Effect {
     Ended(JobEnd),
     /// Something worth a log line.
     Log(Event),
+}
+
+/// When a journal record must be on disk. A sync writes every record appended before
+/// it, so a record synced before a reply also makes every earlier one durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncWhen {
+    /// Before the reply to the call that caused it goes out: what the reply lets happen
+    /// depends on it (the maps handed out with the split points, a reduce's output
+    /// committed, the job's end, a map re-run).
+    BeforeReply,
+    /// Soon after, by the journal's own syncer, while the reply goes out: nothing
+    /// outside the coordinator depends on it yet. A map's completion is one: the worker
+    /// goes on to its next task meanwhile, and what does depend on the map (the reduces
+    /// handed out once the last map is done, their completions, the job's end) is synced
+    /// before its own reply, after it. A crash before the sync costs a re-run map.
+    Soon,
+    /// With the next sync, or written unsynced once many wait: a crash may lose it,
+    /// which costs only a reused attempt number (a task handed out), or is found
+    /// otherwise after a restart (an output reopened).
+    WithNext,
 }
 
 /// What happened, for the log (and the simulator's trace).

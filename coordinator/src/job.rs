@@ -5,7 +5,7 @@
 //! and each sweep ([`Job::tick`]) returns its reply with the [`Effect`]s it implies,
 //! which the service applies.
 
-use crate::effect::{Effect, Event, Step};
+use crate::effect::{Effect, Event, Step, SyncWhen};
 use crate::journal::Record;
 use crate::registry::Registry;
 use crate::task::{AfterFailure, JobFailure, Placement, Refusal, Revoked, Run, TaskTable};
@@ -155,7 +155,7 @@ impl Job {
                     task: a.task,
                     attempt: a.attempt,
                 },
-                sync: false,
+                sync: SyncWhen::WithNext,
             });
             effects.push(Effect::Log(Event::Assigned {
                 worker,
@@ -223,12 +223,20 @@ impl Job {
                                 record: Record::SplitPoints {
                                     chosen: chosen.clone(),
                                 },
-                                sync: true,
+                                sync: SyncWhen::BeforeReply,
                             });
                             effects.push(Effect::Log(Event::SplitPoints(chosen.clone())));
                         }
                     } else {
-                        // On disk before the worker hears "accepted".
+                        // A reduce's completion is on disk before the worker hears
+                        // "accepted" (its output is committed for good); a map's soon
+                        // after, unless it is the last map: the reduces it releases
+                        // are handed out only once every map's completion is on disk.
+                        let sync = if task.kind == TaskKind::Map && !self.tasks.maps_done() {
+                            SyncWhen::Soon
+                        } else {
+                            SyncWhen::BeforeReply
+                        };
                         effects.push(Effect::Journal {
                             record: Record::Done {
                                 task,
@@ -236,7 +244,7 @@ impl Job {
                                 worker,
                                 result,
                             },
-                            sync: true,
+                            sync,
                         });
                     }
                     effects.push(Effect::Log(Event::Completed {
@@ -277,7 +285,7 @@ impl Job {
                             record: Record::Reopened {
                                 task: TaskId::map(m),
                             },
-                            sync: true,
+                            sync: SyncWhen::BeforeReply,
                         });
                     }
                     effects.push(Effect::Log(Event::Failed {
@@ -324,7 +332,7 @@ impl Job {
                 record: Record::Reopened {
                     task: TaskId::map(m),
                 },
-                sync: false,
+                sync: SyncWhen::WithNext,
             });
             effects.push(Effect::Log(Event::Reopened { map: m }));
         }
@@ -447,7 +455,7 @@ impl Job {
             record: Record::Finished {
                 succeeded: end == JobEnd::Succeeded,
             },
-            sync: true,
+            sync: SyncWhen::BeforeReply,
         });
         effects.push(Effect::Ended(end));
         effects.push(Effect::WakePolls);

@@ -76,9 +76,9 @@ impl Shared {
 
     /// Applies a call's effects: the one place they take effect. Called with the job
     /// locked, so the journal's order is the order of the changes. Nothing waits for the
-    /// disk here: the returned [`Durable`] (of the last synced record, which is synced
-    /// with every record before it) is awaited after the lock is released and before the
-    /// caller answers. A failing journal is logged, not fatal: the job goes
+    /// disk here: the returned [`Durable`] (of the last record to sync before the reply,
+    /// which is synced with every record before it) is awaited after the lock is
+    /// released and before the caller answers. A failing journal is logged, not fatal: the job goes
     /// on, it just could not be resumed after a crash. `job` is the locked job the
     /// effects came from.
     pub fn apply(&self, job: &Job, req: Option<RequestId>, effects: Vec<Effect>) -> Durable {
@@ -91,7 +91,7 @@ impl Shared {
                     let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(w) = journal.as_ref() {
                         let d = w.append(record, sync);
-                        if sync {
+                        if d.is_some() {
                             durable = d;
                         }
                     }
@@ -221,9 +221,10 @@ impl Coordinator for Service {
     ) -> Reported {
         // The report and the poll the worker would make next, made for it in the same
         // locked step: one call and one journal sync a task instead of two of each.
-        // "Accepted" is answered only once the report's record is on disk: the reply
-        // waits for the last synced record of the step, which is synced with every
-        // record before it. A worker told `Wait` polls as usual.
+        // The reply waits for the step's records that must be on disk before it (a
+        // reduce's completion, the last map's; a map's other than the last is synced
+        // soon after, while the worker runs its next task). A worker told `Wait` polls
+        // as usual.
         self.0
             .call(req, |job, now| {
                 let report = job.report(worker, task, attempt, outcome, now);

@@ -18,7 +18,7 @@
 
 pub mod model;
 
-use coordinator::effect::{Effect, Event};
+use coordinator::effect::{Effect, Event, SyncWhen};
 use coordinator::job::Job;
 use coordinator::journal::{JobKey, Journal, Record};
 use coordinator::registry::Registry;
@@ -216,6 +216,12 @@ enum Ev {
     },
     /// The coordinator's sweeper.
     Sweep,
+    /// The journal's syncer has synced the file up to `upto` bytes (records synced
+    /// soon), if the coordinator of `incarnation` is still up.
+    Synced {
+        upto: u64,
+        incarnation: u32,
+    },
     CoordinatorCrash,
     CoordinatorRestart,
     WorkerCrash {
@@ -376,6 +382,8 @@ pub struct World {
     durable_len: u64,
     /// Done records on disk: task -> attempt.
     durable_done: BTreeMap<TaskId, Attempt>,
+    /// Done records to sync soon, not yet on disk: (end in the file, task, attempt).
+    soon: Vec<(u64, TaskId, Attempt)>,
     /// The split points on disk, once journaled.
     durable_points: Option<Chosen>,
     /// How the first map handed out partitions: every later one must do the same.
@@ -454,6 +462,7 @@ impl World {
             key,
             durable_len: 0,
             durable_done: BTreeMap::new(),
+            soon: Vec::new(),
             durable_points: None,
             partitioning: None,
             incarnations: 0,
@@ -691,6 +700,10 @@ impl World {
                 )));
             }
         }
+        // Everything the restart read is on disk now (its Start record is synced after
+        // it), records to sync soon that outlived the crash included.
+        self.durable_done = replay.done.iter().map(|(t, (a, _, _))| (*t, *a)).collect();
+        self.soon.clear();
         self.coord = Some(Coord {
             job,
             journal,
@@ -817,11 +830,24 @@ impl World {
             match e {
                 Effect::Journal { record, sync } => {
                     let c = self.coord.as_mut().expect("coordinator up");
-                    if let Err(e) = c.journal.append(&record, sync) {
+                    if let Err(e) = c.journal.append(&record, sync == SyncWhen::BeforeReply) {
                         return Err(self.violation(format!("journal append: {e}")));
                     }
-                    if sync {
+                    if sync == SyncWhen::Soon {
+                        // The syncer's fsync ends a little later; a crash before it
+                        // may cut the record off.
+                        let (upto, incarnation) = (c.journal.len(), c.incarnation);
+                        if let Record::Done { task, attempt, .. } = &record {
+                            self.soon.push((upto, *task, *attempt));
+                        }
+                        let after = Duration::from_micros(self.rng.random_range(100..3_000));
+                        self.push(after, Ev::Synced { upto, incarnation });
+                    } else if sync == SyncWhen::BeforeReply {
                         self.durable_len = c.journal.len();
+                        // Synced with everything before it.
+                        for (_, task, attempt) in std::mem::take(&mut self.soon) {
+                            self.durable_done.insert(task, attempt);
+                        }
                         match &record {
                             Record::Done { task, attempt, .. } => {
                                 self.durable_done.insert(*task, *attempt);
@@ -838,6 +864,7 @@ impl World {
                         // Maybe lost in a crash: then the restart finds the output
                         // gone or a reduce reports it lost. Either way it is not owed.
                         self.durable_done.remove(task);
+                        self.soon.retain(|(_, t, _)| t != task);
                     }
                 }
                 Effect::WakePolls => wake = true,
@@ -983,6 +1010,14 @@ impl World {
                     return Err(self.violation(msg));
                 }
                 for i in &inputs {
+                    // Every map's completion is on disk before a reduce reads it.
+                    if self.durable_done.get(&TaskId::map(i.map)) != Some(&i.attempt) {
+                        let msg = format!(
+                            "{} handed out before map-{} attempt {} was on disk",
+                            a.task, i.map, i.attempt
+                        );
+                        return Err(self.violation(msg));
+                    }
                     let current = tasks
                         .map_output(i.map)
                         .map(|(att, outs)| (att, outs.location(i.map, a.task.index)));
@@ -1702,6 +1737,22 @@ impl World {
                     },
                 ),
             },
+            Ev::Synced { upto, incarnation } => {
+                if self
+                    .coord
+                    .as_ref()
+                    .is_some_and(|c| c.incarnation == incarnation)
+                {
+                    self.durable_len = self.durable_len.max(upto);
+                    let (synced, later) = std::mem::take(&mut self.soon)
+                        .into_iter()
+                        .partition(|(end, _, _)| *end <= upto);
+                    self.soon = later;
+                    for (_, task, attempt) in synced {
+                        self.durable_done.insert(task, attempt);
+                    }
+                }
+            }
             Ev::Sweep => {
                 if let Some(c) = &mut self.coord {
                     c.sweep_at = None;

@@ -11,7 +11,7 @@
 //! [`coordinator::resume`]). The properties are the simulator's invariants, checked in
 //! every reachable state, and reachability of the job's success.
 
-use coordinator::effect::Effect;
+use coordinator::effect::{Effect, SyncWhen};
 use coordinator::job::Job;
 use coordinator::journal::{self, JobKey, Record};
 use coordinator::registry::Registry;
@@ -205,7 +205,9 @@ impl State {
         for e in effects {
             if let Effect::Journal { record, sync } = e {
                 self.journal.push(record);
-                if sync {
+                // A record synced soon is not on disk until a later one is synced
+                // before its reply: a crash may keep it or not.
+                if sync == SyncWhen::BeforeReply {
                     self.synced = self.journal.len();
                 }
             }
@@ -357,6 +359,22 @@ impl Model for Mr {
                     }
                     if a.task.kind == TaskKind::Reduce && !s.job.tasks.maps_done() {
                         s.broken = Some(format!("{} handed out before the maps were done", a.task));
+                    }
+                    // Every map a reduce reads is done on disk, not only in memory (a
+                    // map's completion is synced soon, the last map's before its reply).
+                    if let TaskSpec::Reduce { inputs, .. } = &a.spec {
+                        for i in inputs.for_partition(a.task.index) {
+                            let on_disk = s.journal[..s.synced].iter().any(|r| {
+                                matches!(r, Record::Done { task, attempt, .. }
+                                    if *task == TaskId::map(i.map) && *attempt == i.attempt)
+                            });
+                            if !on_disk {
+                                s.broken = Some(format!(
+                                    "{} handed out before map-{} attempt {} was on disk",
+                                    a.task, i.map, i.attempt
+                                ));
+                            }
+                        }
                     }
                     s.issued.insert((s.incarnation, a.task, a.attempt, id));
                     s.procs[w].running = Some(a.clone());
