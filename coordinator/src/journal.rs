@@ -422,10 +422,13 @@ impl Inner {
     /// Whether synced record `seq` is on disk, after syncing everything appended if no
     /// sync was running (false: one is, and `seq` may not be in it).
     fn sync_unless_running(&self, seq: u64) -> bool {
-        let mut st = self.state();
-        if st.durable >= seq {
-            return true;
-        }
+        let st = self.state();
+        st.durable >= seq || self.sync_if_idle(st)
+    }
+
+    /// Writes and syncs everything appended unless a sync is running (then false),
+    /// releasing the lock for the disk.
+    fn sync_if_idle(&self, mut st: std::sync::MutexGuard<'_, State>) -> bool {
         let Some(mut journal) = st.journal.take() else {
             return false;
         };
@@ -468,17 +471,11 @@ impl Inner {
             if st.closing {
                 return;
             }
-            if st.soon > st.durable {
-                if let Some(mut journal) = st.journal.take() {
-                    let batch = std::mem::take(&mut st.pending);
-                    let upto = st.appended;
-                    drop(st);
-                    write_logged(&mut journal, &batch, true);
-                    self.sync_ended(journal, upto);
-                    st = self.state();
-                    continue;
-                }
-                // A handler's sync has the journal: its end wakes us.
+            // A handler's sync may have the journal: its end wakes us.
+            if st.soon > st.durable && st.journal.is_some() {
+                self.sync_if_idle(st);
+                st = self.state();
+                continue;
             }
             st.syncer_sleeps = true;
             st = self.wanted.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -525,12 +522,13 @@ impl Writer {
     pub fn append(&self, record: Record, when: SyncWhen) -> Durable {
         let mut st = self.inner.state();
         st.pending.push(record);
+        // Without a syncer, nobody else would sync it.
+        let when = match when {
+            SyncWhen::Soon if self.syncer.is_none() => SyncWhen::BeforeReply,
+            when => when,
+        };
         match when {
             SyncWhen::BeforeReply => {
-                st.appended += 1;
-                Durable(Some((self.inner.clone(), st.appended)))
-            }
-            SyncWhen::Soon if self.syncer.is_none() => {
                 st.appended += 1;
                 Durable(Some((self.inner.clone(), st.appended)))
             }
@@ -766,23 +764,21 @@ mod tests {
         // Gone: not restored either.
         std::fs::remove_file(&path).unwrap();
         assert!(!outputs_intact(task, &result, 3));
+        // `data` zero bytes, then an index of these partition sizes.
+        let indexed = |data: usize, sizes: [u64; 3]| {
+            let mut file = vec![0u8; data];
+            let mut index = mr::packed::Index::new();
+            for size in sizes {
+                index.push(size);
+            }
+            index.write_to(&mut file).unwrap();
+            std::fs::write(&path, &file).unwrap();
+        };
         // An index whose partitions are too short to be streams: not restored.
-        let mut bogus = vec![0u8; 60];
-        let mut index = mr::packed::Index::new();
-        for size in [20, 10, 30] {
-            index.push(size);
-        }
-        index.write_to(&mut bogus).unwrap();
-        std::fs::write(&path, &bogus).unwrap();
+        indexed(60, [20, 10, 30]);
         assert!(!outputs_intact(task, &result, 3));
         // Nor one whose partitions stop short of the index (bytes between them).
-        let mut gap = vec![0u8; 70];
-        let mut index = mr::packed::Index::new();
-        for size in [20, 20, 20] {
-            index.push(size);
-        }
-        index.write_to(&mut gap).unwrap();
-        std::fs::write(&path, &gap).unwrap();
+        indexed(70, [20, 20, 20]);
         assert!(!outputs_intact(task, &result, 3));
     }
 

@@ -1125,8 +1125,9 @@ impl World {
                 outcome,
             } => {
                 let reply = self.report(worker, task, attempt, outcome)?;
-                // The service waits for the record to be on disk, then polls: other
-                // calls may come between.
+                // Answered (with the poll) after a while, as the service is once its
+                // records to sync before the reply are on disk: other calls may come
+                // between.
                 let incarnation = self.coord.as_ref().map_or(0, |c| c.incarnation);
                 let after = Duration::from_micros(self.rng.random_range(0..2_000));
                 self.push(
